@@ -1,0 +1,1 @@
+"""Shared pipeline infrastructure: configs, manifests, errors, atomic writes and progress bars."""

@@ -1,0 +1,47 @@
+"""Write files so that a reader never sees a partial artifact: write a temp file, then rename."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | Path) -> Iterator[Path]:
+    """Yield a temp path beside `target`; it replaces `target` only if the block finishes without error."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+@contextlib.contextmanager
+def atomic_open(target: str | Path) -> Iterator[BinaryIO]:
+    """Open a binary file for writing that appears at `target` only when closed without error."""
+    with atomic_path(target) as tmp, open(tmp, "wb") as handle:
+        yield handle
+
+
+def write_bytes(target: str | Path, data: bytes) -> None:
+    with atomic_open(target) as handle:
+        handle.write(data)
+
+
+def write_text(target: str | Path, text: str) -> None:
+    write_bytes(target, text.encode("utf-8"))
+
+
+def write_json(target: str | Path, value: Any) -> None:
+    write_text(target, json.dumps(value, indent=2, sort_keys=False) + "\n")

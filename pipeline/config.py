@@ -1,0 +1,136 @@
+"""Pipeline configuration: one YAML file per pipeline, defaults filled in, flags override, every field checked."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline.errors import PipelineError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = REPO_ROOT / "configs" / "demo.yaml"
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+# Every key a config may hold, with its default. A key not listed here is refused, so a typo never passes silently.
+DEFAULTS: dict[str, Any] = {
+    "dataset": {
+        "format": "synthetic",  # voc | yolo | wider | folders | synthetic
+        "train": None,  # path (relative to the config file's folder, or absolute)
+        "val": None,
+        "classes": ["face"],  # class names in output order
+        "class_map": {},  # source name -> class name (merge classes)
+        "classes_file": None,  # YOLO txt: classes file
+        "images_root": None,  # WIDER FACE: image folder
+        "synthetic": {"train_count": 240, "val_count": 60, "size": [320, 256], "seed": 20261122},
+    },
+    "model": {
+        "family": "tiny",  # tiny | darknet19 | skip_darknet19 | mobilenet_v1
+        "width": 0.25,
+        "input_size": [320, 256],  # width, height
+        "anchors": None,  # list of [w, h] in grid cells; None -> computed by `invoke data --anchors`
+        "num_anchors": 5,
+    },
+    "train": {"epochs": 30, "batch_size": 16, "learning_rate": 1e-3, "warmup_epochs": 2, "patience": 10,
+              "seed": 20261122, "budget_mib": 1.0},
+    "prune": {"sparsity": 0.0},
+    "quantize": {"calib_images": 200},
+    "export": {"held_images": 8},
+    "compile": {"budget_mib": 5.5},
+    "deploy": {"board": "sim", "port": None, "kmodel_address": 0x300000, "score_threshold": 0.5, "nms_iou": 0.3},
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    """A loaded pipeline config: its values, the file it came from and where its artifacts go."""
+
+    name: str
+    path: Path
+    values: dict[str, Any]
+
+    @property
+    def build_dir(self) -> Path:
+        return REPO_ROOT / "build" / self.name
+
+    def get(self, dotted: str) -> Any:
+        node: Any = self.values
+        for part in dotted.split("."):
+            node = node[part]
+        return node
+
+    def resolve_path(self, value: str | None) -> Path | None:
+        """A path from the config, relative to the config file's folder unless absolute."""
+        if value is None:
+            return None
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else (self.path.parent / path).resolve()
+
+
+def _merge(defaults: dict[str, Any], given: dict[str, Any], path: Path, prefix: str) -> dict[str, Any]:
+    merged = copy.deepcopy(defaults)
+    for key, value in given.items():
+        dotted = f"{prefix}{key}"
+        if key not in defaults:
+            known = ", ".join(sorted(defaults))
+            raise PipelineError("unknown key", path=path, field=dotted, expected=f"one of: {known}")
+        default = defaults[key]
+        if isinstance(default, dict) and default and not isinstance(value, dict):
+            raise PipelineError(f"got {type(value).__name__}", path=path, field=dotted, expected="a mapping")
+        if isinstance(default, dict) and default:
+            merged[key] = _merge(default, value, path, dotted + ".")
+        else:
+            merged[key] = _checked(default, value, path, dotted)
+    return merged
+
+
+def _checked(default: Any, value: Any, path: Path, dotted: str) -> Any:
+    if default is None or value is None:
+        return value
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, (int, float)):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        raise PipelineError(f"got {value!r}", path=path, field=dotted, expected=f"a {type(default).__name__}")
+    return value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Parse `key.sub=value` (value read as YAML) as given to `--set`."""
+    if "=" not in text:
+        raise PipelineError(f"override {text!r} has no '='", field="--set", expected="key.sub=value")
+    key, raw = text.split("=", 1)
+    return key.strip(), yaml.safe_load(raw)
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """Load a config file, fill defaults, apply dotted-key overrides (flags), and check every field."""
+    path = Path(path) if path else DEFAULT_CONFIG
+    if not path.is_absolute() and not path.exists():
+        path = REPO_ROOT / path
+    if not path.is_file():
+        raise PipelineError("config file not found", path=path, expected="a YAML file such as configs/demo.yaml")
+    try:
+        given = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise PipelineError(f"not valid YAML: {exc}", path=path) from exc
+    if not isinstance(given, dict):
+        raise PipelineError("top level is not a mapping", path=path, expected="keys such as dataset, model")
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        node = given
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise PipelineError("cannot override inside a non-mapping", path=path, field=key)
+        node[parts[-1]] = value
+    values = _merge(DEFAULTS, given, path, "")
+    return Config(name=path.stem, path=path.resolve(), values=values)

@@ -1,0 +1,22 @@
+"""Shared fixtures: the real data in ../shared/data (skip with a reason where a clone does not have it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import SHARED_DATA
+
+
+def shared_path(*parts: str) -> Path:
+    """A path under ../shared/data; the calling test is skipped with a clear reason when it is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"real data not present at {path} (it ships beside the repo in CI, not in a user's clone)")
+    return path
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    return shared_path()
