@@ -7,12 +7,15 @@ artifacts go to build/<config>/ with a manifest.json; a stage whose inputs are u
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
 from invoke import task
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter off the console
 
 from pipeline.config import load_config
 from pipeline.errors import PipelineError
@@ -33,6 +36,18 @@ def reports_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise SystemExit(2) from None
 
     return wrapper
+
+
+def load(config: str | None, sets: list[str] | None = None, **flags: Any):
+    """The config named by --config, with `--set key=value` overrides and then explicit flags applied."""
+    from pipeline.config import parse_override
+
+    overrides = dict(parse_override(text) for text in sets or [])
+    overrides.update({key: value for key, value in flags.items() if value is not None})
+    return load_config(config, overrides)
+
+
+SET_HELP = "override any config value, e.g. --set train.epochs=5 (repeatable)"
 
 
 @task(help={"check": "only report what is missing; install nothing"})
@@ -62,3 +77,34 @@ def clean(c, config=None):
     target = load_config(config).build_dir if config else REPO_ROOT / "build"
     shutil.rmtree(target, ignore_errors=True)
     print(f"removed {target}")
+
+
+@task(iterable=["set_"], help={"config": CONFIG_HELP, "set_": SET_HELP,
+                              "stats": "print counts and write box-size/aspect histograms (PNG) per split",
+                              "strict": "fail on the first bad image or annotation instead of skipping it",
+                              "force": FORCE_HELP})
+@reports_errors
+def data(c, config=None, set_=None, stats=False, strict=False, force=False):
+    """Read (or generate) the data set and check every image and box; --stats adds counts and histograms."""
+    from models.data.report import check_data_report, data_stats_report, format_stats
+
+    cfg = load(config, set_)
+    if stats:
+        print(format_stats(data_stats_report(cfg, strict=strict, force=force)))
+    else:
+        print(check_data_report(cfg, strict=strict, force=force))
+
+
+@task(iterable=["set_"], help={"config": CONFIG_HELP, "set_": SET_HELP,
+                              "model": "Keras model to export (default build/<config>/pruned.keras or model.keras)",
+                              "calib_images": "calibration images for the uint8 model (default quantize.calib_images)",
+                              "held_images": "held-out val images on which Keras/float/uint8 outputs are compared",
+                              "force": FORCE_HELP})
+@reports_errors
+def export(c, config=None, set_=None, model=None, calib_images=None, held_images=None, force=False):
+    """Export the trained model to float32 and full-integer uint8 TFLite; report sizes and output agreement."""
+    from deploy.export import export_stage, format_export
+
+    cfg = load(config, set_)
+    result = export_stage(cfg, model_path=model, calib_images=calib_images, held_images=held_images, force=force)
+    print(format_export(result.metrics))

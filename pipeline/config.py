@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,9 +34,14 @@ DEFAULTS: dict[str, Any] = {
         "input_size": [320, 256],  # width, height
         "anchors": None,  # list of [w, h] in grid cells; None -> computed by `invoke data --anchors`
         "num_anchors": 5,
+        "activation": "leaky",  # leaky (LeakyReLU 0.1) | relu | relu6
     },
     "train": {"epochs": 30, "batch_size": 16, "learning_rate": 1e-3, "warmup_epochs": 2, "patience": 10,
-              "seed": 20261122, "budget_mib": 1.0},
+              "seed": 20261122, "budget_mib": 1.0,
+              "weight_decay": 5e-4, "ignore_thresh": 0.6, "augment": True, "max_boxes": 50,
+              "loss_weights": {"coord": 1.0, "obj": 5.0, "noobj": 1.0, "class": 1.0},
+              "time_limit_minutes": 0.0,  # 0 = no limit; stops before an epoch that would end after it
+              "quiet": False},  # one line per epoch instead of a progress bar (for logs)
     "prune": {"sparsity": 0.0},
     "quantize": {"calib_images": 200},
     "export": {"held_images": 8},
@@ -54,7 +60,8 @@ class Config:
 
     @property
     def build_dir(self) -> Path:
-        return REPO_ROOT / "build" / self.name
+        """build/<config>/, under $PIPELINE_BUILD_ROOT when set (tests use a temp folder)."""
+        return Path(os.environ.get("PIPELINE_BUILD_ROOT", REPO_ROOT / "build")) / self.name
 
     def get(self, dotted: str) -> Any:
         node: Any = self.values

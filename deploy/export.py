@@ -1,0 +1,110 @@
+"""The export stage: a trained Keras model -> float32 and uint8 TFLite, with size and agreement report."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deploy.tflite import LiteRTRunner, export_float, export_uint8, output_step
+from models.data import load_records
+from models.pipeline import prepare_image
+from pipeline.atomic import write_json
+from pipeline.config import Config
+from pipeline.errors import PipelineError
+from pipeline.stage import StageResult, run_stage
+
+FLOAT_NAME, UINT8_NAME, REPORT_NAME, META_NAME = ("model_float.tflite", "model_uint8.tflite",
+                                                  "export_report.json", "model_meta.json")
+
+
+def default_model_path(cfg: Config) -> Path:
+    """The pruned model when the prune stage made one, else the trained model."""
+    pruned = cfg.build_dir / "pruned.keras"
+    return pruned if pruned.exists() else cfg.build_dir / "model.keras"
+
+
+def _images(cfg: Config, split: str, count: int, seed: int) -> list[np.ndarray]:
+    records = load_records(cfg, split)
+    order = np.random.default_rng(seed).permutation(len(records))[:count]
+    size = tuple(cfg.values["model"]["input_size"])
+    return [prepare_image(records[i].load()[0], size) for i in order]
+
+
+def agreement(model, float_runner: LiteRTRunner, uint8_runner: LiteRTRunner, images: list[np.ndarray]
+              ) -> dict[str, float]:
+    """Max / mean absolute differences between Keras, float TFLite and uint8 TFLite outputs on `images`."""
+    diffs: dict[str, list[np.ndarray]] = {"keras_vs_float": [], "keras_vs_uint8": [], "float_vs_uint8": []}
+    for image in images:
+        keras_out = np.asarray(model(image[None], training=False)).reshape(-1)
+        float_out = float_runner.run(image).reshape(-1)
+        uint8_out = uint8_runner.run(image).reshape(-1)
+        diffs["keras_vs_float"].append(np.abs(keras_out - float_out))
+        diffs["keras_vs_uint8"].append(np.abs(keras_out - uint8_out))
+        diffs["float_vs_uint8"].append(np.abs(float_out - uint8_out))
+    step = output_step(uint8_runner)
+    out: dict[str, float] = {"uint8_output_step": step}
+    for name, values in diffs.items():
+        flat = np.concatenate(values)
+        out[f"{name}_max"] = float(flat.max())
+        out[f"{name}_mean"] = float(flat.mean())
+    out["float_vs_uint8_mean_steps"] = out["float_vs_uint8_mean"] / step if step else 0.0
+    return out
+
+
+def export_model(cfg: Config, model_path: Path, calib_images: int, held_images: int) -> dict[str, Any]:
+    import keras
+
+    if not model_path.is_file():
+        raise PipelineError("trained model not found", path=model_path,
+                            expected="run `invoke train` first, or pass --model FILE.keras")
+    try:
+        model = keras.models.load_model(model_path, compile=False, safe_mode=False)
+    except (ValueError, OSError) as exc:
+        raise PipelineError(f"cannot load the Keras model ({exc})", path=model_path) from exc
+    out = cfg.build_dir
+    seed = int(cfg.values["train"]["seed"])
+    float_bytes = export_float(model, out / FLOAT_NAME)
+    uint8_bytes = export_uint8(model, out / UINT8_NAME, _images(cfg, "train", calib_images, seed))
+    meta = model_path.parent / META_NAME
+    if meta.is_file() and meta.parent != out:
+        shutil.copyfile(meta, out / META_NAME)
+    held = _images(cfg, "val", held_images, seed + 1)
+    report = {
+        "model": str(model_path),
+        "keras_params": int(model.count_params()),
+        "float_tflite_bytes": float_bytes,
+        "uint8_tflite_bytes": uint8_bytes,
+        "calibration_images": calib_images,
+        "held_images": len(held),
+        **agreement(model, LiteRTRunner(out / FLOAT_NAME), LiteRTRunner(out / UINT8_NAME), held),
+    }
+    write_json(out / REPORT_NAME, report)
+    return report
+
+
+def export_stage(cfg: Config, *, model_path: Path | None = None, calib_images: int | None = None,
+                 held_images: int | None = None, force: bool = False) -> StageResult:
+    """Export through the manifest: skipped when the model file and settings are unchanged."""
+    model_path = Path(model_path) if model_path else default_model_path(cfg)
+    calib = int(calib_images if calib_images is not None else cfg.values["quantize"]["calib_images"])
+    held = int(held_images if held_images is not None else cfg.values["export"]["held_images"])
+    params = {"calib_images": calib, "held_images": held, "dataset": cfg.values["dataset"],
+              "input_size": cfg.values["model"]["input_size"]}
+    out = cfg.build_dir
+    inputs = [model_path] if model_path.exists() else []
+    return run_stage(out, "export", inputs=inputs, params=params,
+                     outputs=[out / FLOAT_NAME, out / UINT8_NAME, out / REPORT_NAME],
+                     work=lambda: export_model(cfg, model_path, calib, held), force=force,
+                     tools=["tensorflow-cpu", "keras", "ai-edge-litert"])
+
+
+def format_export(metrics: dict[str, Any]) -> str:
+    return (f"float TFLite {metrics['float_tflite_bytes'] / 1024:.1f} KiB, uint8 TFLite "
+            f"{metrics['uint8_tflite_bytes'] / 1024:.1f} KiB ({metrics['keras_params']} params)\n"
+            f"on {metrics['held_images']} held images: keras vs float max {metrics['keras_vs_float_max']:.2e} "
+            f"mean {metrics['keras_vs_float_mean']:.2e}; keras vs uint8 max {metrics['keras_vs_uint8_max']:.4f} "
+            f"mean {metrics['keras_vs_uint8_mean']:.4f}; float vs uint8 mean "
+            f"{metrics['float_vs_uint8_mean_steps']:.2f} output steps (step {metrics['uint8_output_step']:.4f})")
