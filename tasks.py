@@ -96,6 +96,36 @@ def data(c, config=None, set_=None, stats=False, strict=False, force=False):
 
 
 @task(iterable=["set_"], help={"config": CONFIG_HELP, "set_": SET_HELP,
+                              "family": "backbone: tiny | darknet19 | skip_darknet19 | mobilenet_v1 (model.family)",
+                              "width": "width multiplier of every layer (model.width)",
+                              "epochs": "number of epochs (train.epochs)",
+                              "fresh": "ignore the last checkpoint and the CSV log; start from epoch 1",
+                              "force": FORCE_HELP})
+@reports_errors
+def train(c, config=None, set_=None, family=None, width=None, epochs=None, fresh=False, force=False):
+    """Train the YOLOv2 face detector (refuses a model over train.budget_mib first); resumes after an interrupt."""
+    from models.train import format_train, train_stage
+
+    cfg = load(config, set_, **{"model.family": family, "model.width": float(width) if width else None,
+                                "train.epochs": int(epochs) if epochs else None})
+    print(format_train(train_stage(cfg, force=force, resume=not fresh).metrics))
+
+
+@task(iterable=["set_"], help={"config": CONFIG_HELP, "set_": SET_HELP,
+                              "split": "data split to evaluate on (val or train)",
+                              "model": "Keras model to evaluate (default build/<config>/model.keras)"})
+@reports_errors
+def eval(c, config=None, set_=None, split="val", model=None):
+    """VOC AP@0.5, COCO AP@[.5:.95], PR curve and recall by face size for Keras, float and uint8 TFLite."""
+    from pathlib import Path
+
+    from models.evaluate import evaluate_stage, format_eval
+
+    cfg = load(config, set_)
+    print(format_eval(evaluate_stage(cfg, split=split, model_path=Path(model) if model else None)))
+
+
+@task(iterable=["set_"], help={"config": CONFIG_HELP, "set_": SET_HELP,
                               "model": "Keras model to export (default build/<config>/pruned.keras or model.keras)",
                               "calib_images": "calibration images for the uint8 model (default quantize.calib_images)",
                               "held_images": "held-out val images on which Keras/float/uint8 outputs are compared",
@@ -108,3 +138,13 @@ def export(c, config=None, set_=None, model=None, calib_images=None, held_images
     cfg = load(config, set_)
     result = export_stage(cfg, model_path=model, calib_images=calib_images, held_images=held_images, force=force)
     print(format_export(result.metrics))
+
+
+@task(iterable=["only"], help={"only": "run only this benchmark (repeatable); default all in benchmarks/"})
+@reports_errors
+def bench(c, only=None):
+    """Run the benchmarks; results go to build/bench/<name>.json (with PNG plots where useful)."""
+    from benchmarks.runner import run_benchmarks
+    from pipeline.config import REPO_ROOT
+
+    run_benchmarks(REPO_ROOT / "build" / "bench", only or None)

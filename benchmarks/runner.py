@@ -1,0 +1,43 @@
+"""Find and run the benchmark modules, writing each result to build/bench/<name>.json."""
+
+from __future__ import annotations
+
+import importlib
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+from pipeline.atomic import write_json
+from pipeline.errors import PipelineError
+
+BENCH_DIR = Path(__file__).resolve().parent
+
+
+def available() -> list[str]:
+    return sorted(p.stem.removeprefix("bench_") for p in BENCH_DIR.glob("bench_*.py"))
+
+
+def run_benchmarks(out_dir: Path, only: list[str] | None = None) -> dict[str, Any]:
+    """Run the named benchmarks (all by default); returns {name: result}."""
+    names = available()
+    unknown = sorted(set(only or []) - set(names))
+    if unknown:
+        raise PipelineError(f"unknown benchmark(s) {unknown}", field="--only", expected=", ".join(names))
+    results = {}
+    for name in only or names:
+        module = importlib.import_module(f"benchmarks.bench_{name}")
+        started = time.perf_counter()
+        result = module.run(out_dir)
+        result = {"benchmark": name, "machine": {"cpus": _cpus(), "python": platform.python_version()},
+                  "wall_s": round(time.perf_counter() - started, 2), **result}
+        write_json(out_dir / f"{name}.json", result)
+        print(f"[bench] {name}: {out_dir / (name + '.json')}")
+        results[name] = result
+    return results
+
+
+def _cpus() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0))
