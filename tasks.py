@@ -140,6 +140,21 @@ def export(c, config=None, set_=None, model=None, calib_images=None, held_images
     print(format_export(result.metrics))
 
 
+@task(iterable=["set_"], help={"config": CONFIG_HELP, "set_": SET_HELP,
+                              "model": "Keras model (default build/<config>/pruned.keras or model.keras)",
+                              "calib_images": "calibration images (default quantize.calib_images)",
+                              "held_images": "held-out val images on which Keras/float/uint8 outputs are compared",
+                              "force": FORCE_HELP})
+@reports_errors
+def quantize(c, config=None, set_=None, model=None, calib_images=None, held_images=None, force=False):
+    """Re-run only the full-integer (uint8 I/O) quantization of an exported model, e.g. with more calibration images."""
+    from deploy.export import format_export, quantize_stage
+
+    cfg = load(config, set_)
+    result = quantize_stage(cfg, model_path=model, calib_images=calib_images, held_images=held_images, force=force)
+    print(format_export(result.metrics))
+
+
 @task(iterable=["only"], help={"only": "run only this benchmark (repeatable); default all in benchmarks/"})
 @reports_errors
 def bench(c, only=None):

@@ -54,28 +54,42 @@ def agreement(model, float_runner: LiteRTRunner, uint8_runner: LiteRTRunner, ima
     return out
 
 
-def export_model(cfg: Config, model_path: Path, calib_images: int, held_images: int) -> dict[str, Any]:
+def load_keras(model_path: Path):
     import keras
+
+    import models.backbones  # noqa: F401  (registers the custom layers a saved detector uses)
 
     if not model_path.is_file():
         raise PipelineError("trained model not found", path=model_path,
                             expected="run `invoke train` first, or pass --model FILE.keras")
     try:
-        model = keras.models.load_model(model_path, compile=False, safe_mode=False)
-    except (ValueError, OSError) as exc:
+        return keras.models.load_model(model_path, compile=False, safe_mode=False)
+    except (ValueError, OSError, TypeError) as exc:
         raise PipelineError(f"cannot load the Keras model ({exc})", path=model_path) from exc
+
+
+def export_float_model(cfg: Config, model_path: Path) -> dict[str, Any]:
+    """Float TFLite of the model, with the detector metadata copied beside it."""
+    model = load_keras(model_path)
+    out = cfg.build_dir
+    float_bytes = export_float(model, out / FLOAT_NAME)
+    meta = model_path.parent / META_NAME
+    if meta.is_file() and meta.resolve() != (out / META_NAME).resolve():
+        shutil.copyfile(meta, out / META_NAME)
+    return {"model": str(model_path), "keras_params": int(model.count_params()), "float_tflite_bytes": float_bytes}
+
+
+def quantize_model(cfg: Config, model_path: Path, calib_images: int, held_images: int) -> dict[str, Any]:
+    """Full-integer TFLite calibrated on training images, compared with Keras and float TFLite on held images."""
+    model = load_keras(model_path)
     out = cfg.build_dir
     seed = int(cfg.values["train"]["seed"])
-    float_bytes = export_float(model, out / FLOAT_NAME)
     uint8_bytes = export_uint8(model, out / UINT8_NAME, _images(cfg, "train", calib_images, seed))
-    meta = model_path.parent / META_NAME
-    if meta.is_file() and meta.parent != out:
-        shutil.copyfile(meta, out / META_NAME)
     held = _images(cfg, "val", held_images, seed + 1)
     report = {
         "model": str(model_path),
         "keras_params": int(model.count_params()),
-        "float_tflite_bytes": float_bytes,
+        "float_tflite_bytes": (out / FLOAT_NAME).stat().st_size,
         "uint8_tflite_bytes": uint8_bytes,
         "calibration_images": calib_images,
         "held_images": len(held),
@@ -85,20 +99,40 @@ def export_model(cfg: Config, model_path: Path, calib_images: int, held_images: 
     return report
 
 
-def export_stage(cfg: Config, *, model_path: Path | None = None, calib_images: int | None = None,
-                 held_images: int | None = None, force: bool = False) -> StageResult:
-    """Export through the manifest: skipped when the model file and settings are unchanged."""
+TOOLS = ["tensorflow-cpu", "keras", "ai-edge-litert"]
+
+
+def float_stage(cfg: Config, model_path: Path, force: bool = False) -> StageResult:
+    out = cfg.build_dir
+    inputs = [model_path] if model_path.exists() else []
+    return run_stage(out, "export", inputs=inputs, params={"input_size": cfg.values["model"]["input_size"]},
+                     outputs=[out / FLOAT_NAME], work=lambda: export_float_model(cfg, model_path), force=force,
+                     tools=TOOLS)
+
+
+def quantize_stage(cfg: Config, *, model_path: Path | None = None, calib_images: int | None = None,
+                   held_images: int | None = None, force: bool = False) -> StageResult:
+    """uint8 TFLite through the manifest: skipped when the models, data and settings are unchanged."""
     model_path = Path(model_path) if model_path else default_model_path(cfg)
+    out = cfg.build_dir
+    if not (out / FLOAT_NAME).is_file():
+        raise PipelineError("float TFLite model not found", path=out / FLOAT_NAME, expected="run `invoke export`")
     calib = int(calib_images if calib_images is not None else cfg.values["quantize"]["calib_images"])
     held = int(held_images if held_images is not None else cfg.values["export"]["held_images"])
     params = {"calib_images": calib, "held_images": held, "dataset": cfg.values["dataset"],
               "input_size": cfg.values["model"]["input_size"]}
-    out = cfg.build_dir
-    inputs = [model_path] if model_path.exists() else []
-    return run_stage(out, "export", inputs=inputs, params=params,
-                     outputs=[out / FLOAT_NAME, out / UINT8_NAME, out / REPORT_NAME],
-                     work=lambda: export_model(cfg, model_path, calib, held), force=force,
-                     tools=["tensorflow-cpu", "keras", "ai-edge-litert"])
+    inputs = [p for p in (model_path, out / FLOAT_NAME) if p.exists()]
+    return run_stage(out, "quantize", inputs=inputs, params=params, outputs=[out / UINT8_NAME, out / REPORT_NAME],
+                     work=lambda: quantize_model(cfg, model_path, calib, held), force=force, tools=TOOLS)
+
+
+def export_stage(cfg: Config, *, model_path: Path | None = None, calib_images: int | None = None,
+                 held_images: int | None = None, force: bool = False) -> StageResult:
+    """Float export, then quantization: both TFLite models and the agreement report."""
+    model_path = Path(model_path) if model_path else default_model_path(cfg)
+    float_stage(cfg, model_path, force=force)
+    return quantize_stage(cfg, model_path=model_path, calib_images=calib_images, held_images=held_images,
+                          force=force)
 
 
 def format_export(metrics: dict[str, Any]) -> str:
