@@ -1,0 +1,21 @@
+"""The board given once on an invoke command line reaches every task of it."""
+
+import pytest
+
+from pipeline.errors import PipelineError
+from pipeline.invocation import board_for_task, flag_values
+
+
+def test_flag_values_both_spellings():
+    assert flag_values(["invoke", "build", "flash", "--board", "k210"], "--board") == ["k210"]
+    assert flag_values(["invoke", "build", "--board=qemu", "run"], "--board") == ["qemu"]
+    assert flag_values(["invoke", "build"], "--board") == []
+
+
+def test_board_for_task():
+    argv = ["invoke", "build", "flash", "--board", "k210"]
+    assert board_for_task(None, argv) == "k210"  # build sees flash's board
+    assert board_for_task("k210", argv) == "k210"
+    assert board_for_task(None, ["invoke", "build"]) is None
+    with pytest.raises(PipelineError, match="conflicting boards"):
+        board_for_task("sim", argv)

@@ -1,0 +1,67 @@
+"""Filter pruning: masks propagate through the whole detector graph, and removing dead filters changes nothing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from models.prune import filter_scores, keep_masks, prune_model
+from models.yolo_head import build_detector
+from pipeline.errors import PipelineError
+
+
+def detector(family: str):
+    import keras
+
+    keras.utils.set_random_seed(3)
+    return build_detector({"family": family, "width": 0.125, "input_size": [224, 224], "num_anchors": 2,
+                           "anchors": None}, 2)
+
+
+def _randomise_batch_norm(model, rng):
+    import keras
+
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            n = layer.gamma.shape[0]
+            layer.set_weights([rng.uniform(0.5, 1.5, n), rng.uniform(-0.3, 0.3, n), rng.uniform(-0.2, 0.2, n),
+                               rng.uniform(0.5, 2.0, n)])
+
+
+def test_removing_dead_filters_keeps_the_output(tmp_path):
+    import keras
+
+    model = detector("skip_darknet19")
+    rng = np.random.default_rng(0)
+    _randomise_batch_norm(model, rng)
+    # kill a quarter of the filters of every prunable conv: gamma = beta = 0 makes the channel exactly zero
+    scores = filter_scores(model)
+    for name, score in scores.items():
+        bn = model.get_layer(f"{name}_bn")
+        gamma, beta, mean, var = bn.get_weights()
+        dead = rng.permutation(len(score))[: len(score) // 4]
+        gamma[dead], beta[dead] = 0, 0
+        bn.set_weights([gamma, beta, mean, var])
+    masks = keep_masks(filter_scores(model), sparsity=0.25, min_filters=1)
+    pruned, summary = prune_model(model, masks)
+    assert summary.params_after < summary.params_before
+    assert summary.filters_after == sum(len(s) - len(s) // 4 for s in scores.values())
+    image = rng.uniform(0, 1, (1, 224, 224, 3)).astype(np.float32)
+    np.testing.assert_allclose(pruned(image, training=False), model(image, training=False), atol=1e-4)
+    pruned.save(tmp_path / "pruned.keras")
+    again = keras.models.load_model(tmp_path / "pruned.keras", safe_mode=False)
+    np.testing.assert_allclose(again(image, training=False), model(image, training=False), atol=1e-4)
+
+
+@pytest.mark.parametrize("family", ["tiny", "mobilenet_v1", "darknet19"])
+def test_every_family_prunes_to_a_smaller_runnable_model(family):
+    model = detector(family)
+    pruned, summary = prune_model(model, keep_masks(filter_scores(model), sparsity=0.5))
+    assert summary.params_after < 0.6 * summary.params_before
+    assert pruned.output_shape == model.output_shape
+    assert np.isfinite(pruned(np.zeros((1, 224, 224, 3), np.float32))).all()
+
+
+def test_bad_sparsity_is_refused():
+    with pytest.raises(PipelineError, match="prune.sparsity"):
+        keep_masks({"c": np.ones(8)}, sparsity=1.0)
