@@ -82,9 +82,10 @@ def clean(c, config=None):
 @task(iterable=["set_"], help={"config": CONFIG_HELP, "set_": SET_HELP,
                               "stats": "print counts and write box-size/aspect histograms (PNG) per split",
                               "strict": "fail on the first bad image or annotation instead of skipping it",
+                              "anchors": "compute the model's anchors by IoU k-means on the train boxes (+ PNG)",
                               "force": FORCE_HELP})
 @reports_errors
-def data(c, config=None, set_=None, stats=False, strict=False, force=False):
+def data(c, config=None, set_=None, stats=False, strict=False, anchors=False, force=False):
     """Read (or generate) the data set and check every image and box; --stats adds counts and histograms."""
     from models.data.report import check_data_report, data_stats_report, format_stats
 
@@ -93,6 +94,12 @@ def data(c, config=None, set_=None, stats=False, strict=False, force=False):
         print(format_stats(data_stats_report(cfg, strict=strict, force=force)))
     else:
         print(check_data_report(cfg, strict=strict, force=force))
+    if anchors:
+        from models.anchors import dataset_anchors
+
+        found = dataset_anchors(cfg, force=force)
+        cells = ", ".join(f"({w:.2f}, {h:.2f})" for w, h in found)
+        print(f"anchors (grid cells): {cells}\nwritten to {cfg.build_dir / 'anchors.json'} and anchors.png")
 
 
 @task(iterable=["set_"], help={"config": CONFIG_HELP, "set_": SET_HELP,
@@ -163,3 +170,57 @@ def bench(c, only=None):
     from pipeline.config import REPO_ROOT
 
     run_benchmarks(REPO_ROOT / "build" / "bench", only or None)
+
+
+@task(iterable=["set_"], help={"config": CONFIG_HELP, "set_": SET_HELP,
+                              "kmodel": "kmodel to render for (default build/<config>/model.kmodel)",
+                              "report": "compile report with the detector section (default build/<config>/"
+                                        "compile_report.json)",
+                              "storage": "where the board keeps the kmodel: embedded | flash (firmware.kmodel_storage)",
+                              "force": FORCE_HELP})
+@reports_errors
+def render(c, config=None, set_=None, kmodel=None, report=None, storage=None, force=False):
+    """Render the RT-Thread glue (rt_ai model files, detector app, SConscript, Kconfig) from the compiled model."""
+    from deploy.firmware.stages import render_stage
+
+    cfg = load(config, set_, **{"firmware.kmodel_storage": storage})
+    result = render_stage(cfg, kmodel=kmodel, report=report, force=force)
+    print(f"[render] {result.metrics['folder']} ({result.metrics['files']} files, kmodel {result.metrics['storage']})")
+
+
+@task(iterable=["set_"], help={"config": CONFIG_HELP, "set_": SET_HELP,
+                              "board": "host (native executable) | qemu (bare-metal RV64) | k210 (RT-Thread tree)",
+                              "rtt_root": "RT-Thread tree for --board k210 (default $RTT_ROOT)",
+                              "rounding": "soft-KPU rounding: reference | v0.1 (firmware.rounding)",
+                              "force": FORCE_HELP})
+@reports_errors
+def build(c, config=None, set_=None, board="host", rtt_root=None, rounding=None, force=False):
+    """Build the rendered firmware for a board and report its size against the K210's 6 MiB SRAM."""
+    from deploy.firmware.stages import build_stage
+
+    cfg = load(config, set_, **{"firmware.rounding": rounding})
+    result = build_stage(cfg, board, rtt_root=rtt_root, force=force)
+    size = result.metrics.get("size")
+    print(f"[build] {board}: {result.metrics.get('image') or result.metrics.get('program')}")
+    if size:
+        print(f"[build] text {size['text']} + data {size['data']} + bss {size['bss']} + kmodel {size['kmodel']} "
+              f"+ work {size['work']} = {size['total']} bytes, {size['percent']}% of 6 MiB SRAM")
+
+
+@task(iterable=["set_"], help={"config": CONFIG_HELP, "set_": SET_HELP,
+                              "board": "host | qemu",
+                              "images": "folder of images (or one image) to feed as camera frames",
+                              "dump": "also print every raw output tensor as a hex JSON line",
+                              "icount": "QEMU: count instructions per frame exactly (-icount)"})
+@reports_errors
+def run(c, config=None, set_=None, board="host", images=None, dump=False, icount=False):
+    """Run the built firmware on images; prints one JSON line per frame (detections, ms)."""
+    from pathlib import Path
+
+    from deploy.firmware.stages import run_firmware
+
+    if not images:
+        raise PipelineError("no images given", field="--images", expected="a folder of images")
+    cfg = load(config, set_)
+    result = run_firmware(cfg, board, Path(images), dump=dump, count_instructions=icount)
+    print("\n".join(line for line in result.text.splitlines() if line.startswith("{")))
