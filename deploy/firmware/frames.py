@@ -1,0 +1,87 @@
+"""Camera stand-ins for the host and QEMU targets (images as binary PPM frames), and the Python mirror of the
+firmware's letterbox preprocessing, so the simulator gets exactly the input the firmware makes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from pipeline.atomic import atomic_path
+from pipeline.errors import PipelineError
+
+IMAGE_SUFFIXES = (".bmp", ".jpg", ".jpeg", ".png", ".ppm")
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files directly in `folder`, sorted; PipelineError when there are none."""
+    folder = Path(folder)
+    if folder.is_file():
+        return [folder]
+    images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
+    if not images:
+        raise PipelineError("no images found", path=folder, expected=f"files ending in {', '.join(IMAGE_SUFFIXES)}")
+    return images
+
+
+def write_ppm_frames(images: list[Path], out_dir: Path) -> list[Path]:
+    """frame_NNN.ppm (RGB, the image's own size) for each image: what the camera would deliver."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    frames = []
+    for index, path in enumerate(images):
+        target = out_dir / f"frame_{index:03d}.ppm"
+        try:
+            with Image.open(path) as image, atomic_path(target) as tmp:
+                image.convert("RGB").save(tmp, format="PPM")
+        except (OSError, UnidentifiedImageError) as exc:
+            raise PipelineError(f"cannot read image: {exc}", path=path, expected="a BMP/JPEG/PNG/PPM image") from None
+        frames.append(target)
+    return frames
+
+
+@dataclass(frozen=True)
+class Fit:
+    """Where a frame lands in the model input (the firmware's app_fit): fitted size and centring offsets."""
+
+    width: int
+    height: int
+    pad_x: int
+    pad_y: int
+
+
+def letterbox_fit(frame_size: tuple[int, int], input_size: tuple[int, int]) -> Fit:
+    """The firmware's integer letterbox geometry for a (w, h) frame and a (w, h) model input."""
+    (fw, fh), (iw, ih) = frame_size, input_size
+    if fw * ih >= fh * iw:
+        width, height = iw, fh * iw // fw
+    else:
+        width, height = fw * ih // fh, ih
+    width, height = max(width, 1), max(height, 1)
+    return Fit(width, height, (iw - width) // 2, (ih - height) // 2)
+
+
+def model_input(ppm: Path, input_size: tuple[int, int], fill: int) -> np.ndarray:
+    """The CHW uint8 input the firmware makes from a frame: letterboxed, nearest-neighbour (app_preprocess)."""
+    with Image.open(ppm) as image:
+        frame = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    fh, fw = frame.shape[:2]
+    iw, ih = input_size
+    fit = letterbox_fit((fw, fh), input_size)
+    rows = np.arange(fit.height) * fh // fit.height
+    cols = np.arange(fit.width) * fw // fit.width
+    canvas = np.full((ih, iw, 3), fill, np.uint8)
+    canvas[fit.pad_y:fit.pad_y + fit.height, fit.pad_x:fit.pad_x + fit.width] = frame[rows][:, cols]
+    return np.ascontiguousarray(canvas.transpose(2, 0, 1))
+
+
+def boxes_to_frame(boxes: np.ndarray, frame_size: tuple[int, int], input_size: tuple[int, int]) -> np.ndarray:
+    """(N, 4) boxes from fractions of the model input to frame pixels (the firmware's app_to_frame)."""
+    fit = letterbox_fit(frame_size, input_size)
+    boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    scale = np.array([input_size[0], input_size[1]] * 2, np.float32)
+    pad = np.array([fit.pad_x, fit.pad_y] * 2, np.float32)
+    ratio = np.array([frame_size[0] / fit.width, frame_size[1] / fit.height] * 2, np.float32)
+    return (boxes * scale - pad) * ratio

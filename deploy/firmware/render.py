@@ -1,0 +1,128 @@
+"""Render the RT-Thread glue of one compiled model from the Jinja templates in firmware/templates, plus copies of
+the C sources it needs (rt_ai core and backends, region layer, software-KPU runtime), into one folder."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from deploy.firmware.atomic_folder import atomic_folder
+from deploy.firmware.c_names import c_float, c_json_string, model_identifier, unique_identifiers
+from deploy.firmware.model_spec import ModelSpec
+from pipeline.errors import PipelineError
+
+FIRMWARE_DIR = Path(__file__).resolve().parents[2] / "firmware"
+TEMPLATE_DIR = FIRMWARE_DIR / "templates"
+COPIED_SOURCE_DIRS = ("rt_ai", "app", "runtime")
+KMODEL_ALIGNMENT = 256
+HEX_BYTES_PER_LINE = 12
+STORAGES = ("embedded", "flash")
+CAMERA_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """How to render: the model's name, where its kmodel lives on the board, and board details."""
+
+    name: str
+    storage: str = "flash"
+    flash_offset: int = 0x300000
+    camera: str = "ov5640"
+    dma_channel: int = 5
+
+
+@dataclass(frozen=True)
+class RenderedFirmware:
+    folder: Path
+    c_name: str
+    files: tuple[str, ...]
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATE_DIR), undefined=jinja2.StrictUndefined,
+                             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=False)
+    env.filters["c_float"] = c_float
+    env.filters["c_json_string"] = c_json_string
+    return env
+
+
+def _check_options(options: RenderOptions) -> None:
+    if options.storage not in STORAGES:
+        raise PipelineError(f"got {options.storage!r}", field="firmware.kmodel_storage", expected=" or ".join(STORAGES))
+    if options.flash_offset < 0 or options.flash_offset % KMODEL_ALIGNMENT:
+        raise PipelineError(f"got {options.flash_offset:#x}", field="deploy.kmodel_address",
+                            expected=f"a non-negative multiple of {KMODEL_ALIGNMENT}")
+    if not options.camera or not set(options.camera) <= CAMERA_NAME_CHARS or len(options.camera) > 15:
+        raise PipelineError(f"got {options.camera!r}", field="firmware.camera",
+                            expected="an RT-Thread device name of letters, digits and '_' (<= 15 characters)")
+    if not 0 <= options.dma_channel <= 5:
+        raise PipelineError(f"got {options.dma_channel!r}", field="firmware.dma_channel", expected="0..5")
+
+
+def _comment_safe(text: str) -> str:
+    """Text that can sit inside a C block comment and a Python/Kconfig line comment."""
+    printable = "".join(ch if ch.isprintable() and ord(ch) < 128 else "?" for ch in text)
+    return printable.replace("*/", "* /")
+
+
+def _hex_lines(data: bytes) -> list[str]:
+    return [", ".join(f"0x{b:02x}" for b in data[i:i + HEX_BYTES_PER_LINE]) + ","
+            for i in range(0, len(data), HEX_BYTES_PER_LINE)]
+
+
+def _context(spec: ModelSpec, options: RenderOptions, c_name: str) -> dict:
+    det = spec.detector
+    detector = {
+        "input_w": det.input_w, "input_h": det.input_h, "grid_w": det.grid_w, "grid_h": det.grid_h,
+        "anchors": det.anchors, "classes": det.classes, "score_threshold": det.score_threshold,
+        "nms_iou": det.nms_iou, "max_candidates": det.max_candidates, "letterbox_fill": det.letterbox_fill,
+        "class_identifiers": unique_identifiers(list(det.classes), prefix=f"{c_name.upper()}_CLASS",
+                                                field="detector.classes"),
+    }
+    return {
+        "source_comment": _comment_safe(spec.kmodel.name),
+        "c_name": c_name, "C_NAME": c_name.upper(), "kmodel_size": spec.kmodel_size,
+        "work_buffer_bytes": spec.work_buffer_bytes, "alignment": KMODEL_ALIGNMENT, "storage": options.storage,
+        "flash_offset": options.flash_offset, "dma_channel": options.dma_channel, "inputs": spec.inputs,
+        "outputs": spec.outputs, "detector": detector, "board": {"camera": options.camera},
+    }
+
+
+def _outputs(c_name: str, storage: str) -> dict[str, str]:
+    """Template -> file name in the rendered folder."""
+    files = {
+        "rt_ai_model.h.j2": f"rt_ai_{c_name}_model.h",
+        "rt_ai_model.c.j2": f"rt_ai_{c_name}_model.c",
+        "detector.h.j2": f"{c_name}_detector.h",
+        "app.c.j2": f"{c_name}_app.c",
+        "board_k210.c.j2": f"{c_name}_board_k210.c",
+        "SConscript.j2": "SConscript",
+        "Kconfig.j2": "Kconfig",
+    }
+    if storage == "embedded":
+        files["kmodel.h.j2"] = f"{c_name}_kmodel.h"
+        files["kmodel.c.j2"] = f"{c_name}_kmodel.c"
+    return files
+
+
+def render_firmware(spec: ModelSpec, options: RenderOptions, folder: Path) -> RenderedFirmware:
+    """Write the rendered folder; it appears complete or not at all (rendered beside it, then renamed)."""
+    _check_options(options)
+    c_name = model_identifier(options.name)
+    context = _context(spec, options, c_name)
+    if options.storage == "embedded":
+        context["kmodel_hex_lines"] = _hex_lines(spec.kmodel.read_bytes())
+    env = _environment()
+    folder = Path(folder)
+    with atomic_folder(folder) as tmp:
+        names = []
+        for template, name in _outputs(c_name, options.storage).items():
+            (tmp / name).write_text(env.get_template(template).render(context), encoding="utf-8")
+            names.append(name)
+        for sub in COPIED_SOURCE_DIRS:
+            shutil.copytree(FIRMWARE_DIR / sub, tmp / sub)
+            names += [f"{sub}/{p.name}" for p in sorted((tmp / sub).iterdir())]
+    return RenderedFirmware(folder=folder, c_name=c_name, files=tuple(sorted(names)))

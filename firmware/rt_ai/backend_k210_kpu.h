@@ -1,0 +1,23 @@
+/* rt_ai backend on the K210's KPU through the Kendryte SDK (kpu_load_kmodel / kpu_run_kmodel).
+ * Compiled only inside an RT-Thread bsp/k210 tree with the kendryte-sdk package (RT_AI_USE_K210). */
+#ifndef BACKEND_K210_KPU_H
+#define BACKEND_K210_KPU_H
+
+#ifdef RT_AI_USE_K210
+#include <dmac.h>
+#include <kpu.h>
+
+#include "rt_ai.h"
+
+struct k210_kpu {
+    struct rt_ai parent;
+    kpu_model_context_t task;
+    const rt_uint8_t *model; /* 256-byte aligned kmodel in cached SRAM */
+    dmac_channel_number_t dmac;
+};
+
+/* Backend constructor for rt_ai_register: arg is the struct k210_kpu. */
+int backend_k210_kpu(void *arg);
+#endif
+
+#endif

@@ -1,0 +1,471 @@
+/* CPU layers of kmodel V3: float32 in sequential C loop order, integer layers as the SDK defines them. */
+#include "cpu_layers.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "kmodel_format.h"
+#include "kpu_arith.h"
+#include "kpu_soft.h"
+
+#define F(body, off) kmodel_u32((body) + (off))
+
+static float *f32_at(uint8_t *main, uint32_t addr)
+{
+    return (float *)(void *)(main + addr);
+}
+
+static uint32_t min_body_size(uint32_t type, const uint8_t *body, uint32_t body_size)
+{
+    switch (type) {
+    case KL_ADD: case KL_GLOBAL_MAX_POOL2D: case KL_QUANTIZED_GLOBAL_MAX_POOL2D: case KL_GLOBAL_AVERAGE_POOL2D:
+    case KL_QUANTIZED_GLOBAL_AVERAGE_POOL2D:
+        return 20;
+    case KL_QUANTIZED_ADD:
+        return 56;
+    case KL_QUANTIZED_MAX_POOL2D: case KL_QUANTIZED_AVERAGE_POOL2D:
+        return 60;
+    case KL_MAX_POOL2D: case KL_AVERAGE_POOL2D:
+        return 64;
+    case KL_QUANTIZE: case KL_DEQUANTIZE: case KL_TENSORFLOW_FLATTEN: case KL_QUANTIZED_TENSORFLOW_FLATTEN:
+    case KL_K210_UPLOAD:
+        return 24;
+    case KL_REQUANTIZE:
+        return 272;
+    case KL_L2_NORMALIZATION: case KL_SOFTMAX: case KL_LOGISTIC: case KL_K210_ADD_PADDING:
+    case KL_K210_REMOVE_PADDING:
+        return 16;
+    case KL_CONCAT: case KL_QUANTIZED_CONCAT:
+        return body_size < 12 ? 12 : 12 + 8 * F(body, 8);
+    case KL_FULLY_CONNECTED:
+        return body_size < 24 ? 24 : 24 + 4 * (F(body, 12) * F(body, 16) + F(body, 16));
+    case KL_RESIZE_NEAREST_NEIGHBOR: case KL_QUANTIZED_RESIZE_NEAREST_NEIGHBOR:
+        return 36;
+    case KL_CHANNELWISE_DEQUANTIZE:
+        return body_size < 20 ? 20 : 20 + 8 * F(body, 12);
+    default:
+        return 0;
+    }
+}
+
+int cpu_layer_known(uint32_t type)
+{
+    return min_body_size(type, NULL, 0) != 0;
+}
+
+struct range_check {
+    uint32_t main_bytes;
+    uint32_t bad_field;
+    int failed;
+};
+
+/* Record a failure when main[addr .. addr + bytes) is outside the main buffer; field = body offset of addr. */
+static void need(struct range_check *rc, const uint8_t *body, uint32_t field, uint64_t bytes)
+{
+    uint64_t addr = F(body, field);
+    if (!rc->failed && addr + bytes > rc->main_bytes) {
+        rc->failed = 1;
+        rc->bad_field = field;
+    }
+}
+
+static void need_kpu(struct range_check *rc, uint32_t field, uint64_t line, uint64_t bytes)
+{
+    if (!rc->failed && line * KPU_LINE_BYTES + bytes > KPU_RAM_BYTES) {
+        rc->failed = 1;
+        rc->bad_field = field;
+    }
+}
+
+static uint64_t shape_count(const uint8_t *body, uint32_t off)
+{
+    return (uint64_t)F(body, off) * F(body, off + 4) * F(body, off + 8);
+}
+
+static void check_ranges(uint32_t type, const uint8_t *body, struct range_check *rc)
+{
+    uint64_t n;
+    uint32_t i;
+    switch (type) {
+    case KL_ADD:
+        n = (uint64_t)F(body, 16) * 4;
+        need(rc, body, 4, n), need(rc, body, 8, n), need(rc, body, 12, n);
+        break;
+    case KL_QUANTIZED_ADD:
+        n = ((uint64_t)F(body, 16) + 7) / 8 * 8;
+        need(rc, body, 4, n), need(rc, body, 8, n), need(rc, body, 12, n);
+        for (i = 28; i <= 52; i += 12)
+            if (F(body, i) > 62 && !rc->failed)
+                rc->failed = 1, rc->bad_field = i;
+        break;
+    case KL_GLOBAL_MAX_POOL2D: case KL_QUANTIZED_GLOBAL_MAX_POOL2D: case KL_GLOBAL_AVERAGE_POOL2D:
+    case KL_QUANTIZED_GLOBAL_AVERAGE_POOL2D:
+        n = (type == KL_GLOBAL_AVERAGE_POOL2D || type == KL_GLOBAL_MAX_POOL2D) ? 4 : 1;
+        need(rc, body, 4, n * F(body, 12) * F(body, 16)), need(rc, body, 8, n * F(body, 16));
+        if (F(body, 12) == 0 && !rc->failed)
+            rc->failed = 1, rc->bad_field = 12;
+        break;
+    case KL_QUANTIZED_MAX_POOL2D: case KL_QUANTIZED_AVERAGE_POOL2D: case KL_MAX_POOL2D: case KL_AVERAGE_POOL2D:
+        n = (type == KL_AVERAGE_POOL2D || type == KL_MAX_POOL2D) ? 4 : 1;
+        need(rc, body, 4, n * shape_count(body, 12)), need(rc, body, 8, n * shape_count(body, 24));
+        for (i = 36; i < 52; i += 4)
+            if (F(body, i) == 0 && !rc->failed)
+                rc->failed = 1, rc->bad_field = i;
+        if (F(body, 20) != F(body, 32) && !rc->failed)
+            rc->failed = 1, rc->bad_field = 32;
+        break;
+    case KL_QUANTIZE: case KL_DEQUANTIZE:
+        n = F(body, 12);
+        need(rc, body, 4, n * (type == KL_QUANTIZE ? 4 : 1)), need(rc, body, 8, n * (type == KL_QUANTIZE ? 1 : 4));
+        break;
+    case KL_REQUANTIZE:
+        need(rc, body, 4, F(body, 12)), need(rc, body, 8, F(body, 12));
+        break;
+    case KL_L2_NORMALIZATION: case KL_SOFTMAX: case KL_LOGISTIC:
+        need(rc, body, 4, (uint64_t)F(body, 12) * 4), need(rc, body, 8, (uint64_t)F(body, 12) * 4);
+        break;
+    case KL_CONCAT: case KL_QUANTIZED_CONCAT:
+        n = 0;
+        for (i = 0; i < F(body, 8); i++) {
+            need(rc, body, 12 + 8 * i, F(body, 16 + 8 * i));
+            n += F(body, 16 + 8 * i);
+        }
+        need(rc, body, 4, n);
+        break;
+    case KL_FULLY_CONNECTED:
+        need(rc, body, 4, (uint64_t)F(body, 12) * 4), need(rc, body, 8, (uint64_t)F(body, 16) * 4);
+        break;
+    case KL_TENSORFLOW_FLATTEN: case KL_QUANTIZED_TENSORFLOW_FLATTEN:
+        n = shape_count(body, 12) * (type == KL_TENSORFLOW_FLATTEN ? 4 : 1);
+        need(rc, body, 4, n), need(rc, body, 8, n);
+        break;
+    case KL_RESIZE_NEAREST_NEIGHBOR: case KL_QUANTIZED_RESIZE_NEAREST_NEIGHBOR:
+        n = type == KL_RESIZE_NEAREST_NEIGHBOR ? 4 : 1;
+        need(rc, body, 4, n * shape_count(body, 12));
+        need(rc, body, 8, n * F(body, 20) * F(body, 24) * F(body, 28));
+        if ((F(body, 24) == 0 || F(body, 28) == 0) && !rc->failed)
+            rc->failed = 1, rc->bad_field = 24;
+        break;
+    case KL_CHANNELWISE_DEQUANTIZE:
+        n = (uint64_t)F(body, 12) * F(body, 16);
+        need(rc, body, 4, n), need(rc, body, 8, n * 4);
+        break;
+    case KL_K210_ADD_PADDING:
+        need(rc, body, 4, F(body, 12));
+        need_kpu(rc, 8, F(body, 8), ((uint64_t)F(body, 12) + 3) / 4 * 4 * KPU_LINE_BYTES);
+        break;
+    case KL_K210_REMOVE_PADDING:
+        need(rc, body, 4, (uint64_t)F(body, 12) * 16), need(rc, body, 8, F(body, 12));
+        break;
+    case KL_K210_UPLOAD:
+        need(rc, body, 4, shape_count(body, 12));
+        need_kpu(rc, 8, F(body, 8), kpu_map_bytes(F(body, 20), F(body, 16), F(body, 12)));
+        break;
+    default:
+        rc->failed = 1;
+        rc->bad_field = 0;
+    }
+}
+
+int cpu_layer_check(uint32_t type, const uint8_t *body, uint32_t body_size, uint32_t main_bytes, uint32_t *bad_field)
+{
+    struct range_check rc;
+    uint32_t need_size = min_body_size(type, body, body_size);
+    if (need_size == 0 || body_size < need_size) {
+        *bad_field = body_size;
+        return 1;
+    }
+    rc.main_bytes = main_bytes;
+    rc.bad_field = 0;
+    rc.failed = 0;
+    check_ranges(type, body, &rc);
+    *bad_field = rc.bad_field;
+    return rc.failed;
+}
+
+/* SDK carry_shift: round half up for v >= 0, literal definition for negatives. */
+static int64_t carry_shift(int64_t v, int32_t s)
+{
+    int64_t u;
+    if (s <= 0)
+        return v;
+    u = kpu_floor_shift(v, (unsigned)(s - 1));
+    if ((u & 1) == 0)
+        return kpu_floor_shift(u, 1);
+    return u >= 0 ? kpu_floor_shift(u, 1) + 1 : kpu_floor_shift(u, 1) - 1;
+}
+
+static void quantized_add(const uint8_t *b, uint8_t *main)
+{
+    const uint8_t *in_a = main + F(b, 4), *in_b = main + F(b, 8);
+    uint8_t *out = main + F(b, 12);
+    uint32_t count = (F(b, 16) + 7) / 8 * 8, i;
+    int32_t off_a = kmodel_i32(b + 20), mul_a = kmodel_i32(b + 24), sh_a = kmodel_i32(b + 28);
+    int32_t off_b = kmodel_i32(b + 32), mul_b = kmodel_i32(b + 36), sh_b = kmodel_i32(b + 40);
+    int32_t off_o = kmodel_i32(b + 44), mul_o = kmodel_i32(b + 48), sh_o = kmodel_i32(b + 52);
+    for (i = 0; i < count; i++) {
+        int64_t va = ((int64_t)in_a[i] + off_a) * mul_a, vb = ((int64_t)in_b[i] + off_b) * mul_b, v;
+        if (sh_a == sh_b)
+            v = kpu_floor_shift(va + vb, (unsigned)sh_a);
+        else
+            v = kpu_floor_shift(va, (unsigned)sh_a) + kpu_floor_shift(vb, (unsigned)sh_b);
+        out[i] = kpu_clamp_u8(carry_shift(v * mul_o, sh_o) + off_o);
+    }
+}
+
+/* Per channel over kernel_size values: max or (truncating for u8) mean. */
+static void global_pool(const uint8_t *b, uint8_t *main, int quantized, int is_max)
+{
+    uint32_t ks = F(b, 12), ch = F(b, 16), c, i;
+    for (c = 0; c < ch; c++) {
+        if (quantized) {
+            const uint8_t *in = main + F(b, 4) + (size_t)c * ks;
+            uint32_t sum = 0, best = 0;
+            for (i = 0; i < ks; i++) {
+                sum += in[i];
+                best = in[i] > best ? in[i] : best;
+            }
+            main[F(b, 8) + c] = (uint8_t)(is_max ? best : sum / ks);
+        } else {
+            const float *in = f32_at(main, F(b, 4)) + (size_t)c * ks;
+            float sum = 0.0f, best = in[0];
+            for (i = 0; i < ks; i++) {
+                sum += in[i];
+                best = in[i] > best ? in[i] : best;
+            }
+            f32_at(main, F(b, 8))[c] = is_max ? best : sum / (float)ks;
+        }
+    }
+}
+
+static float apply_activation(float v, uint32_t act)
+{
+    if (act == KACT_RELU || act == KACT_RELU6)
+        v = v < 0.0f ? 0.0f : v;
+    if (act == KACT_RELU6)
+        v = v > 6.0f ? 6.0f : v;
+    return v;
+}
+
+/* 2-D pooling with windows clipped to the image: u8 max (from 0) or truncating mean over in-range pixels;
+ * f32 max (from -inf, then the body's activation) or mean over in-range pixels (activation not applied). */
+static void pool2d(uint32_t type, const uint8_t *b, uint8_t *main)
+{
+    int quantized = type == KL_QUANTIZED_MAX_POOL2D || type == KL_QUANTIZED_AVERAGE_POOL2D;
+    int is_max = type == KL_QUANTIZED_MAX_POOL2D || type == KL_MAX_POOL2D;
+    uint32_t iw = F(b, 12), ih = F(b, 16), ch = F(b, 20), ow = F(b, 24), oh = F(b, 28);
+    uint32_t kw = F(b, 36), kh = F(b, 40), sw = F(b, 44), sh = F(b, 48);
+    int32_t pw = (int32_t)F(b, 52), ph = (int32_t)F(b, 56);
+    uint32_t c, oy, ox;
+    for (c = 0; c < ch; c++)
+        for (oy = 0; oy < oh; oy++)
+            for (ox = 0; ox < ow; ox++) {
+                int32_t y0 = (int32_t)(oy * sh) - ph, x0 = (int32_t)(ox * sw) - pw, y, x;
+                int32_t y1 = y0 + (int32_t)kh, x1 = x0 + (int32_t)kw;
+                float sum = 0.0f, best = -INFINITY;
+                uint32_t count = 0, qsum = 0, qbest = 0;
+                size_t out = ((size_t)c * oh + oy) * ow + ox;
+                y0 = y0 < 0 ? 0 : y0;
+                x0 = x0 < 0 ? 0 : x0;
+                y1 = y1 > (int32_t)ih ? (int32_t)ih : y1;
+                x1 = x1 > (int32_t)iw ? (int32_t)iw : x1;
+                for (y = y0; y < y1; y++)
+                    for (x = x0; x < x1; x++) {
+                        size_t idx = ((size_t)c * ih + (size_t)y) * iw + (size_t)x;
+                        if (quantized) {
+                            uint32_t v = main[F(b, 4) + idx];
+                            qsum += v;
+                            qbest = v > qbest ? v : qbest;
+                        } else {
+                            float v = f32_at(main, F(b, 4))[idx];
+                            sum += v;
+                            best = v > best ? v : best;
+                        }
+                        count++;
+                    }
+                if (quantized)
+                    main[F(b, 8) + out] = (uint8_t)(is_max ? qbest : (count ? qsum / count : 0));
+                else
+                    f32_at(main, F(b, 8))[out] = is_max ? apply_activation(best, F(b, 60))
+                                                        : (count ? sum / (float)count : 0.0f);
+            }
+}
+
+static void quantize(const uint8_t *b, uint8_t *main)
+{
+    uint32_t n = F(b, 12), i;
+    float scale = kmodel_f32(b + 16), bias = kmodel_f32(b + 20), inv = 1.0f / scale;
+    const float *in = f32_at(main, F(b, 4));
+    for (i = 0; i < n; i++) {
+        float q = roundf((in[i] - bias) * inv);
+        main[F(b, 8) + i] = (uint8_t)(q != q || q < 0.0f ? 0.0f : (q > 255.0f ? 255.0f : q));
+    }
+}
+
+static void dequantize(const uint8_t *b, uint8_t *main)
+{
+    uint32_t n = F(b, 12), i;
+    float scale = kmodel_f32(b + 16), bias = kmodel_f32(b + 20);
+    const uint8_t *in = main + F(b, 4);
+    float *out = f32_at(main, F(b, 8));
+    for (i = 0; i < n; i++)
+        out[i] = (float)in[i] * scale + bias;
+}
+
+static void requantize(const uint8_t *b, uint8_t *main)
+{
+    uint32_t n = F(b, 12), i;
+    for (i = 0; i < n; i++)
+        main[F(b, 8) + i] = b[16 + main[F(b, 4) + i]];
+}
+
+static void channel_vector(uint32_t type, const uint8_t *b, uint8_t *main)
+{
+    uint32_t n = F(b, 12), i;
+    const float *in = f32_at(main, F(b, 4));
+    float *out = f32_at(main, F(b, 8));
+    float acc = 0.0f, max;
+    if (n == 0)
+        return;
+    max = in[0];
+    switch (type) {
+    case KL_L2_NORMALIZATION:
+        for (i = 0; i < n; i++)
+            acc += in[i] * in[i];
+        acc = sqrtf(acc > 1e-10f ? acc : 1e-10f);
+        for (i = 0; i < n; i++)
+            out[i] = in[i] / acc;
+        break;
+    case KL_SOFTMAX:
+        for (i = 1; i < n; i++)
+            max = in[i] > max ? in[i] : max;
+        for (i = 0; i < n; i++) {
+            out[i] = expf(in[i] - max);
+            acc += out[i];
+        }
+        for (i = 0; i < n; i++)
+            out[i] /= acc;
+        break;
+    default:
+        for (i = 0; i < n; i++)
+            out[i] = 1.0f / (1.0f + expf(-in[i]));
+    }
+}
+
+static void concat(const uint8_t *b, uint8_t *main)
+{
+    uint32_t n = F(b, 8), i, at = F(b, 4);
+    for (i = 0; i < n; i++) {
+        memmove(main + at, main + F(b, 12 + 8 * i), F(b, 16 + 8 * i));
+        at += F(b, 16 + 8 * i);
+    }
+}
+
+static void fully_connected(const uint8_t *b, uint8_t *main)
+{
+    uint32_t in_n = F(b, 12), out_n = F(b, 16), act = F(b, 20), o, i;
+    const float *in = f32_at(main, F(b, 4));
+    float *out = f32_at(main, F(b, 8));
+    for (o = 0; o < out_n; o++) {
+        float sum = 0.0f;
+        for (i = 0; i < in_n; i++)
+            sum += kmodel_f32(b + 24 + 4 * ((size_t)o * in_n + i)) * in[i];
+        sum += kmodel_f32(b + 24 + 4 * ((size_t)in_n * out_n + o));
+        out[o] = apply_activation(sum, act);
+    }
+}
+
+static void flatten(const uint8_t *b, uint8_t *main, uint32_t elem)
+{
+    uint32_t w = F(b, 12), h = F(b, 16), ch = F(b, 20), c, y, x;
+    for (c = 0; c < ch; c++)
+        for (y = 0; y < h; y++)
+            for (x = 0; x < w; x++)
+                memcpy(main + F(b, 8) + (((size_t)y * w + x) * ch + c) * elem,
+                       main + F(b, 4) + (((size_t)c * h + y) * w + x) * elem, elem);
+}
+
+static void resize_nearest(const uint8_t *b, uint8_t *main, uint32_t elem)
+{
+    uint32_t iw = F(b, 12), ih = F(b, 16), ch = F(b, 20), ow = F(b, 24), oh = F(b, 28), c, oy, ox;
+    float sy = (float)ih / (float)oh, sx = (float)iw / (float)ow;
+    for (c = 0; c < ch; c++)
+        for (oy = 0; oy < oh; oy++) {
+            uint32_t iy = (uint32_t)floorf((float)oy * sy);
+            iy = iy < ih ? iy : ih - 1;
+            for (ox = 0; ox < ow; ox++) {
+                uint32_t ix = (uint32_t)floorf((float)ox * sx);
+                ix = ix < iw ? ix : iw - 1;
+                memcpy(main + F(b, 8) + (((size_t)c * oh + oy) * ow + ox) * elem,
+                       main + F(b, 4) + (((size_t)c * ih + iy) * iw + ix) * elem, elem);
+            }
+        }
+}
+
+static void channelwise_dequantize(const uint8_t *b, uint8_t *main)
+{
+    uint32_t ch = F(b, 12), size = F(b, 16), c, i;
+    const uint8_t *in = main + F(b, 4);
+    float *out = f32_at(main, F(b, 8));
+    for (c = 0; c < ch; c++) {
+        float scale = kmodel_f32(b + 20 + 8 * c), bias = kmodel_f32(b + 24 + 8 * c);
+        for (i = 0; i < size; i++)
+            out[(size_t)c * size + i] = (float)in[(size_t)c * size + i] * scale + bias;
+    }
+}
+
+static void add_padding(const uint8_t *b, uint8_t *main, uint8_t *kpu_ram)
+{
+    uint32_t ch = F(b, 12), c;
+    uint8_t *base = kpu_ram + (size_t)F(b, 8) * KPU_LINE_BYTES;
+    for (c = 0; c < ch; c++)
+        base[(c / 4) * 4 * KPU_LINE_BYTES + (c % 4) * 16] = main[F(b, 4) + c];
+}
+
+static void remove_padding(const uint8_t *b, uint8_t *main)
+{
+    uint32_t ch = F(b, 12), c;
+    for (c = 0; c < ch; c++)
+        main[F(b, 8) + c] = main[F(b, 4) + 16 * c];
+}
+
+static void float_add(const uint8_t *b, uint8_t *main)
+{
+    uint32_t n = F(b, 16), i;
+    const float *x = f32_at(main, F(b, 4)), *y = f32_at(main, F(b, 8));
+    float *out = f32_at(main, F(b, 12));
+    for (i = 0; i < n; i++)
+        out[i] = x[i] + y[i];
+}
+
+void cpu_layer_run(uint32_t type, const uint8_t *body, uint8_t *main, uint8_t *kpu_ram)
+{
+    switch (type) {
+    case KL_ADD: float_add(body, main); break;
+    case KL_QUANTIZED_ADD: quantized_add(body, main); break;
+    case KL_GLOBAL_MAX_POOL2D: global_pool(body, main, 0, 1); break;
+    case KL_QUANTIZED_GLOBAL_MAX_POOL2D: global_pool(body, main, 1, 1); break;
+    case KL_GLOBAL_AVERAGE_POOL2D: global_pool(body, main, 0, 0); break;
+    case KL_QUANTIZED_GLOBAL_AVERAGE_POOL2D: global_pool(body, main, 1, 0); break;
+    case KL_MAX_POOL2D: case KL_QUANTIZED_MAX_POOL2D: case KL_AVERAGE_POOL2D: case KL_QUANTIZED_AVERAGE_POOL2D:
+        pool2d(type, body, main);
+        break;
+    case KL_QUANTIZE: quantize(body, main); break;
+    case KL_DEQUANTIZE: dequantize(body, main); break;
+    case KL_REQUANTIZE: requantize(body, main); break;
+    case KL_L2_NORMALIZATION: case KL_SOFTMAX: case KL_LOGISTIC: channel_vector(type, body, main); break;
+    case KL_CONCAT: case KL_QUANTIZED_CONCAT: concat(body, main); break;
+    case KL_FULLY_CONNECTED: fully_connected(body, main); break;
+    case KL_TENSORFLOW_FLATTEN: flatten(body, main, 4); break;
+    case KL_QUANTIZED_TENSORFLOW_FLATTEN: flatten(body, main, 1); break;
+    case KL_RESIZE_NEAREST_NEIGHBOR: resize_nearest(body, main, 4); break;
+    case KL_QUANTIZED_RESIZE_NEAREST_NEIGHBOR: resize_nearest(body, main, 1); break;
+    case KL_CHANNELWISE_DEQUANTIZE: channelwise_dequantize(body, main); break;
+    case KL_K210_ADD_PADDING: add_padding(body, main, kpu_ram); break;
+    case KL_K210_REMOVE_PADDING: remove_padding(body, main); break;
+    case KL_K210_UPLOAD:
+        kpu_upload(kpu_ram, F(body, 8), main + F(body, 4), F(body, 20), F(body, 16), F(body, 12));
+        break;
+    default: break;
+    }
+}

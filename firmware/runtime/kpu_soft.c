@@ -1,0 +1,561 @@
+/* Software KPU: one K210_CONV layer, computed exactly as kmodel-v3-and-kpu.md section 5.8 describes. */
+#include "kpu_soft.h"
+
+#include <string.h>
+
+#include "kpu_arith.h"
+
+#define KPU_RANGE_36 ((int64_t)1 << 35)
+
+struct kpu_layout kpu_layout_for_width(uint32_t width)
+{
+    struct kpu_layout l;
+    if (width <= 16) {
+        l.groups = 4;
+        l.row_lines = 1;
+        l.pitch = 16;
+    } else if (width <= 32) {
+        l.groups = 2;
+        l.row_lines = 1;
+        l.pitch = 32;
+    } else {
+        l.groups = 1;
+        l.row_lines = (width + 63) / 64;
+        l.pitch = 64;
+    }
+    return l;
+}
+
+uint32_t kpu_map_bytes(uint32_t c, uint32_t h, uint32_t w)
+{
+    struct kpu_layout l = kpu_layout_for_width(w);
+    uint32_t g = c < l.groups ? c : l.groups;
+    return l.row_lines * h * ((c + g - 1) / g) * KPU_LINE_BYTES;
+}
+
+void kpu_upload(uint8_t *ram, uint32_t line, const uint8_t *chw, uint32_t c, uint32_t h, uint32_t w)
+{
+    struct kpu_layout l = kpu_layout_for_width(w);
+    uint8_t *base = ram + (size_t)line * KPU_LINE_BYTES;
+    uint32_t ci, y;
+    for (ci = 0; ci < c; ci++)
+        for (y = 0; y < h; y++)
+            memcpy(base + kpu_offset(&l, h, ci, y, 0), chw + ((size_t)ci * h + y) * w, w);
+}
+
+void kpu_download(const uint8_t *ram, uint32_t line, uint8_t *chw, uint32_t c, uint32_t h, uint32_t w)
+{
+    struct kpu_layout l = kpu_layout_for_width(w);
+    const uint8_t *base = ram + (size_t)line * KPU_LINE_BYTES;
+    uint32_t ci, y;
+    for (ci = 0; ci < c; ci++)
+        for (y = 0; y < h; y++)
+            memcpy(chw + ((size_t)ci * h + y) * w, base + kpu_offset(&l, h, ci, y, 0), w);
+}
+
+static uint32_t pool_stride(uint32_t pool_type)
+{
+    switch (pool_type) {
+    case 0: case 8: case 9:
+        return 1;
+    case 1: case 2: case 5: case 6:
+        return 2;
+    default:
+        return 4;
+    }
+}
+
+enum kpu_status kpu_decode_conv(const uint8_t *regs, struct kpu_conv_args *a)
+{
+    uint64_t w[KPU_REG_WORDS];
+    uint32_t i, kernel_type, stride;
+    for (i = 0; i < KPU_REG_WORDS; i++)
+        w[i] = kmodel_u64(regs + 8 * i);
+    a->depthwise = (uint32_t)kpu_field(w[0], 3, 1);
+    a->src_line = (uint32_t)kpu_field(w[1], 0, 15);
+    a->dst_line = (uint32_t)kpu_field(w[1], 32, 15);
+    a->in_c = (uint32_t)kpu_field(w[2], 0, 10) + 1;
+    a->out_c = (uint32_t)kpu_field(w[2], 32, 10) + 1;
+    a->in_w = (uint32_t)kpu_field(w[3], 0, 10) + 1;
+    a->in_h = (uint32_t)kpu_field(w[3], 10, 9) + 1;
+    a->out_w = (uint32_t)kpu_field(w[3], 32, 10) + 1;
+    a->out_h = (uint32_t)kpu_field(w[3], 42, 9) + 1;
+    kernel_type = (uint32_t)kpu_field(w[4], 0, 3);
+    a->pool_type = (uint32_t)kpu_field(w[4], 4, 4);
+    a->pad_value = (uint32_t)kpu_field(w[4], 24, 8);
+    a->shr_w = (uint32_t)kpu_field(w[9], 0, 4);
+    a->shr_x = (uint32_t)kpu_field(w[9], 4, 4);
+    a->arg_w = kpu_sign_extend(kpu_field(w[9], 8, 24), 24);
+    a->arg_x = kpu_sign_extend(kpu_field(w[9], 32, 24), 24);
+    a->arg_add = kpu_sign_extend(kpu_field(w[10], 0, 40), 40);
+    if (kernel_type > 1)
+        return KPU_BAD_KERNEL;
+    a->kernel = kernel_type == 1 ? 3 : 1;
+    if (a->pool_type > 9)
+        return KPU_BAD_POOL;
+    stride = pool_stride(a->pool_type);
+    if (a->out_h != a->in_h / stride || a->out_w != a->in_w / stride || (a->depthwise && a->out_c != a->in_c))
+        return KPU_BAD_SHAPE;
+    if ((uint64_t)a->src_line * KPU_LINE_BYTES + kpu_map_bytes(a->in_c, a->in_h, a->in_w) > KPU_RAM_BYTES ||
+        (uint64_t)a->dst_line * KPU_LINE_BYTES + kpu_map_bytes(a->out_c, a->out_h, a->out_w) > KPU_RAM_BYTES)
+        return KPU_MAP_OUTSIDE_RAM;
+    return KPU_OK;
+}
+
+static size_t align8(size_t n)
+{
+    return (n + 7u) & ~(size_t)7u;
+}
+
+/* Scratch: padded input planes and their position-major transpose (u8), per-position tap-sum plane over padded size
+ * (i64), Sx and BN-output planes (i64), two accumulator planes (i32), activated plane (u8). */
+size_t kpu_conv_scratch_bytes(const struct kpu_conv_args *a)
+{
+    size_t p = a->kernel == 3 ? 1 : 0;
+    size_t padded = (a->in_h + 2 * p) * (a->in_w + 2 * p);
+    size_t plane = (size_t)a->in_h * a->in_w;
+    return 2 * align8(padded * a->in_c) + padded * 8 + 2 * plane * 8 + 2 * align8(plane * 4) + align8(plane);
+}
+
+struct conv_scratch {
+    uint8_t *padded;
+    uint8_t *by_position; /* 1x1 layers on small maps: [position][channel], for dot products over channels */
+    int64_t *tap_plane;
+    int64_t *sx;
+    int32_t *acc_lo;
+    int32_t *acc_hi;
+    int64_t *t;
+    uint8_t *z;
+};
+
+static struct conv_scratch carve(const struct kpu_conv_args *a, void *scratch)
+{
+    struct conv_scratch s;
+    size_t p = a->kernel == 3 ? 1 : 0;
+    size_t padded = (a->in_h + 2 * p) * (a->in_w + 2 * p);
+    size_t plane = (size_t)a->in_h * a->in_w;
+    uint8_t *cur = (uint8_t *)scratch;
+    s.padded = cur;
+    cur += align8(padded * a->in_c);
+    s.by_position = cur;
+    cur += align8(padded * a->in_c);
+    s.tap_plane = (int64_t *)(void *)cur;
+    cur += padded * 8;
+    s.sx = (int64_t *)(void *)cur;
+    cur += plane * 8;
+    s.acc_lo = (int32_t *)(void *)cur;
+    cur += align8(plane * 4);
+    s.acc_hi = (int32_t *)(void *)cur;
+    cur += align8(plane * 4);
+    s.t = (int64_t *)(void *)cur;
+    cur += plane * 8;
+    s.z = cur;
+    return s;
+}
+
+/* Read every input channel from KPU RAM into a plane padded by p pixels of pad_value. */
+static void gather_padded(const uint8_t *ram, const struct kpu_conv_args *a, uint8_t *padded)
+{
+    struct kpu_layout l = kpu_layout_for_width(a->in_w);
+    const uint8_t *base = ram + (size_t)a->src_line * KPU_LINE_BYTES;
+    uint32_t p = a->kernel == 3 ? 1 : 0, pw = a->in_w + 2 * p, ph = a->in_h + 2 * p;
+    uint32_t c, y;
+    memset(padded, (int)a->pad_value, (size_t)pw * ph * a->in_c);
+    for (c = 0; c < a->in_c; c++)
+        for (y = 0; y < a->in_h; y++)
+            memcpy(padded + ((size_t)c * ph + y + p) * pw + p, base + kpu_offset(&l, a->in_h, c, y, 0), a->in_w);
+}
+
+/* out[y][x] = sum over the k x k window of plane (padded size), for every output position. */
+static void window_sum(const int64_t *plane, const struct kpu_conv_args *a, int64_t *out)
+{
+    uint32_t k = a->kernel, pw = a->in_w + k - 1, y, x, ky, kx;
+    for (y = 0; y < a->in_h; y++)
+        for (x = 0; x < a->in_w; x++) {
+            int64_t s = 0;
+            for (ky = 0; ky < k; ky++)
+                for (kx = 0; kx < k; kx++)
+                    s += plane[(size_t)(y + ky) * pw + x + kx];
+            out[(size_t)y * a->in_w + x] = s;
+        }
+}
+
+/* Sx for a set of channels [c0, c0 + n): tap sums of the padded inputs, padding included. */
+static void input_sums(const struct kpu_conv_args *a, const struct conv_scratch *s, uint32_t c0, uint32_t n)
+{
+    uint32_t p = a->kernel == 3 ? 1 : 0;
+    size_t padded = (size_t)(a->in_h + 2 * p) * (a->in_w + 2 * p), i;
+    uint32_t c;
+    memset(s->tap_plane, 0, padded * sizeof(int64_t));
+    for (c = c0; c < c0 + n; c++) {
+        const uint8_t *src = s->padded + c * padded;
+        for (i = 0; i < padded; i++)
+            s->tap_plane[i] += src[i];
+    }
+    window_sum(s->tap_plane, a, s->sx);
+}
+
+/* acc += w * plane over the output positions; a 1x1 plane is contiguous, a padded 3x3 plane is walked row by row.
+ * int32 is exact here: at most 1024 channels x 9 taps x 255 x 255 < 2^31. */
+static inline void mac_plane(int32_t *restrict acc, const uint8_t *restrict plane, int32_t w,
+                             const struct kpu_conv_args *a, uint32_t ky, uint32_t kx)
+{
+    const uint32_t k = a->kernel, width = a->in_w, height = a->in_h, pw = width + k - 1;
+    uint32_t y, x;
+    if (k == 1) {
+        const size_t n = (size_t)height * width;
+        size_t i;
+        for (i = 0; i < n; i++)
+            acc[i] += w * plane[i];
+        return;
+    }
+    for (y = 0; y < height; y++) {
+        const uint8_t *restrict row = plane + (size_t)(y + ky) * pw + kx;
+        int32_t *restrict out = acc + (size_t)y * width;
+        for (x = 0; x < width; x++)
+            out[x] += w * row[x];
+    }
+}
+
+/* A 1x1 convolution on a small map has long channel sums and short planes: it runs as dot products over the
+ * channels of the position-major copy instead. */
+#define KPU_DOT_MAX_PLANE 256u
+
+static int uses_dot_products(const struct kpu_conv_args *a)
+{
+    return a->kernel == 1 && !a->depthwise && (size_t)a->in_h * a->in_w <= KPU_DOT_MAX_PLANE;
+}
+
+static void transpose_to_positions(const struct kpu_conv_args *a, const struct conv_scratch *s)
+{
+    const size_t n = (size_t)a->in_h * a->in_w, channels = a->in_c;
+    size_t c, i;
+    for (c = 0; c < channels; c++)
+        for (i = 0; i < n; i++)
+            s->by_position[i * channels + c] = s->padded[c * n + i];
+}
+
+/* acc[i] = sum over channels c of w[c * stride] * x[i][c] (stride 2 reads one byte of little-endian u16 weights). */
+static void dot_products(int32_t *restrict acc, const uint8_t *restrict w, size_t stride, const uint8_t *restrict x,
+                         size_t n, size_t channels)
+{
+    size_t i, c;
+    for (i = 0; i < n; i++) {
+        const uint8_t *restrict xi = x + i * channels;
+        int32_t sum = 0;
+        for (c = 0; c < channels; c++)
+            sum += (int32_t)w[c * stride] * xi[c];
+        acc[i] = sum;
+    }
+}
+
+/* acc_lo/acc_hi[y][x] = sum over taps of x * (low / high byte of w) for output channel o (high bytes only in
+ * 16-bit mode); returns the sum of the weights. */
+static int64_t multiply_accumulate(const struct kpu_conv_args *a, const struct kpu_conv_params *p,
+                                   const struct conv_scratch *s, uint32_t o)
+{
+    uint32_t k = a->kernel, pw = a->in_w + k - 1, ph = a->in_h + k - 1;
+    uint32_t first = a->depthwise ? o : 0, count = a->depthwise ? 1 : a->in_c;
+    size_t wbase = (size_t)o * (a->depthwise ? 1 : a->in_c) * k * k, plane = (size_t)a->in_h * a->in_w;
+    size_t bytes = p->eight_bit ? 1 : 2;
+    int64_t sum_w = 0;
+    uint32_t i, ky, kx;
+    if (uses_dot_products(a)) {
+        for (i = 0; i < count; i++)
+            sum_w += p->eight_bit ? p->weights[wbase + i]
+                                  : p->weights[2 * (wbase + i)] + 256 * p->weights[2 * (wbase + i) + 1];
+        dot_products(s->acc_lo, p->weights + bytes * wbase, bytes, s->by_position, plane, count);
+        if (!p->eight_bit)
+            dot_products(s->acc_hi, p->weights + 2 * wbase + 1, 2, s->by_position, plane, count);
+        return sum_w;
+    }
+    memset(s->acc_lo, 0, plane * sizeof(int32_t));
+    if (!p->eight_bit)
+        memset(s->acc_hi, 0, plane * sizeof(int32_t));
+    for (i = 0; i < count; i++) {
+        const uint8_t *src = s->padded + (size_t)(first + i) * pw * ph;
+        for (ky = 0; ky < k; ky++)
+            for (kx = 0; kx < k; kx++) {
+                size_t index = wbase + ((size_t)i * k + ky) * k + kx;
+                int32_t lo = p->eight_bit ? p->weights[index] : p->weights[2 * index];
+                int32_t hi = p->eight_bit ? 0 : p->weights[2 * index + 1];
+                sum_w += lo + 256 * hi;
+                if (lo != 0)
+                    mac_plane(s->acc_lo, src, lo, a, ky, kx);
+                if (hi != 0)
+                    mac_plane(s->acc_hi, src, hi, a, ky, kx);
+            }
+    }
+    return sum_w;
+}
+
+struct activation {
+    int64_t start[KPU_ACT_SEGMENTS];
+    int64_t mul[KPU_ACT_SEGMENTS];
+    uint32_t shift[KPU_ACT_SEGMENTS];
+    int64_t bias[KPU_ACT_SEGMENTS];
+    int monotone; /* non-decreasing in t: max-pooling t before activating gives the same bytes */
+};
+
+static enum kpu_status decode_activation(const uint8_t *table, struct activation *act)
+{
+    uint32_t i;
+    for (i = 0; i < KPU_ACT_SEGMENTS; i++) {
+        uint64_t w = kmodel_u64(table + 8 * i);
+        act->shift[i] = (uint32_t)kpu_field(w, 0, 8);
+        act->mul[i] = kpu_sign_extend(kpu_field(w, 8, 16), 16);
+        act->start[i] = kpu_sign_extend(kpu_field(w, 24, 36), 36);
+        act->bias[i] = table[128 + i];
+        if (i > 0 && act->start[i] < act->start[i - 1])
+            return KPU_BAD_ACTIVATION;
+    }
+    return KPU_OK;
+}
+
+/* z[i] = activation of t[i]. The segment of t is the largest j whose start t passes; the starts are non-decreasing,
+ * so the passed segments form a prefix and j is their count (segment 0 always applies). Counting per segment over
+ * the whole plane keeps the comparisons branch-free and vectorisable. The segment index is kept in z until the
+ * final pass replaces it by the activated value. */
+static void activate_plane(const struct activation *act, const int64_t *restrict t, uint8_t *restrict z, size_t n)
+{
+    size_t i;
+    int k;
+    memset(z, 0, n);
+    for (k = 1; k < (int)KPU_ACT_SEGMENTS; k++) {
+        const int64_t start = act->start[k];
+        for (i = 0; i < n; i++)
+            z[i] += (uint8_t)kpu_segment_hit(t[i], start);
+    }
+    for (i = 0; i < n; i++) {
+        const int j = z[i];
+        z[i] = kpu_clamp_u8(kpu_round_shift((t[i] - act->start[j]) * act->mul[j], act->shift[j]) + act->bias[j]);
+    }
+}
+
+/* The activation of one value (the plane version does the same per element). */
+static uint8_t activate_one(const struct activation *act, int64_t t)
+{
+    int k, j = 0;
+    for (k = 1; k < (int)KPU_ACT_SEGMENTS; k++)
+        j += kpu_segment_hit(t, act->start[k]);
+    return kpu_clamp_u8(kpu_round_shift((t - act->start[j]) * act->mul[j], act->shift[j]) + act->bias[j]);
+}
+
+/* Non-decreasing when every slope is >= 0 (rounding and clamping keep order inside a segment) and the value does
+ * not drop where t crosses into the next segment. */
+static int activation_is_monotone(const struct activation *act)
+{
+    int k;
+    for (k = 0; k < (int)KPU_ACT_SEGMENTS; k++)
+        if (act->mul[k] < 0)
+            return 0;
+    for (k = 1; k < (int)KPU_ACT_SEGMENTS; k++) {
+#ifdef KPU_ROUNDING_V01
+        int64_t first = act->start[k];
+#else
+        int64_t first = act->start[k] + 1;
+#endif
+        if (activate_one(act, first - 1) > activate_one(act, first))
+            return 0;
+    }
+    return 1;
+}
+
+/* Offset terms and batch norm of channel o: acc -> t (36-bit checked), at input resolution; vectorisable. */
+static enum kpu_status batch_norm_channel(const struct kpu_conv_args *a, const struct kpu_conv_params *p,
+                                          const struct conv_scratch *s, uint32_t o, int64_t sum_w)
+{
+    uint64_t bn = kmodel_u64(p->bn + 8 * (size_t)o);
+    const int64_t bn_mul = kpu_sign_extend(kpu_field(bn, 0, 24), 24);
+    const int64_t bn_add = kpu_sign_extend(kpu_field(bn, 24, 32), 32);
+    const uint32_t bn_shift = (uint32_t)kpu_field(bn, 56, 4), shr_x = a->shr_x;
+    const int64_t arg_x = a->arg_x, hi_scale = p->eight_bit ? 0 : 256;
+    const int64_t constant = kpu_floor_shift(a->arg_w * sum_w, a->shr_w) + a->arg_add * (a->depthwise ? 1 : a->in_c);
+    const size_t n = (size_t)a->in_h * a->in_w;
+    const int32_t *restrict lo = s->acc_lo, *restrict hi = s->acc_hi;
+    const int64_t *restrict sx = s->sx;
+    int64_t *restrict t = s->t;
+    int64_t acc_min = 0, acc_max = 0, t_min = 0, t_max = 0;
+    size_t i;
+    for (i = 0; i < n; i++) {
+        int64_t acc = (int64_t)lo[i] + hi_scale * (int64_t)(hi_scale ? hi[i] : 0) +
+                      kpu_floor_shift(arg_x * sx[i], shr_x) + constant;
+        int64_t v = kpu_floor_shift(acc * bn_mul, bn_shift) + bn_add;
+        acc_min = acc < acc_min ? acc : acc_min;
+        acc_max = acc > acc_max ? acc : acc_max;
+        t_min = v < t_min ? v : t_min;
+        t_max = v > t_max ? v : t_max;
+        t[i] = v;
+    }
+    if (acc_min < -KPU_RANGE_36 || acc_max >= KPU_RANGE_36)
+        return KPU_ACC_OUT_OF_RANGE;
+    if (t_min < -KPU_RANGE_36 || t_max >= KPU_RANGE_36)
+        return KPU_BN_OUT_OF_RANGE;
+    return KPU_OK;
+}
+
+static uint8_t z_at(const uint8_t *z, uint32_t w, uint32_t y, uint32_t x)
+{
+    return z[(size_t)y * w + x];
+}
+
+/* The 2x2 stride-1 window at (y, x) with TF SAME padding (0 before, 1 after). */
+static uint32_t pool_s1(const uint8_t *z, uint32_t h, uint32_t w, uint32_t y, uint32_t x, int mean)
+{
+    uint32_t dy, dx, best = 0, sum = 0, count = 0;
+    for (dy = 0; dy < 2; dy++)
+        for (dx = 0; dx < 2; dx++) {
+            uint32_t yy = y + dy, xx = x + dx, v;
+            int inside = yy < h && xx < w;
+            if (mean) {
+#ifdef KPU_ROUNDING_V01
+                if (!inside)
+                    continue;
+#else
+                yy = yy < h ? yy : h - 1;
+                xx = xx < w ? xx : w - 1;
+#endif
+                v = z_at(z, w, yy, xx);
+                sum += v;
+                count++;
+            } else {
+                v = inside ? z_at(z, w, yy, xx) : 0;
+                best = v > best ? v : best;
+            }
+        }
+    return mean ? sum / count : best;
+}
+
+/* Pooled output element (oy, ox) of channel plane z (h x w) for pool_type. */
+static uint8_t pool_at(const uint8_t *z, uint32_t h, uint32_t w, uint32_t type, uint32_t oy, uint32_t ox)
+{
+    uint32_t s, dy, dx, best = 0, sum = 0;
+    switch (type) {
+    case 0:
+        return z_at(z, w, oy, ox);
+    case 5:
+        return z_at(z, w, 2 * oy, 2 * ox);
+    case 6:
+        return 2 * ox + 1 < w ? z_at(z, w, 2 * oy, 2 * ox + 1) : 0;
+    case 7:
+        return z_at(z, w, 4 * oy, 4 * ox);
+    case 8:
+        return (uint8_t)pool_s1(z, h, w, oy, ox, 1);
+    case 9:
+        return (uint8_t)pool_s1(z, h, w, oy, ox, 0);
+    default:
+        break;
+    }
+    s = (type == 1 || type == 2) ? 2 : 4;
+    for (dy = 0; dy < s; dy++)
+        for (dx = 0; dx < s; dx++) {
+            uint32_t v = z_at(z, w, s * oy + dy, s * ox + dx);
+            best = v > best ? v : best;
+            sum += v;
+        }
+    return (uint8_t)((type == 1 || type == 3) ? best : sum / (s * s));
+}
+
+/* Pool channel o's activated plane z (h x w) with pool type `type` and write it to KPU RAM (layout of out_w) and,
+ * when asked, to main memory (compact CHW). */
+static void write_back(uint8_t *ram, const struct kpu_conv_args *a, const uint8_t *z, uint32_t h, uint32_t w,
+                       uint32_t type, uint32_t o, uint8_t *main_out)
+{
+    struct kpu_layout l = kpu_layout_for_width(a->out_w);
+    uint8_t *base = ram + (size_t)a->dst_line * KPU_LINE_BYTES;
+    uint32_t oy, ox;
+    for (oy = 0; oy < a->out_h; oy++) {
+        uint8_t *dst = base + kpu_offset(&l, a->out_h, o, oy, 0);
+        for (ox = 0; ox < a->out_w; ox++)
+            dst[ox] = pool_at(z, h, w, type, oy, ox);
+        if (main_out)
+            memcpy(main_out + ((size_t)o * a->out_h + oy) * a->out_w, dst, a->out_w);
+    }
+}
+
+/* Can this pool run on t before the activation? Picking (5, 6, 7) always; max pools (1, 3, 9) when the activation
+ * is non-decreasing, since then max(f(t)) = f(max(t)). The activation then runs on the pooled plane only. */
+static int pools_before_activation(uint32_t type, int monotone)
+{
+    return type == 5 || type == 6 || type == 7 || ((type == 1 || type == 3 || type == 9) && monotone);
+}
+
+/* In-place pool of the BN plane t (in_h x in_w) to out_h x out_w: every write lands at or before the smallest
+ * index the remaining reads use. Max_2_s1 looks only at in-range taps (the out-of-range 0 never wins on z >= 0). */
+static void pool_bn_plane(int64_t *t, const struct kpu_conv_args *a)
+{
+    const uint32_t w = a->in_w, h = a->in_h, type = a->pool_type;
+    const uint32_t step = type == 9 ? 1 : (type == 3 || type == 7 ? 4 : 2);
+    const uint32_t window = (type == 5 || type == 6 || type == 7) ? 1 : (type == 9 ? 2 : step);
+    const uint32_t dx0 = type == 6 ? 1 : 0;
+    uint32_t oy, ox, dy, dx;
+    for (oy = 0; oy < a->out_h; oy++)
+        for (ox = 0; ox < a->out_w; ox++) {
+            int64_t best = t[(size_t)(step * oy) * w + step * ox + dx0];
+            for (dy = 0; dy < window; dy++)
+                for (dx = 0; dx < window; dx++) {
+                    uint32_t y = step * oy + dy, x = step * ox + dx + dx0;
+                    if (y < h && x < w && t[(size_t)y * w + x] > best)
+                        best = t[(size_t)y * w + x];
+                }
+            t[(size_t)oy * a->out_w + ox] = best;
+        }
+}
+
+enum kpu_status kpu_conv(uint8_t *ram, const struct kpu_conv_args *a, const struct kpu_conv_params *p,
+                         uint8_t *main_out, void *scratch)
+{
+    struct conv_scratch s = carve(a, scratch);
+    struct activation act;
+    uint32_t o;
+    if (decode_activation(p->act, &act) != KPU_OK)
+        return KPU_BAD_ACTIVATION;
+    act.monotone = activation_is_monotone(&act);
+    gather_padded(ram, a, s.padded);
+    if (uses_dot_products(a))
+        transpose_to_positions(a, &s);
+    if (!a->depthwise)
+        input_sums(a, &s, 0, a->in_c);
+    for (o = 0; o < a->out_c; o++) {
+        int64_t sum_w;
+        enum kpu_status st;
+        if (a->depthwise)
+            input_sums(a, &s, o, 1);
+        sum_w = multiply_accumulate(a, p, &s, o);
+        st = batch_norm_channel(a, p, &s, o, sum_w);
+        if (st != KPU_OK)
+            return st;
+        if (pools_before_activation(a->pool_type, act.monotone)) {
+            pool_bn_plane(s.t, a);
+            activate_plane(&act, s.t, s.z, (size_t)a->out_h * a->out_w);
+            write_back(ram, a, s.z, a->out_h, a->out_w, 0, o, main_out);
+        } else {
+            activate_plane(&act, s.t, s.z, (size_t)a->in_h * a->in_w);
+            write_back(ram, a, s.z, a->in_h, a->in_w, a->pool_type, o, main_out);
+        }
+    }
+    return KPU_OK;
+}
+
+const char *kpu_status_text(enum kpu_status s)
+{
+    switch (s) {
+    case KPU_OK:
+        return "ok";
+    case KPU_BAD_KERNEL:
+        return "kernel_type is not 0 (1x1) or 1 (3x3)";
+    case KPU_BAD_POOL:
+        return "pool_type is not 0..9";
+    case KPU_BAD_SHAPE:
+        return "output shape does not match input shape and pool stride";
+    case KPU_MAP_OUTSIDE_RAM:
+        return "feature map extends past the 2 MiB KPU RAM";
+    case KPU_BAD_ACTIVATION:
+        return "activation table x_start values are not non-decreasing";
+    case KPU_ACC_OUT_OF_RANGE:
+        return "convolution accumulator outside 36-bit signed range";
+    case KPU_BN_OUT_OF_RANGE:
+        return "batch-norm output outside 36-bit signed range";
+    }
+    return "unknown KPU status";
+}
