@@ -1,0 +1,121 @@
+"""compile_report.json content and its per-layer bar chart: shapes, KPU RAM, weight bytes, MACs, estimated
+cycles and latency per layer, totals, and the model size against the flash budget."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deploy.k210.compiler import Compiled
+from deploy.k210.cycles import CPU_HZ, KPU_HZ, kpu_weight_bytes, line_steps, step_cycles
+from deploy.k210.layout import LINE_BYTES, map_lines
+from deploy.k210.program import KpuStep
+
+MIB = 1024 * 1024
+
+
+def _layer_rows(compiled: Compiled) -> list[dict[str, Any]]:
+    rows = []
+    tensors = compiled.program.tensors
+    for index, (step, layer) in enumerate(zip(compiled.program.steps, compiled.model.layers, strict=True)):
+        out = tensors[step.output]
+        cycles, unit = step_cycles(step, out.size)
+        hz = KPU_HZ if unit == "kpu" else CPU_HZ
+        row: dict[str, Any] = {
+            "index": index, "type": layer.type.name, "source": step.source, "unit": unit,
+            "inputs": [list(tensors[name].shape) for name in step.inputs], "output": list(out.shape),
+            "macs": int(step.macs), "cycles": cycles, "time_us": round(cycles / hz * 1e6, 2),
+        }
+        if isinstance(step, KpuStep):
+            row.update(kernel=step.kernel, depthwise=step.depthwise, pool_type=step.pool_type,
+                       weight_bytes=kpu_weight_bytes(step),
+                       line_steps=line_steps(step.in_shape, step.out_shape[0], step.depthwise),
+                       kpu_ram_bytes=LINE_BYTES * (map_lines(*step.in_shape) + map_lines(*step.out_shape)),
+                       main_memory_output=step.main_out)
+        else:
+            tables = [v for v in vars(layer.body).values() if isinstance(v, np.ndarray)]
+            row.update(weight_bytes=int(sum(v.nbytes for v in tables)), kpu_ram_bytes=0)
+        rows.append(row)
+    return rows
+
+
+def build_report(compiled: Compiled, *, source: Path, budget_mib: float, detector: dict | None) -> dict[str, Any]:
+    rows = _layer_rows(compiled)
+    total_us = sum(r["time_us"] for r in rows)
+    kpu_us = sum(r["time_us"] for r in rows if r["unit"] == "kpu")
+    size = len(compiled.data)
+    program = compiled.program
+    input_tensor = program.tensors[program.input]
+    report: dict[str, Any] = {
+        "source": str(source),
+        "kmodel_bytes": size,
+        "kmodel_mib": round(size / MIB, 4),
+        "budget_mib": budget_mib,
+        "fits_budget": size <= budget_mib * MIB,
+        "input": {"shape": list(input_tensor.shape), "layout": "CHW", "dtype": "uint8",
+                  "quantization": {"scale": input_tensor.quant.scale, "zero_point": input_tensor.quant.zero_point}},
+        "outputs": [{"shape": list(program.tensors[name].shape), "layout": "CHW", "dtype": "float32",
+                     "main_address": compiled.plan.main(name), "bytes": program.tensors[name].size,
+                     "quantization": {"scale": q.scale, "zero_point": q.zero_point}}
+                    for name, q in zip(program.outputs, program.output_quant, strict=True)],
+        "layers": rows,
+        "totals": {
+            "layers": len(rows), "kpu_layers": sum(r["unit"] == "kpu" for r in rows),
+            "cpu_layers": sum(r["unit"] == "cpu" for r in rows),
+            "weight_bytes": sum(r["weight_bytes"] for r in rows), "macs": sum(r["macs"] for r in rows),
+            "cycles": sum(r["cycles"] for r in rows), "kpu_time_ms": round(kpu_us / 1000, 3),
+            "latency_ms": round(total_us / 1000, 3), "fps": round(1e6 / total_us, 1) if total_us else None,
+            "kpu_ram_peak_bytes": compiled.plan.kpu_lines_used * LINE_BYTES,
+            "main_memory_bytes": compiled.model.main_mem_usage,
+        },
+        "cycle_model": "spec §12.3 [I]: 1.03 line-steps + weight fetch at 400 MHz; CPU layers estimated",
+    }
+    if detector is not None:
+        report["detector"] = detector
+    return report
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """The per-layer table and totals as printed by `invoke compile`."""
+    lines = [f"{'#':>3} {'type':<28} {'output CxHxW':<14} {'KPU RAM':>9} {'weights':>9} {'MACs':>11} "
+             f"{'cycles':>10} {'us':>9}  source"]
+    for r in report["layers"]:
+        shape = "x".join(str(v) for v in r["output"])
+        lines.append(f"{r['index']:>3} {r['type']:<28} {shape:<14} {r['kpu_ram_bytes']:>9} {r['weight_bytes']:>9} "
+                     f"{r['macs']:>11} {r['cycles']:>10} {r['time_us']:>9.1f}  {r['source']}")
+    t = report["totals"]
+    lines.append(f"totals: {t['layers']} layers ({t['kpu_layers']} KPU, {t['cpu_layers']} CPU), weights "
+                 f"{t['weight_bytes']} B, {t['macs'] / 1e6:.1f} MMAC, KPU RAM peak {t['kpu_ram_peak_bytes']} B, "
+                 f"main buffer {t['main_memory_bytes']} B")
+    lines.append(f"estimated K210 latency {t['latency_ms']} ms (KPU {t['kpu_time_ms']} ms) = {t['fps']} FPS at "
+                 f"400 MHz")
+    verdict = "fits" if report["fits_budget"] else "EXCEEDS"
+    lines.append(f"kmodel {report['kmodel_bytes']} B = {report['kmodel_mib']} MiB: {verdict} the "
+                 f"{report['budget_mib']} MiB budget")
+    return "\n".join(lines)
+
+
+def plot_layers(report: dict[str, Any], path: Path) -> None:
+    """Bar chart of estimated time per layer (KPU and CPU coloured apart), written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pipeline.atomic import atomic_path
+
+    rows = report["layers"]
+    figure, axis = plt.subplots(figsize=(max(6.0, 0.35 * len(rows)), 4))
+    colours = ["tab:blue" if r["unit"] == "kpu" else "tab:orange" for r in rows]
+    axis.bar(range(len(rows)), [r["time_us"] for r in rows], color=colours)
+    axis.set_xticks(range(len(rows)), [f"{r['index']} {r['type'].replace('K210_', '')}" for r in rows],
+                    rotation=90, fontsize=7)
+    axis.set_ylabel("estimated time (us)")
+    axis.set_title(f"estimated K210 time per layer: {report['totals']['latency_ms']} ms total "
+                   "(blue KPU, orange CPU)")
+    figure.tight_layout()
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=110)
+    plt.close(figure)

@@ -1,0 +1,30 @@
+"""TFLite -> kmodel V3: read, lower, plan memory, emit, serialise. Nothing is written here (see compile_stage)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from deploy.k210.emit import emit_kmodel
+from deploy.k210.kmodel import KModel
+from deploy.k210.kmodel_io import write_kmodel
+from deploy.k210.lower import lower_graph
+from deploy.k210.memory_plan import MemoryPlan, plan_memory
+from deploy.k210.program import Program
+from deploy.k210.tflite_graph import read_tflite
+
+
+@dataclass
+class Compiled:
+    model: KModel
+    data: bytes
+    program: Program
+    plan: MemoryPlan
+
+
+def compile_tflite(source: bytes | str | Path) -> Compiled:
+    """Compile a full-integer uint8-I/O TFLite model; raises PipelineError for anything the K210 cannot run."""
+    program = lower_graph(read_tflite(source))
+    plan = plan_memory(program)
+    model = emit_kmodel(program, plan)
+    return Compiled(model=model, data=write_kmodel(model), program=program, plan=plan)

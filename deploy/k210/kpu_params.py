@@ -1,0 +1,172 @@
+"""Derive the arithmetic of one KPU layer from TFLite quantization (spec §5.2-5.4, §6.5 v1 convention).
+
+KPU values are uint8 = int8 + 128. Weights are stored as q_w + 128 (zero point 128), so with
+arg_x = -128, arg_w = -z_x, arg_add = k*k*128*z_x (all shifts 0) the accumulator is exactly TFLite's
+sum((q_x - z_x) * q_w). The batch norm turns it into t = 2^F * (output code before rounding), folding each
+channel's weight scale into its multiplier; the activation table rounds t / 2^F and applies the activation.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from deploy.k210.registers import ActivationTable, BatchNormTable
+from pipeline.errors import PipelineError
+
+WEIGHT_ZERO_POINT = 128
+BN_MUL_BITS = 23  # |norm_mul| < 2^23
+BN_MAX_SHIFT = 15
+T_LIMIT_BITS = 34  # keep |t| < 2^34, inside the 36-bit signed range with margin
+MIN_FRACTION_BITS = 4
+MAX_FRACTION_BITS = 20
+
+
+@dataclass(frozen=True)
+class Quant:
+    """uint8 quantization on the KPU side: real = scale * (q - zero_point)."""
+
+    scale: float
+    zero_point: int
+
+    def code(self, real: float) -> int:
+        return int(np.clip(round(real / self.scale + self.zero_point), 0, 255))
+
+
+@dataclass(frozen=True)
+class Clamp:
+    """The output code range the table clamps to (the conv's fused RELU / RELU6 / RELU_N1_TO_1, or none)."""
+
+    low: int = 0
+    high: int = 255
+
+
+@dataclass
+class ConvArithmetic:
+    pad_value: int
+    arg_x: int
+    arg_w: int
+    arg_add: int
+    bn: BatchNormTable
+    activation: ActivationTable
+    fraction_bits: int
+
+
+def _fraction_bits(multipliers: np.ndarray, weight_abs_sums: np.ndarray, bias: np.ndarray, out_zero: int,
+                   where: str) -> int:
+    """The largest F that keeps norm_mul, norm_add and t inside their fields for every channel."""
+    m_max = float(multipliers.max()) if multipliers.size else 0.0
+    t_bound = float(np.max(255 * weight_abs_sums * multipliers + np.abs(bias * multipliers))) + 256
+    add_bound = float(np.max(np.abs(bias * multipliers + out_zero))) + 1
+    limits = [MAX_FRACTION_BITS, math.floor(T_LIMIT_BITS - math.log2(t_bound)),
+              math.floor(30.9 - math.log2(add_bound))]
+    if m_max > 0:
+        limits.append(math.floor(BN_MUL_BITS - 1e-9 - math.log2(m_max)) - 1)
+    bits = min(limits)
+    if bits < MIN_FRACTION_BITS:
+        raise PipelineError(f"requantization needs {bits} fraction bits (accumulator bound {t_bound:.3g} output "
+                            f"codes, multiplier {m_max:.3g})", field=where,
+                            expected=f">= {MIN_FRACTION_BITS} fraction bits: the KPU's 36-bit batch-norm output and "
+                                     "24-bit multiplier cannot hold this layer; re-calibrate or add batch "
+                                     "normalization so the output range is closer to the accumulator range")
+    return bits
+
+
+def batch_norm_words(multipliers: np.ndarray, bias: np.ndarray, out_zero: int, bits: int) -> BatchNormTable:
+    """Per channel (mul, shift) ~ M * 2^bits with mul < 2^23, shift <= 15; add = (bias*M + zero) * 2^bits."""
+    muls, shifts = [], []
+    for m in multipliers:
+        if m <= 0:
+            muls.append(0)
+            shifts.append(0)
+            continue
+        exponent = math.floor(math.log2(m))
+        shift = int(np.clip(BN_MUL_BITS - 1 - bits - exponent, 0, BN_MAX_SHIFT))
+        mul = round(m * 2.0 ** (bits + shift))
+        while mul >= 1 << BN_MUL_BITS and shift > 0:
+            shift -= 1
+            mul = round(m * 2.0 ** (bits + shift))
+        muls.append(mul)
+        shifts.append(shift)
+    add = np.round((bias * multipliers + out_zero) * 2.0 ** bits).astype(np.int64)
+    return BatchNormTable(mul=np.array(muls, np.int64), add=add, shift=np.array(shifts, np.int64))
+
+
+def clamp_table(low: int, high: int, bits: int) -> ActivationTable:
+    """u = clamp(round(t / 2^bits), low, high)."""
+    table = ActivationTable()
+    table.bias[0] = low
+    table.x_start[1], table.y_mul[1], table.shift[1], table.bias[1] = low << bits, 1, bits, low
+    if high < 255:
+        table.x_start[2], table.bias[2] = high << bits, high
+        for i in range(3, 16):
+            table.bias[i] = high
+    return table
+
+
+def conv_arithmetic(input_q: Quant, kernel: int, weights_q: np.ndarray, weight_scales: np.ndarray,
+                    bias_q: np.ndarray, output_q: Quant, clamp: Clamp, where: str) -> ConvArithmetic:
+    """All arithmetic fields of a KPU conv. `weights_q` are int8 values grouped per output channel (axis 0)."""
+    multipliers = (input_q.scale * weight_scales.astype(np.float64)) / output_q.scale
+    abs_sums = np.abs(weights_q.reshape(len(weights_q), -1).astype(np.int64)).sum(axis=1).astype(np.float64)
+    bias = bias_q.astype(np.float64)
+    bits = _fraction_bits(multipliers, abs_sums, bias, output_q.zero_point, where)
+    bn = batch_norm_words(multipliers, bias, output_q.zero_point, bits)
+    table = clamp_table(clamp.low, clamp.high, bits)
+    z = input_q.zero_point
+    return ConvArithmetic(pad_value=z, arg_x=-WEIGHT_ZERO_POINT, arg_w=-z,
+                          arg_add=kernel * kernel * WEIGHT_ZERO_POINT * z, bn=bn, activation=table, fraction_bits=bits)
+
+
+def xnnpack_leaky_arithmetic(input_q: Quant, output_q: Quant, alpha: float, channels: int) -> ConvArithmetic:
+    """LeakyReLU on uint8 codes exactly as LiteRT's default CPU kernel (XNNPACK qs8 vlrelu) computes it:
+    out = z_out + floor((d * m + 128) / 256) for d = x - z_in, with m = lrint(256 * s_in / s_out) for d >= 0 and
+    m = lrint(256 * alpha * s_in / s_out) for d < 0.
+
+    Used as a depthwise 1x1 layer with unit weights: acc = d, t = d * 2^F + z_out * 2^F. Each linear piece is
+    anchored at its lowest integer d with the bias one below its output there, so the start offset is positive
+    and the product lands strictly between rounding ties (both rounding modes agree).
+    """
+    bits = MAX_FRACTION_BITS
+    scale = np.float32(input_q.scale) / np.float32(output_q.scale)
+    slopes = (int(np.rint(np.float32(256) * scale)), int(np.rint(np.float32(256) * np.float32(alpha) * scale)))
+    if not all(0 <= m < 1 << 15 for m in slopes):
+        raise PipelineError(f"LeakyReLU multipliers {slopes}", field="alpha",
+                            expected="0 <= alpha and input/output scale ratio below 128")
+    zero_t = output_q.zero_point << bits
+    table = ActivationTable()
+    segment = 1
+    for low, high, m in ((-input_q.zero_point, -1, slopes[1]), (0, 255 - input_q.zero_point, slopes[0])):
+        outputs = [output_q.zero_point + ((d * m + 128) >> 8) for d in range(low, high + 1)]
+        anchor = next((low + i for i, value in enumerate(outputs) if value >= 1), None)
+        if anchor is None:
+            continue
+        value = output_q.zero_point + ((anchor * m + 128) >> 8)
+        remainder = anchor * m + 128 - ((value - output_q.zero_point) << 8) + 256
+        offset = -(-(((remainder - 128) << bits) + 1) // max(m, 1))
+        table.x_start[segment] = zero_t + (anchor << bits) - offset
+        table.y_mul[segment], table.shift[segment], table.bias[segment] = m, bits + 8, value - 1
+        segment += 1
+    bn = BatchNormTable(mul=np.full(channels, 1 << bits, np.int64), add=np.full(channels, zero_t, np.int64),
+                        shift=np.zeros(channels, np.int64))
+    z = input_q.zero_point
+    return ConvArithmetic(pad_value=z, arg_x=-WEIGHT_ZERO_POINT, arg_w=-z, arg_add=WEIGHT_ZERO_POINT * z, bn=bn,
+                          activation=table, fraction_bits=bits)
+
+
+def identity_arithmetic(channels: int) -> ConvArithmetic:
+    """A one-hot (weight 1 = stored 129) layer that copies input bytes unchanged: acc = x, t = x, u = t."""
+    table = ActivationTable()
+    table.x_start[1], table.y_mul[1] = 0, 1
+    bn = BatchNormTable(mul=np.ones(channels, np.int64), add=np.zeros(channels, np.int64),
+                        shift=np.zeros(channels, np.int64))
+    return ConvArithmetic(pad_value=0, arg_x=-WEIGHT_ZERO_POINT, arg_w=0, arg_add=0, bn=bn, activation=table,
+                          fraction_bits=0)
+
+
+def kpu_weights(weights_q: np.ndarray) -> np.ndarray:
+    """int8 weights as stored for the KPU (uint8, zero point 128), flattened."""
+    return (weights_q.astype(np.int16) + WEIGHT_ZERO_POINT).astype(np.uint8).reshape(-1)
+

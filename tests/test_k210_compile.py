@@ -1,0 +1,282 @@
+"""TFLite -> kmodel compiler: small generated Keras models covering every supported op, compiled and simulated,
+must match LiteRT's uint8 outputs on real images (cosine >= 0.999, >= 99 % of bytes within 1 LSB)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from deploy.k210.compiler import compile_tflite
+from deploy.k210.kmodel import LayerType
+from deploy.k210.kmodel_io import read_kmodel
+from deploy.k210.sim import simulate
+from pipeline.errors import PipelineError
+from tests.conftest import shared_path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+WIDTH, HEIGHT = 64, 48
+
+
+def real_images(width: int = WIDTH, height: int = HEIGHT) -> list[np.ndarray]:
+    """Real photos (the VOC dog image and face-mask photos) resized to the model input, uint8 HWC."""
+    paths = [shared_path("kmodels", "dog.bmp")]
+    folder = shared_path("facemask", "val", "images")
+    paths += sorted(folder.glob("*.jpg"))[:11]
+    images = []
+    for path in paths:
+        with Image.open(path) as image:
+            images.append(np.asarray(image.convert("RGB").resize((width, height), Image.Resampling.BILINEAR)))
+    return images
+
+
+def convert(model, images: list[np.ndarray]) -> bytes:
+    """Full-integer TFLite (int8 inside, uint8 input/output) via the export stage, calibrated on `images`."""
+    import tempfile
+    from pathlib import Path
+
+    from deploy.tflite import export_uint8
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model_uint8.tflite"
+        export_uint8(model, path, [image.astype(np.float32) / 255.0 for image in images])
+        return path.read_bytes()
+
+
+def litert_outputs(data: bytes, image: np.ndarray) -> list[np.ndarray]:
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=data)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], image[None])
+    interpreter.invoke()
+    details = interpreter.get_output_details()  # in the subgraph output order, as the kmodel outputs
+    return [(interpreter.get_tensor(d["index"])[0], d["quantization"]) for d in details]
+
+
+def _layers():
+    import keras
+
+    return keras, keras.layers
+
+
+def model_conv_chain():
+    """conv 3x3 + BN + LeakyReLU + max pool 2x2 s2, conv 1x1 + ReLU, conv 3x3 ReLU6 + max pool 2x2 s1 same,
+    conv 3x3 + average pool 2x2 s2."""
+    keras, L = _layers()
+    inp = keras.Input((HEIGHT, WIDTH, 3))
+    x = L.Conv2D(8, 3, padding="same", use_bias=False)(inp)
+    x = L.BatchNormalization()(x)
+    x = L.LeakyReLU(0.1)(x)
+    x = L.MaxPooling2D(2)(x)
+    x = L.Conv2D(12, 1, activation="relu")(x)
+    x = L.Conv2D(16, 3, padding="same", activation="relu6")(x)
+    x = L.MaxPooling2D(2, strides=1, padding="same")(x)
+    x = L.Conv2D(8, 3, padding="same")(x)
+    x = L.AveragePooling2D(2)(x)
+    return keras.Model(inp, x)
+
+
+def model_strides():
+    """stride 2: ZeroPadding + VALID 3x3, TF 'same' 3x3 (even size), depthwise 3x3 and stride-2 depthwise."""
+    keras, L = _layers()
+    inp = keras.Input((HEIGHT, WIDTH, 3))
+    x = L.ZeroPadding2D(1)(inp)
+    x = L.Conv2D(8, 3, strides=2, padding="valid", activation="relu")(x)
+    x = L.DepthwiseConv2D(3, padding="same", activation="relu6")(x)
+    x = L.Conv2D(16, 3, strides=2, padding="same")(x)
+    x = L.LeakyReLU(0.2)(x)
+    x = L.DepthwiseConv2D(3, strides=2, padding="same")(x)
+    x = L.Conv2D(16, 1, activation="relu")(x)
+    x = L.Conv2D(16, 1, strides=1)(x)
+    return keras.Model(inp, x)
+
+
+def model_passthrough():
+    """DarkNet19-style passthrough: SPACE_TO_DEPTH concatenated with a deeper branch (adjacent-memory concat),
+    plus a residual ADD and a concat that is also a model output (CPU concat, uploaded for the next conv)."""
+    import tensorflow as tf
+
+    keras, L = _layers()
+    inp = keras.Input((HEIGHT, WIDTH, 3))
+    a = L.Conv2D(16, 3, padding="same", activation="relu")(inp)
+    a = L.MaxPooling2D(2)(a)
+    b = L.Conv2D(16, 3, padding="same")(a)
+    b = L.LeakyReLU(0.1)(b)
+    b = L.Add()([a, b])
+    s = L.Lambda(lambda v: tf.nn.space_to_depth(v, 2))(a)
+    d = L.MaxPooling2D(2)(b)
+    d = L.Conv2D(32, 3, padding="same", activation="relu")(d)
+    x = L.Concatenate()([d, s])
+    x = L.Conv2D(16, 1, activation="relu")(x)
+    y = L.Conv2D(8, 1)(x)
+    z = L.Concatenate()([x, y])  # also a model output: a CPU concat into main memory
+    return keras.Model(inp, [L.Conv2D(10, 3, padding="same")(z), z])
+
+
+def model_classifier():
+    """Head ops: max pool 3x3 s2 (CPU), GAP (MEAN), Dense + softmax; and Flatten + Dense as a second output."""
+    keras, L = _layers()
+    inp = keras.Input((HEIGHT, WIDTH, 3))
+    x = L.Conv2D(16, 3, padding="same", activation="relu")(inp)
+    x = L.MaxPooling2D(3, strides=2, padding="same")(x)
+    x = L.Conv2D(24, 3, padding="same", activation="relu")(x)
+    x = L.MaxPooling2D(2)(x)
+    g = L.GlobalAveragePooling2D()(x)
+    p = L.Dense(10)(g)
+    p = L.Softmax()(p)
+    f = L.Conv2D(4, 1, activation="relu")(x)
+    f = L.Flatten()(f)
+    f = L.Dense(6, activation="relu")(f)
+    return keras.Model(inp, [p, f])
+
+
+BUILDERS = {"conv_chain": model_conv_chain, "strides": model_strides, "passthrough": model_passthrough,
+            "classifier": model_classifier}
+
+
+@pytest.fixture(scope="module")
+def images() -> list[np.ndarray]:
+    return real_images()
+
+
+@pytest.fixture(scope="module")
+def tflite_models(images) -> dict[str, bytes]:
+    import keras
+
+    keras.utils.set_random_seed(20261122)
+    models = {}
+    for name, build in BUILDERS.items():
+        model = build()
+        # Non-trivial BN statistics, so the folded per-channel scales differ.
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                channels = layer.gamma.shape[0]
+                rng = np.random.default_rng(1)
+                layer.set_weights([rng.uniform(0.5, 2, channels), rng.normal(0, 0.3, channels),
+                                   rng.normal(0, 0.2, channels), rng.uniform(0.3, 3, channels)])
+        models[name] = convert(model, images)
+    return models
+
+
+def compare(data: bytes, images: list[np.ndarray]) -> tuple[float, float, list]:
+    """(min cosine over outputs of dequantized values, fraction of bytes within 1 LSB, layer types)."""
+    compiled = compile_tflite(data)
+    cosines, close, total = [], 0, 0
+    for image in images:
+        result = simulate(compiled.data, image.transpose(2, 0, 1).copy())
+        for sim_out, (ref, (scale, zero)) in zip(result.outputs, litert_outputs(data, image), strict=True):
+            ref_hwc = ref.astype(np.int64)
+            sim = np.asarray(sim_out, np.float64).reshape(-1)
+            ours = np.clip(np.round(sim / scale + zero), 0, 255).astype(np.int64)
+            if ref_hwc.ndim == 3:  # kmodel outputs are CHW, TFLite NHWC
+                ref_hwc = ref_hwc.transpose(2, 0, 1)
+            ref_flat = ref_hwc.reshape(-1)
+            ref_real = (ref_flat - zero) * scale
+            ours_real = (ours - zero) * scale
+            denominator = np.linalg.norm(ref_real) * np.linalg.norm(ours_real)
+            cosines.append(1.0 if denominator == 0 else float(ref_real @ ours_real / denominator))
+            close += int(np.sum(np.abs(ours - ref_flat) <= 1))
+            total += ref_flat.size
+    return min(cosines), close / total, [layer.type for layer in compiled.model.layers]
+
+
+@pytest.mark.parametrize("name", list(BUILDERS))
+def test_compiled_model_matches_litert(tflite_models, images, name):
+    cosine, within_one, types = compare(tflite_models[name], images)
+    assert cosine >= 0.999, f"{name}: cosine {cosine}"
+    assert within_one >= 0.99, f"{name}: {within_one:.4f} of bytes within 1 LSB"
+    assert types[0] == LayerType.K210_CONV
+
+
+def test_ops_are_lowered_as_designed(tflite_models):
+    conv_chain = compile_tflite(tflite_models["conv_chain"])
+    pools = [s.pool_type for s in conv_chain.program.steps if hasattr(s, "pool_type")]
+    assert pools == [1, 0, 0, 9, 2]  # max 2x2 s2 (before the LeakyReLU layer), max 2x2 s1 and mean 2x2 s2 fused
+    assert conv_chain.program.steps[1].depthwise and conv_chain.program.steps[1].arithmetic.activation.y_mul[1] > 0
+    strides = compile_tflite(tflite_models["strides"])
+    kpu = [s for s in strides.program.steps if hasattr(s, "pool_type")]
+    assert [s.pool_type for s in kpu] == [5, 0, 0, 6, 0, 0, 6, 0, 0]  # left_top, right_top after one-hot shift
+    passthrough = compile_tflite(tflite_models["passthrough"])
+    types = [layer.type for layer in passthrough.model.layers]
+    assert {LayerType.QUANTIZED_ADD, LayerType.K210_UPLOAD, LayerType.QUANTIZED_CONCAT} <= set(types)
+    adjacent = [t for t in passthrough.program.tensors.values() if t.kpu_parent is not None]
+    assert len(adjacent) == 2  # the passthrough concat shares one map
+    classifier = compile_tflite(tflite_models["classifier"])
+    types = {layer.type for layer in classifier.model.layers}
+    assert {LayerType.QUANTIZED_MAX_POOL2D, LayerType.GLOBAL_AVERAGE_POOL2D, LayerType.FULLY_CONNECTED,
+            LayerType.SOFTMAX, LayerType.DEQUANTIZE, LayerType.QUANTIZE} <= types
+
+
+def test_compiled_kmodel_round_trips(tflite_models):
+    compiled = compile_tflite(tflite_models["passthrough"])
+    assert read_kmodel(compiled.data) == compiled.model
+    body = compiled.model.layers[0].body
+    assert body.act_offset % 256 == 0 and body.weights_offset % 128 == 0
+
+
+def _convert_single(build) -> bytes:
+    return convert(build(), real_images()[:2])
+
+
+def test_unsupported_kernel_names_op_rule_and_fix():
+    keras, L = _layers()
+    inp = keras.Input((HEIGHT, WIDTH, 3))
+    data = _convert_single(lambda: keras.Model(inp, L.Conv2D(4, 5, padding="same")(inp)))
+    with pytest.raises(PipelineError, match=r"CONV_2D.*kernel 5x5.*1x1 or 3x3"):
+        compile_tflite(data)
+
+
+def test_oversized_map_is_rejected_before_anything_is_written():
+    keras, L = _layers()
+    inp = keras.Input((300, WIDTH, 3))
+    data = convert(keras.Model(inp, L.Conv2D(4, 3, padding="same")(inp)), [np.zeros((300, WIDTH, 3), np.uint8)])
+    with pytest.raises(PipelineError, match=r"outside the KPU limits.*H <= 256"):
+        compile_tflite(data)
+
+
+def test_float_model_is_rejected():
+    import tensorflow as tf
+
+    keras, L = _layers()
+    inp = keras.Input((HEIGHT, WIDTH, 3))
+    data = tf.lite.TFLiteConverter.from_keras_model(keras.Model(inp, L.Conv2D(4, 3)(inp))).convert()
+    with pytest.raises(PipelineError, match="uint8"):
+        compile_tflite(data)
+
+
+def test_tflite_reader_gives_per_tensor_and_per_channel_quantization(tflite_models):
+    from deploy.k210.tflite_graph import read_tflite
+
+    graph = read_tflite(tflite_models["conv_chain"])
+    conv = next(op for op in graph.operators if op.opcode == "CONV_2D")
+    weights = graph.tensors[conv.inputs[1]]
+    assert weights.dtype == "int8" and weights.scale.size == weights.shape[0] and weights.data.shape == weights.shape
+    assert graph.tensors[graph.inputs[0]].dtype == "uint8" and graph.tensors[conv.outputs[0]].scale.size == 1
+
+
+@pytest.mark.parametrize("cut", [0, 7, 100, 1000])
+def test_truncated_or_foreign_tflite_is_rejected_with_field(tflite_models, cut):
+    with pytest.raises(PipelineError, match="field"):
+        compile_tflite(tflite_models["strides"][:cut])
+
+
+def test_wide_conv_is_split_over_output_channel_slices():
+    """512 -> 512 3x3 needs 86 weight loads: two KPU layers fill one map; the CPU head reads it in main memory."""
+    keras, L = _layers()
+    inp = keras.Input((16, 16, 3))
+    x = L.Conv2D(512, 3, padding="same", activation="relu")(inp)
+    x = L.MaxPooling2D(2)(x)
+    x = L.Conv2D(512, 3, padding="same")(x)
+    x = L.LeakyReLU(0.1)(x)
+    y = L.Dense(4)(L.GlobalAveragePooling2D()(x))
+    images = real_images(16, 16)
+    data = convert(keras.Model(inp, [x, y]), images)
+    compiled = compile_tflite(data)
+    sliced = [s for s in compiled.program.steps if "[channels" in s.source]
+    assert [s.out_shape[0] for s in sliced] == [384, 128]
+    assert all(s.arithmetic.bn.mul.size == s.out_shape[0] for s in sliced)
+    cosine, within_one, _ = compare(data, images[:4])
+    assert cosine >= 0.999 and within_one >= 0.99

@@ -1,0 +1,108 @@
+"""`invoke compile` stage: artifacts, report contents, the detector metadata, manifest skipping, the budget,
+--inspect and the ncc probe."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+
+import numpy as np
+import pytest
+
+from deploy.k210.compile_stage import compile_stage, inspect_kmodel
+from deploy.k210.kmodel_io import load_kmodel
+from deploy.k210.sim import simulate
+from pipeline.config import load_config
+from pipeline.errors import PipelineError
+from tests.conftest import shared_path
+
+META = {"classes": ["face"], "anchors": [[1.0, 1.2], [2.5, 3.0]], "input_size": [32, 24], "grid": [8, 6],
+        "num_anchors": 2}
+
+
+@pytest.fixture(scope="module")
+def tiny_tflite() -> bytes:
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras
+
+    from tests.test_k210_compile import convert
+
+    keras.utils.set_random_seed(3)
+    inp = keras.Input((24, 32, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same")(inp)
+    x = keras.layers.LeakyReLU(0.1)(x)
+    x = keras.layers.MaxPooling2D(2)(x)
+    x = keras.layers.MaxPooling2D(2)(x)
+    x = keras.layers.Conv2D(2 * 6, 1)(x)
+    images = [np.random.default_rng(i).integers(0, 256, (24, 32, 3), dtype=np.uint8) for i in range(4)]
+    return convert(keras.Model(inp, x), images)
+
+
+@pytest.fixture
+def config(tmp_path, tiny_tflite):
+    name = f"k210_stage_test_{uuid.uuid4().hex[:8]}"
+    path = tmp_path / f"{name}.yaml"
+    path.write_text("model:\n  input_size: [32, 24]\n")
+    cfg = load_config(path)
+    cfg.build_dir.mkdir(parents=True)
+    (cfg.build_dir / "model_uint8.tflite").write_bytes(tiny_tflite)
+    (cfg.build_dir / "model_meta.json").write_text(json.dumps(META))
+    yield cfg
+    shutil.rmtree(cfg.build_dir, ignore_errors=True)
+
+
+def test_compile_writes_kmodel_report_and_chart(config, capsys):
+    result = compile_stage(config)
+    build = config.build_dir
+    assert not result.skipped and result.metrics["kpu_layers"] >= 3
+    report = json.loads((build / "compile_report.json").read_text())
+    assert report["detector"] == META
+    assert report["fits_budget"] and report["budget_mib"] == 5.5
+    assert report["outputs"][0]["shape"] == [12, 6, 8] and report["outputs"][0]["dtype"] == "float32"
+    first = report["layers"][0]
+    assert first["type"] == "K210_CONV" and first["macs"] == 8 * 3 * 9 * 24 * 32 and first["cycles"] > 0
+    assert report["totals"]["fps"] > 0 and report["totals"]["weight_bytes"] > 0
+    assert (build / "compile_layers.png").read_bytes()[:4] == b"\x89PNG"
+    model = load_kmodel(build / "model.kmodel")
+    out = simulate(model, np.zeros((3, 24, 32), np.uint8)).outputs[0]
+    assert out.size == 12 * 6 * 8
+    assert "estimated K210 latency" in capsys.readouterr().out
+    assert compile_stage(config).skipped
+
+
+def test_budget_overrun_writes_nothing(config):
+    with pytest.raises(PipelineError, match="over the 0.001 MiB budget"):
+        compile_stage(config, budget_mib=0.001)
+    assert not (config.build_dir / "model.kmodel").exists()
+    assert not (config.build_dir / "compile_report.json").exists()
+
+
+def test_missing_tflite_is_named(config):
+    (config.build_dir / "model_uint8.tflite").unlink()
+    with pytest.raises(PipelineError, match="model_uint8.tflite.*invoke export"):
+        compile_stage(config)
+
+
+def test_ncc_probe_explains_why_it_is_unavailable(config):
+    if shutil.which("ncc"):
+        pytest.skip("an ncc is installed here")
+    with pytest.raises(PipelineError, match="no 'ncc' on PATH"):
+        compile_stage(config, compiler="ncc")
+
+
+def test_inspect_prints_the_nncase_model():
+    text = inspect_kmodel(shared_path("kmodels", "voc20_yolov2_v3.kmodel"))
+    assert text.count("K210_CONV (type 10240)") == 16 and "main_mem_usage 43752" in text
+
+
+def test_cycle_model_line_steps_match_the_spec_for_the_nncase_yolo():
+    from deploy.k210.cycles import line_steps
+    from deploy.k210.kmodel import K210ConvBody
+
+    model = load_kmodel(shared_path("kmodels", "voc20_yolov2_v3.kmodel"))
+    convs = [layer.body.args for layer in model.layers if isinstance(layer.body, K210ConvBody)]
+    total = sum(line_steps(a.in_shape, a.out_channels, bool(a.depth_wise_layer)) for a in convs)
+    assert abs(total - 3.17e6) / 3.17e6 < 0.01  # spec §12.3: 3.17 M line-steps, ~7.9 ms at 400 MHz

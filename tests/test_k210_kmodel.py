@@ -1,0 +1,174 @@
+"""kmodel V3 reader/writer: the real nncase file, round trips of every body type, and clean errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from deploy.k210 import kmodel as km
+from deploy.k210.inspect import describe_kmodel
+from deploy.k210.kmodel_io import load_kmodel, read_kmodel, write_kmodel
+from deploy.k210.registers import ActivationTable, BatchNormTable, KpuLayerArgs
+from pipeline.errors import PipelineError
+from tests.conftest import shared_path
+
+
+@pytest.fixture(scope="module")
+def yolo_bytes() -> bytes:
+    return shared_path("kmodels", "voc20_yolov2_v3.kmodel").read_bytes()
+
+
+def test_nncase_file_header_and_layers(yolo_bytes):
+    model = read_kmodel(yolo_bytes)
+    assert model.eight_bit_weights and model.main_mem_usage == 43752
+    assert [(o.address, o.size) for o in model.outputs] == [(8752, 35000)]
+    types = [layer.type for layer in model.layers]
+    assert types == [km.LayerType.K210_CONV] * 16 + [km.LayerType.CHANNELWISE_DEQUANTIZE]
+    assert sum(layer.body_size for layer in model.layers) == len(yolo_bytes) + 4 - model.layers[0].file_offset
+
+
+def test_nncase_first_layer_matches_spec_worked_example(yolo_bytes):
+    body = read_kmodel(yolo_bytes).layers[0].body
+    a = body.args
+    assert (body.layer_offset, body.weights_offset, body.bn_offset, body.act_offset) == (0xC8, 0x180, 0x380, 0x400)
+    assert a.in_shape == (3, 240, 320) and a.out_shape == (16, 120, 160)
+    assert (a.kernel_type, a.pool_type, a.image_src_addr, a.image_dst_addr) == (1, 1, 29168, 0)
+    assert (a.channel_switch_addr, a.row_switch_addr, a.coef_group) == (1200, 5, 1)
+    assert (a.wb_channel_switch_addr, a.wb_row_switch_addr, a.wb_group) == (360, 3, 1)
+    assert (a.para_size, a.load_time, a.o_ch_num_coef) == (432, 0, 15)
+    assert (a.arg_x, a.shr_x, a.arg_w, a.shr_w, a.arg_add) == (-4390912, 15, 0, 0, 0)
+    assert (a.channel_byte_num, a.dma_total_byte) == (19199, 307199)
+    assert (body.bn.mul[0], body.bn.add[0], body.bn.shift[0]) == (15992, 27311, 15)
+    t = body.activation
+    assert (t.x_start[0], t.x_start[1], t.y_mul[1], t.shift[1]) == (-(1 << 35), -119808, 102, 20)
+    assert (t.x_start[15], t.y_mul[15], t.shift[15], t.bias[15]) == (13312, 1024, 20, 13)
+
+
+def test_nncase_depthwise_layer_offsets_from_spec(yolo_bytes):
+    a = read_kmodel(yolo_bytes).layers[1].body.args
+    assert a.depth_wise_layer == 1
+    assert (a.arg_x, a.shr_x, a.arg_w, a.shr_w, a.arg_add) == (-4259840, 15, -425984, 15, 15210)
+
+
+def test_writer_reproduces_nncase_file(yolo_bytes):
+    model = read_kmodel(yolo_bytes)
+    written = write_kmodel(model)
+    assert written[:len(yolo_bytes)] == yolo_bytes
+    assert written[len(yolo_bytes):] == bytes(4)  # nncase leaves the last body's padding unwritten
+    assert read_kmodel(written) == model
+
+
+def _conv_body(depthwise: bool) -> km.K210ConvBody:
+    args = KpuLayerArgs(depth_wise_layer=int(depthwise), i_ch_num=3, o_ch_num=3, kernel_type=1, i_row_wid=7,
+                        i_col_high=7, o_row_wid=7, o_col_high=7, arg_x=-128, arg_add=-5 << 30)
+    rng = np.random.default_rng(1)
+    weights = rng.integers(0, 256, args.weight_count(), dtype=np.uint8)
+    bn = BatchNormTable(mul=np.array([1, -2, 3, -(1 << 23)]), add=np.array([-(1 << 31), 5, 6, 7]),
+                        shift=np.array([0, 15, 3, 9]))
+    table = ActivationTable(x_start=[-(1 << 35)] + list(range(-7, 8)), y_mul=list(range(16)),
+                            shift=list(range(16)), bias=list(range(0, 256, 16)))
+    return km.K210ConvBody(flags=1, main_mem_out_addr=64, args=args, weights=weights, bn=bn, activation=table)
+
+
+def every_body_model() -> km.KModel:
+    """A model holding one layer of every V3 body type (for round trips, inspection and fuzzing)."""
+    T = km.LayerType
+    f32 = np.float32
+    layers = [
+        km.Layer(T.K210_CONV, _conv_body(False)),
+        km.Layer(T.K210_CONV, _conv_body(True)),
+        km.Layer(T.ADD, km.AddBody(0, 0, 16, 32, 4)),
+        km.Layer(T.QUANTIZED_ADD, km.QuantizedAddBody(0, 0, 8, 16, 8, -3, 1 << 20, 20, 4, 3, 21, 7, 5, 2)),
+        km.Layer(T.GLOBAL_AVERAGE_POOL2D, km.GlobalPoolBody(0, 0, 64, 16, 2)),
+        km.Layer(T.QUANTIZED_MAX_POOL2D, km.Pool2dBody(0, 0, 64, 4, 4, 2, 2, 2, 2, 2, 2, 2, 2, 0, 0)),
+        km.Layer(T.AVERAGE_POOL2D, km.FloatPool2dBody(0, 0, 64, 4, 4, 1, 2, 2, 1, 3, 3, 2, 2, 1, 1, act=2)),
+        km.Layer(T.QUANTIZE, km.QuantizeBody(0, 0, 64, 8, 0.5, -1.25)),
+        km.Layer(T.DEQUANTIZE, km.QuantizeBody(0, 0, 64, 8, 0.25, 3.0)),
+        km.Layer(T.REQUANTIZE, km.RequantizeBody(0, 0, 64, 8, np.arange(255, -1, -1, dtype=np.uint8))),
+        km.Layer(T.SOFTMAX, km.ChannelsBody(0, 0, 64, 5)),
+        km.Layer(T.CONCAT, km.ConcatBody(0, 96, 2, [(0, 16), (32, 8)])),
+        km.Layer(T.FULLY_CONNECTED, km.FullyConnectedBody(0, 0, 64, 3, 2, 1, np.arange(6, dtype=f32).reshape(2, 3),
+                                                          np.array([0.5, -0.5], f32))),
+        km.Layer(T.TENSORFLOW_FLATTEN, km.FlattenBody(0, 0, 64, 2, 2, 3)),
+        km.Layer(T.QUANTIZED_RESIZE_NEAREST_NEIGHBOR, km.ResizeNearestBody(0, 0, 64, 2, 2, 3, 4, 4, 0)),
+        km.Layer(T.CHANNELWISE_DEQUANTIZE, km.ChannelwiseDequantizeBody(0, 0, 64, 2, 3, np.array([1, 2], f32),
+                                                                        np.array([-1, 1], f32))),
+        km.Layer(T.K210_ADD_PADDING, km.AddPaddingBody(0, 0, 10, 5)),
+        km.Layer(T.K210_REMOVE_PADDING, km.RemovePaddingBody(0, 0, 64, 5)),
+        km.Layer(T.K210_UPLOAD, km.UploadBody(0, 0, 20, 8, 8, 3)),
+    ]
+    return km.KModel(flags=1, max_start_address=10, main_mem_usage=256, outputs=[km.OutputDesc(64, 32)],
+                     layers=layers)
+
+
+def test_every_body_type_round_trips():
+    model = every_body_model()
+    data = write_kmodel(model)
+    again = read_kmodel(data)
+    assert again == model
+    assert write_kmodel(again) == data
+    conv = again.layers[0].body
+    assert conv.weights_offset % 128 == 0 and conv.bn_offset % 128 == 0 and conv.act_offset % 256 == 0
+    assert all(layer.file_offset % 8 in (0, 4) for layer in again.layers)
+
+
+def test_sixteen_bit_weights_round_trip():
+    model = every_body_model()
+    model.flags = 0
+    model.layers[0].body.weights = model.layers[0].body.weights.astype(np.uint16) * 257
+    assert read_kmodel(write_kmodel(model)) == model
+
+
+def test_register_field_out_of_range_is_named():
+    body = _conv_body(False)
+    body.args.arg_x = 1 << 23
+    with pytest.raises(PipelineError, match="arg_x"):
+        body.args.to_bytes()
+
+
+def test_register_words_round_trip_random_fields():
+    from deploy.k210.binary import ByteReader
+    from deploy.k210.registers import LAYER_FIELDS
+
+    rng = np.random.default_rng(7)
+    for _ in range(50):
+        values = {}
+        for name, _word, _lsb, width, signed in LAYER_FIELDS:
+            low, high = (-(1 << (width - 1)), 1 << (width - 1)) if signed else (0, 1 << width)
+            values[name] = int(rng.integers(low, high))
+        args = KpuLayerArgs(**values)
+        assert KpuLayerArgs.read(ByteReader(args.to_bytes())) == args
+
+
+@pytest.mark.parametrize("cut", [0, 3, 27, 40, 200, 1000, 1352000])
+def test_truncated_file_names_offset_and_field(yolo_bytes, cut):
+    with pytest.raises(PipelineError, match=r"offset \d+") as info:
+        read_kmodel(yolo_bytes[:cut], path="yolo.kmodel")
+    assert "field" in str(info.value) and "yolo.kmodel" in str(info.value)
+
+
+def test_wrong_version_and_kmodel_v4_are_rejected():
+    data = bytearray(write_kmodel(every_body_model()))
+    data[0] = 4
+    with pytest.raises(PipelineError, match="header.version"):
+        read_kmodel(bytes(data))
+    with pytest.raises(PipelineError, match="V4"):
+        read_kmodel(b"KMDL" + bytes([4, 0, 0, 0]) + bytes(40))
+
+
+def test_missing_file_is_a_pipeline_error(tmp_path):
+    with pytest.raises(PipelineError, match="not found"):
+        load_kmodel(tmp_path / "none.kmodel")
+
+
+def test_inspect_prints_every_conv_layer(yolo_bytes):
+    text = describe_kmodel(read_kmodel(yolo_bytes))
+    assert text.count("K210_CONV (type 10240)") == 16
+    assert "CHANNELWISE_DEQUANTIZE" in text and "in 3x240x320 (CxHxW) -> out 16x120x160" in text
+    assert "K210_CONV x16" in text
+
+
+def test_inspect_prints_every_body_type():
+    text = describe_kmodel(read_kmodel(write_kmodel(every_body_model())))
+    for layer_type in {layer.type for layer in every_body_model().layers}:
+        assert layer_type.name in text
