@@ -35,10 +35,11 @@ DEFAULTS: dict[str, Any] = {
         "anchors": None,  # list of [w, h] in grid cells; None -> computed by `invoke data --anchors`
         "num_anchors": 5,
         "activation": "leaky",  # leaky (LeakyReLU 0.1) | relu | relu6
+        "passthrough_filters": None,  # skip_darknet19: 1x1 conv channels before the reorg; None: 64*width, 0: none
     },
     "train": {"epochs": 30, "batch_size": 16, "learning_rate": 1e-3, "warmup_epochs": 2, "patience": 10,
               "seed": 20261122, "budget_mib": 1.0,
-              "weight_decay": 5e-4, "ignore_thresh": 0.6, "augment": True, "max_boxes": 50,
+              "weight_decay": 5e-4, "ignore_thresh": 0.6, "rescore": True, "augment": True, "max_boxes": 50,
               "loss_weights": {"coord": 1.0, "obj": 5.0, "noobj": 1.0, "class": 1.0},
               "time_limit_minutes": 0.0,  # 0 = no limit; stops before an epoch that would end after it
               "quiet": False},  # one line per epoch instead of a progress bar (for logs)
@@ -46,7 +47,15 @@ DEFAULTS: dict[str, Any] = {
     "quantize": {"calib_images": 200},
     "export": {"held_images": 8},
     "compile": {"budget_mib": 5.5},
-    "deploy": {"board": "sim", "port": None, "kmodel_address": 0x300000, "score_threshold": 0.5, "nms_iou": 0.3},
+    "deploy": {"board": "sim", "port": None, "kmodel_address": 0x300000, "score_threshold": 0.5, "nms_iou": 0.3,
+               # flashing: reset sequence (auto | dan | bit | trainer | kd233 | goE | maixduino | bit_mic | goD |
+               # generic), flash-stage baud rate, flash-stage program file (None -> the installed kflash package)
+               # and its dialect (None -> identified by SHA-256; vowstar | sipeed | ktool)
+               "board_type": "auto", "baud": 1500000, "isp_prog": None, "stub_dialect": None},
+    # firmware: rendered RT-Thread glue; name None -> the config's name; kmodel_storage embedded | flash (at
+    # deploy.kmodel_address); rounding reference | v0.1 (soft-KPU activation rounding, compile-time switch)
+    "firmware": {"name": None, "kmodel_storage": "flash", "max_candidates": 256, "camera": "ov5640",
+                 "dma_channel": 5, "rounding": "reference", "run_timeout_s": 300},
 }
 
 
@@ -68,6 +77,21 @@ class Config:
         for part in dotted.split("."):
             node = node[part]
         return node
+
+    def with_values(self, overrides: dict[str, Any]) -> Config:
+        """A copy with dotted-key values replaced (None leaves a value as it is)."""
+        values = copy.deepcopy(self.values)
+        for key, value in overrides.items():
+            if value is None:
+                continue
+            node = values
+            *parents, last = key.split(".")
+            for part in parents:
+                node = node[part]
+            if last not in node:
+                raise PipelineError("unknown key", path=self.path, field=key)
+            node[last] = value
+        return Config(self.name, self.path, values)
 
     def resolve_path(self, value: str | None) -> Path | None:
         """A path from the config, relative to the config file's folder unless absolute."""

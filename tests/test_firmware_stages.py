@@ -48,5 +48,5 @@ def test_stage_errors_say_what_to_run_first(cfg, tmp_path):
         stages.build_stage(cfg, "host")
     with pytest.raises(PipelineError, match="host or qemu or k210"):
         stages.build_stage(cfg, "esp32")
-    with pytest.raises(PipelineError, match="host or qemu"):
+    with pytest.raises(PipelineError, match="host, qemu or sim"):
         stages.run_firmware(cfg, "k210", tmp_path)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +12,12 @@ from deploy.firmware.frames import list_images, write_ppm_frames
 from deploy.firmware.k210_build import build_k210
 from deploy.firmware.model_spec import model_spec
 from deploy.firmware.render import RenderOptions, render_firmware
-from deploy.firmware.run import run_host, run_qemu
+from deploy.firmware.run import boot_flash_image, run_host, run_qemu
+from deploy.isp.flasher import SIM_FLASH_NAME
 from pipeline.atomic import write_json
 from pipeline.config import Config
 from pipeline.errors import PipelineError
+from pipeline.json_files import read_json_object
 from pipeline.manifest import Manifest
 from pipeline.stage import StageResult, run_stage
 
@@ -30,15 +31,7 @@ def rendered_dir(cfg: Config) -> Path:
 
 
 def _read_report(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise PipelineError("compile report not found", path=path, expected="run `invoke compile` first, or --report")
-    try:
-        report = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise PipelineError(f"not valid JSON: {exc}", path=path) from None
-    if not isinstance(report, dict):
-        raise PipelineError("top level is not an object", path=path, expected="the compiler's compile_report.json")
-    return report
+    return read_json_object(path, what="compile report", missing_hint="run `invoke compile` first, or --report")
 
 
 def render_stage(cfg: Config, *, kmodel: Path | None = None, report: Path | None = None,
@@ -67,7 +60,8 @@ def render_stage(cfg: Config, *, kmodel: Path | None = None, report: Path | None
                      outputs=[folder], work=work, force=force, tools=["jinja2"])
 
 
-def _render_metrics(cfg: Config) -> dict[str, Any]:
+def render_metrics(cfg: Config) -> dict[str, Any]:
+    """What the last render produced (folder, C name, kmodel storage and flash offset, sizes)."""
     entry = Manifest(cfg.build_dir).stage("render")
     if entry is None or not rendered_dir(cfg).is_dir():
         raise PipelineError("no rendered firmware", path=rendered_dir(cfg), expected="run `invoke render` first")
@@ -78,7 +72,7 @@ def build_stage(cfg: Config, board: str, *, rtt_root: str | None = None, force: 
     """Build the rendered firmware for host, qemu or k210 into build/<config>/firmware/<board>/."""
     if board not in BOARD_NAMES:
         raise PipelineError(f"unknown board {board!r}", field="--board", expected=" or ".join(BOARD_NAMES))
-    render = _render_metrics(cfg)
+    render = render_metrics(cfg)
     out = firmware_dir(cfg) / board
     rounding = cfg.get("firmware.rounding")
 
@@ -95,26 +89,37 @@ def build_stage(cfg: Config, board: str, *, rtt_root: str | None = None, force: 
                      force=force)
 
 
-def run_firmware(cfg: Config, board: str, images: Path, *, dump: bool = False,
+def run_firmware(cfg: Config, board: str, images: Path | list[Path], *, dump: bool = False,
                  count_instructions: bool = False) -> ConsoleResult:
-    """Run the built firmware for host or qemu on every image of `images`; results also go to run_<board>.json."""
-    if board not in ("host", "qemu"):
-        raise PipelineError(f"`run` drives host and qemu, not {board!r}", field="--board",
-                            expected="host or qemu (the simulated K210 board boots through the flash stage)")
-    render = _render_metrics(cfg)
-    build = Manifest(cfg.build_dir).stage(f"build_{board}")
-    if build is None:
-        raise PipelineError(f"no {board} build", path=firmware_dir(cfg) / board,
-                            expected=f"run `invoke build --board {board}` first")
-    frames = write_ppm_frames(list_images(images), firmware_dir(cfg) / f"frames_{board}")
-    flash = {render["flash_offset"]: Path(render["kmodel"])} if render["storage"] == "flash" else {}
+    """Run the firmware on every image: the host or qemu build directly, or (`sim`) boot the simulated K210 from
+    the flash image `invoke flash --board sim` wrote. Results also go to firmware/run_<board>.json."""
+    if board not in ("host", "qemu", "sim"):
+        raise PipelineError(f"`run` drives host, qemu and sim, not {board!r}", field="--board",
+                            expected="host, qemu or sim (a real K210 runs what `invoke flash --board k210` wrote)")
+    render = render_metrics(cfg)
+    sources = list_images(images) if isinstance(images, Path) else list(images)
+    frames = write_ppm_frames(sources, firmware_dir(cfg) / f"frames_{board}")
     timeout = float(cfg.get("firmware.run_timeout_s"))
-    if board == "host":
-        result = run_host(Path(build["metrics"]["program"]), frames, flash_files=flash, dump=dump, timeout=timeout)
+    command = f"{render['c_name']}_detect"
+    if board == "sim":
+        flash_image = cfg.build_dir / SIM_FLASH_NAME
+        if not flash_image.is_file():
+            raise PipelineError("the simulated board's flash image is missing", path=flash_image,
+                                expected="run `invoke build flash --board sim` first")
+        result = boot_flash_image(flash_image, frames, command=command, dump=dump,
+                                  count_instructions=count_instructions, timeout=timeout)
     else:
-        result = run_qemu(Path(build["metrics"]["image"]), frames, command=f"{render['c_name']}_detect",
-                          flash_files=flash, dump=dump, count_instructions=count_instructions, timeout=timeout)
+        build = Manifest(cfg.build_dir).stage(f"build_{board}")
+        if build is None:
+            raise PipelineError(f"no {board} build", path=firmware_dir(cfg) / board,
+                                expected=f"run `invoke build --board {board}` first")
+        flash = {render["flash_offset"]: Path(render["kmodel"])} if render["storage"] == "flash" else {}
+        if board == "host":
+            result = run_host(Path(build["metrics"]["program"]), frames, flash_files=flash, dump=dump,
+                              timeout=timeout)
+        else:
+            result = run_qemu(Path(build["metrics"]["image"]), frames, command=command, flash_files=flash,
+                              dump=dump, count_instructions=count_instructions, timeout=timeout)
     write_json(firmware_dir(cfg) / f"run_{board}.json",
-               {"board": board, "images": [str(p) for p in list_images(images)],
-                "frames": [f.__dict__ for f in result.frames]})
+               {"board": board, "images": [str(p) for p in sources], "frames": [f.__dict__ for f in result.frames]})
     return result

@@ -4,7 +4,6 @@ installed nncase v0.1/v0.2 ncc."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -17,6 +16,7 @@ from deploy.k210.kmodel_io import load_kmodel
 from pipeline.atomic import write_bytes, write_json
 from pipeline.config import Config
 from pipeline.errors import PipelineError
+from pipeline.json_files import read_json_object
 from pipeline.stage import StageResult, run_stage
 
 KMODEL_NAME = "model.kmodel"
@@ -32,13 +32,7 @@ def _detector_meta(tflite: Path) -> dict[str, Any] | None:
     meta = tflite.parent / "model_meta.json"
     if not meta.is_file():
         return None
-    try:
-        value = json.loads(meta.read_text())
-    except json.JSONDecodeError as exc:
-        raise PipelineError(f"not valid JSON: {exc}", path=meta) from None
-    if not isinstance(value, dict):
-        raise PipelineError("top level is not an object", path=meta, expected="detector head metadata")
-    return value
+    return read_json_object(meta, what="detector head metadata", missing_hint="run `invoke train` first")
 
 
 def _run_ncc(ncc: str, float_tflite: Path, dataset: Path | None, out: Path) -> dict[str, Any]:
