@@ -133,6 +133,20 @@ def eval(c, config=None, set_=None, split="val", model=None):
 
 
 @task(iterable=["set_"], help={"config": CONFIG_HELP, "set_": SET_HELP,
+                              "sparsity": "fraction of each conv's filters to remove (prune.sparsity)",
+                              "epochs": "fine-tuning epochs after pruning (prune.finetune_epochs)",
+                              "force": FORCE_HELP})
+@reports_errors
+def prune(c, config=None, set_=None, sparsity=None, epochs=None, force=False):
+    """Remove the least important conv filters (BN |gamma|), fine-tune, and write pruned.keras with the AP change."""
+    from models.prune_stage import format_prune, prune_stage
+
+    cfg = load(config, set_, **{"prune.sparsity": float(sparsity) if sparsity is not None else None,
+                                "prune.finetune_epochs": int(epochs) if epochs is not None else None})
+    print(format_prune(prune_stage(cfg, force=force).metrics))
+
+
+@task(iterable=["set_"], help={"config": CONFIG_HELP, "set_": SET_HELP,
                               "model": "Keras model to export (default build/<config>/pruned.keras or model.keras)",
                               "calib_images": "calibration images for the uint8 model (default quantize.calib_images)",
                               "held_images": "held-out val images on which Keras/float/uint8 outputs are compared",
@@ -162,6 +176,44 @@ def quantize(c, config=None, set_=None, model=None, calib_images=None, held_imag
     print(format_export(result.metrics))
 
 
+@task(iterable=["set_"], help={"config": CONFIG_HELP, "set_": SET_HELP,
+                              "tflite": "uint8 TFLite to compile (default build/<config>/model_uint8.tflite)",
+                              "budget": "kmodel size budget in MiB (compile.budget_mib, default 5.5; MaixPy: 3.5)",
+                              "inspect": "only print every header, output and layer field of this kmodel V3 file",
+                              "compiler": "own (built-in TFLite -> kmodel V3 compiler) | ncc (an installed nncase "
+                                          "v0.1/v0.2 on the float TFLite)",
+                              "dataset": "calibration image folder (only for --compiler ncc)",
+                              "force": FORCE_HELP})
+@reports_errors
+def compile(c, config=None, set_=None, tflite=None, budget=None, inspect=None, compiler="own", dataset=None,
+            force=False):
+    """Compile the uint8 TFLite to a K210 kmodel V3 + compile_report.json (layers, KPU RAM, cycles, FPS) + PNG."""
+    from pathlib import Path
+
+    from deploy.k210.compile_stage import compile_stage, inspect_kmodel
+
+    if inspect:
+        print(inspect_kmodel(Path(inspect)))
+        return
+    cfg = load(config, set_, **{"compile.budget_mib": float(budget) if budget else None})
+    compile_stage(cfg, tflite=Path(tflite) if tflite else None, compiler=compiler,
+                  dataset=Path(dataset) if dataset else None, force=force)
+
+
+@task(help={"kmodel": "kmodel V3 file to run",
+            "image": "input: an image (resized to the model input) or a .npy of exactly the input shape (uint8 CHW)",
+            "out": "save every output, raw and dequantized, to this .npz",
+            "rounding": "KPU activation rounding: reference (half to even, strict >) | v0.1 (half up, >=)"})
+@reports_errors
+def simulate(c, kmodel, image, out=None, rounding="reference"):
+    """Run a kmodel V3 on one input in the bit-exact KPU simulator; prints and saves its outputs."""
+    from pathlib import Path
+
+    from deploy.k210.sim_cli import run_simulation
+
+    run_simulation(Path(kmodel), Path(image), Path(out) if out else None, rounding=rounding)
+
+
 @task(iterable=["only"], help={"only": "run only this benchmark (repeatable); default all in benchmarks/"})
 @reports_errors
 def bench(c, only=None):
@@ -188,39 +240,137 @@ def render(c, config=None, set_=None, kmodel=None, report=None, storage=None, fo
     print(f"[render] {result.metrics['folder']} ({result.metrics['files']} files, kmodel {result.metrics['storage']})")
 
 
-@task(iterable=["set_"], help={"config": CONFIG_HELP, "set_": SET_HELP,
-                              "board": "host (native executable) | qemu (bare-metal RV64) | k210 (RT-Thread tree)",
+BOARD_HELP = ("host (native executable) | qemu (bare-metal RV64) | sim (simulated K210: QEMU firmware booted from a "
+              "flash image) | k210 (real board, RT-Thread tree); default: the --board given to another task of this "
+              "command, else deploy.board")
+
+
+def board_of(own: str | None, cfg) -> str:
+    """This task's board: its own flag, else one given to another task on the command line, else the config's."""
+    from pipeline.invocation import board_for_task
+
+    return board_for_task(own, sys.argv) or cfg.values["deploy"]["board"]
+
+
+@task(iterable=["set_"], help={"config": CONFIG_HELP, "set_": SET_HELP, "board": BOARD_HELP,
                               "rtt_root": "RT-Thread tree for --board k210 (default $RTT_ROOT)",
                               "rounding": "soft-KPU rounding: reference | v0.1 (firmware.rounding)",
                               "force": FORCE_HELP})
 @reports_errors
-def build(c, config=None, set_=None, board="host", rtt_root=None, rounding=None, force=False):
-    """Build the rendered firmware for a board and report its size against the K210's 6 MiB SRAM."""
-    from deploy.firmware.stages import build_stage
+def build(c, config=None, set_=None, board=None, rtt_root=None, rounding=None, force=False):
+    """Build the firmware for a board, running every stage before it (train ... render) that changed.
+
+    Stages whose inputs are unchanged are skipped; reports the size against the K210's 6 MiB SRAM."""
+    from deploy.end_to_end import build_for_board
+    from pipeline.invocation import tasks_named
 
     cfg = load(config, set_, **{"firmware.rounding": rounding})
-    result = build_stage(cfg, board, rtt_root=rtt_root, force=force)
-    size = result.metrics.get("size")
-    print(f"[build] {board}: {result.metrics.get('image') or result.metrics.get('program')}")
+    board = board_of(board, cfg)
+    metrics = build_for_board(cfg, board, rtt_root=rtt_root, force=force,
+                              check_port=bool(tasks_named(sys.argv, {"flash"})))
+    size = metrics.get("size")
+    print(f"[build] {board}: {metrics.get('image') or metrics.get('program')}")
     if size:
         print(f"[build] text {size['text']} + data {size['data']} + bss {size['bss']} + kmodel {size['kmodel']} "
               f"+ work {size['work']} = {size['total']} bytes, {size['percent']}% of 6 MiB SRAM")
 
 
-@task(iterable=["set_"], help={"config": CONFIG_HELP, "set_": SET_HELP,
-                              "board": "host | qemu",
+@task(iterable=["set_"], help={"config": CONFIG_HELP, "set_": SET_HELP, "board": "host | qemu | sim (default as build)",
                               "images": "folder of images (or one image) to feed as camera frames",
                               "dump": "also print every raw output tensor as a hex JSON line",
                               "icount": "QEMU: count instructions per frame exactly (-icount)"})
 @reports_errors
-def run(c, config=None, set_=None, board="host", images=None, dump=False, icount=False):
+def run(c, config=None, set_=None, board=None, images=None, dump=False, icount=False):
     """Run the built firmware on images; prints one JSON line per frame (detections, ms)."""
     from pathlib import Path
 
+    from deploy.end_to_end import board_config
     from deploy.firmware.stages import run_firmware
 
     if not images:
         raise PipelineError("no images given", field="--images", expected="a folder of images")
     cfg = load(config, set_)
-    result = run_firmware(cfg, board, Path(images), dump=dump, count_instructions=icount)
+    board = board_of(board, cfg)
+    result = run_firmware(board_config(cfg, board), board, Path(images), dump=dump, count_instructions=icount)
     print("\n".join(line for line in result.text.splitlines() if line.startswith("{")))
+
+
+@task(iterable=["set_"], auto_shortflags=False, help={
+    "config": CONFIG_HELP, "set_": SET_HELP,
+    "image": "firmware .bin (linked at 0x80000000): wrapped in the K210 image format (flags, length, SHA-256) at 0",
+    "kmodel": "raw file (a .kmodel) written as is at --address",
+    "address": "flash address of --kmodel (default deploy.kmodel_address = 0x300000; hex accepted)",
+    "kfpkg": "a kflash .kfpkg (zip + flash-list.json) written as listed",
+    "board": "k210 (a real board on a serial port) | sim (start the simulated board; build/<config>/sim_flash.img); "
+             "default: the --board given to another task of this command, else deploy.board",
+    "demo_images": "sim: boot the flashed board on this many validation images and save PNGs with boxes (0: don't)",
+    "board_type": "reset wiring: auto | dan | bit | trainer | kd233 | goE | maixduino | bit_mic | goD | generic",
+    "port": "serial device or pyserial URL such as rfc2217://127.0.0.1:4000 (default: auto-detect / start the sim)",
+    "baud": "flash-stage baud rate (default 1500000; steps down on failure)",
+    "isp_prog": "flash-stage program file (default: read at run time from the installed kflash package)",
+    "stub_dialect": "dialect of an --isp-prog whose SHA-256 is not known: vowstar | sipeed | ktool"})
+@reports_errors
+def flash(c, config=None, set_=None, image=None, kmodel=None, address=None, kfpkg=None, board=None, board_type=None,
+          port=None, baud=None, isp_prog=None, stub_dialect=None, demo_images=4):
+    """Flash the built firmware (+ kmodel) or given files over the serial ISP; on sim, boot it and show detections.
+
+    Writes to a real K210 (--board k210) or the simulated board (sim), which then boots from its flash image and
+    runs on sample images (PNGs with boxes + JSON lines). Exits 2 on failure."""
+    from pathlib import Path
+
+    from deploy.end_to_end import board_config, built_artifacts, show_on_sim
+    from deploy.end_to_end import demo_images as sample_images
+    from deploy.isp.flasher import flash_stage, parse_address
+
+    cfg = load(config, set_, **{
+        "deploy.board_type": board_type, "deploy.port": port,
+        "deploy.baud": int(parse_address(baud)) if baud else None,
+        "deploy.kmodel_address": parse_address(address) if address else None,
+        "deploy.isp_prog": str(Path(isp_prog).resolve()) if isp_prog else None, "deploy.stub_dialect": stub_dialect})
+    board = board_of(board, cfg)
+    cfg = board_config(cfg, board)
+    given = [Path(p) if p else None for p in (image, kmodel, kfpkg)]
+    if not any(given):
+        given = [*built_artifacts(cfg, board), None]
+    flash_stage(cfg, image=given[0], kmodel=given[1], kfpkg=given[2])
+    if board == "sim" and int(demo_images) > 0:
+        shown = show_on_sim(cfg, sample_images(cfg, int(demo_images)))
+        for path, png, detections in zip(shown.images, shown.pngs, shown.detections, strict=True):
+            found = ", ".join(f"{d.get('label', d['class'])} {d['score']:.2f}" for d in detections) or "nothing"
+            print(f"[sim] {path.name}: {found} -> {png}")
+        print(f"[sim] JSON lines: {shown.jsonl}")
+
+
+@task(auto_shortflags=False, help={
+    "config": CONFIG_HELP,
+    "flash": "flash image file (default build/<config>/sim_flash.img; created erased when missing)",
+    "port": "TCP port on 127.0.0.1 (0 = any free port; the rfc2217:// URL is printed)",
+    "wiring": "which line drives RESET: dan (RTS) | kd233 (DTR)",
+    "personality": "flash-stage dialect for programs it does not recognise: vowstar | sipeed | ktool",
+    "fast": "model no time at all (no line rate, no flash timing)",
+    "idle_timeout": "stop after this many idle seconds",
+    "corrupt_in": "probability that a byte from the host is corrupted",
+    "corrupt_out": "probability that a byte to the host is corrupted",
+    "drop_reply": "probability that a reply is dropped",
+    "stall_rate": "probability that a reply is delayed by --stall-s",
+    "stall_s": "length of an injected stall in seconds",
+    "disconnect_after": "drop the connection after this many frames (0 = never)",
+    "seed": "seed of the fault generator",
+    "log": "append one JSON line per frame to this file"})
+@reports_errors
+def simboard(c, config=None, flash=None, port=0, wiring="dan", personality="vowstar", fast=False, idle_timeout=600.0,
+             corrupt_in=0.0, corrupt_out=0.0, drop_reply=0.0, stall_rate=0.0, stall_s=0.0, disconnect_after=0,
+             seed=0, log=None):
+    """Run the simulated K210 (ROM ISP + flash stage, 16 MiB flash image) as an RFC 2217 port on 127.0.0.1."""
+    from pathlib import Path
+
+    from deploy.isp.simboard.options import SimOptions
+    from deploy.isp.simboard.server import serve_simboard
+
+    options = SimOptions(port=int(port), wiring=wiring, personality=personality, idle_timeout_s=float(idle_timeout),
+                         corrupt_in=float(corrupt_in), corrupt_out=float(corrupt_out), drop_reply=float(drop_reply),
+                         stall_rate=float(stall_rate), stall_s=float(stall_s), disconnect_after=int(disconnect_after),
+                         seed=int(seed), log=log or "")
+    target = Path(flash) if flash else load(config).build_dir / "sim_flash.img"
+    print(f"simulated K210, flash image {target}; stop with Ctrl-C or after {idle_timeout} s idle")
+    print(f"stopped: {serve_simboard(target, options.fast() if fast else options)}")

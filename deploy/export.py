@@ -21,9 +21,9 @@ FLOAT_NAME, UINT8_NAME, REPORT_NAME, META_NAME = ("model_float.tflite", "model_u
 
 
 def default_model_path(cfg: Config) -> Path:
-    """The pruned model when the prune stage made one, else the trained model."""
-    pruned = cfg.build_dir / "pruned.keras"
-    return pruned if pruned.exists() else cfg.build_dir / "model.keras"
+    """The pruned model when the config prunes (prune.sparsity > 0), else the trained model."""
+    pruned = float(cfg.values["prune"]["sparsity"]) > 0
+    return cfg.build_dir / ("pruned.keras" if pruned else "model.keras")
 
 
 def _images(cfg: Config, split: str, count: int, seed: int) -> list[np.ndarray]:

@@ -43,7 +43,7 @@ DEFAULTS: dict[str, Any] = {
               "loss_weights": {"coord": 1.0, "obj": 5.0, "noobj": 1.0, "class": 1.0},
               "time_limit_minutes": 0.0,  # 0 = no limit; stops before an epoch that would end after it
               "quiet": False},  # one line per epoch instead of a progress bar (for logs)
-    "prune": {"sparsity": 0.0},
+    "prune": {"sparsity": 0.0, "finetune_epochs": 5, "finetune_lr_scale": 0.1, "min_filters": 4},
     "quantize": {"calib_images": 200},
     "export": {"held_images": 8},
     "compile": {"budget_mib": 5.5},

@@ -27,3 +27,8 @@ def board_for_task(own: str | None, argv: list[str]) -> str | None:
         raise PipelineError(f"conflicting boards on one command line: {', '.join(sorted(given))}",
                             field="--board", expected="one board for build, flash and run")
     return given.pop() if given else None
+
+
+def tasks_named(argv: list[str], names: set[str]) -> set[str]:
+    """Which of `names` (task names) appear on the command line."""
+    return {token for token in argv if token in names}

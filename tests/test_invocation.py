@@ -19,3 +19,9 @@ def test_board_for_task():
     assert board_for_task(None, ["invoke", "build"]) is None
     with pytest.raises(PipelineError, match="conflicting boards"):
         board_for_task("sim", argv)
+
+
+def test_tasks_named():
+    from pipeline.invocation import tasks_named
+
+    assert tasks_named(["invoke", "build", "flash", "--board", "k210"], {"flash", "run"}) == {"flash"}
