@@ -39,10 +39,15 @@ def reports_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def load(config: str | None, sets: list[str] | None = None, **flags: Any):
-    """The config named by --config, with `--set key=value` overrides and then explicit flags applied."""
-    from pipeline.config import parse_override
+    """The config named by --config, with `--set key=value` overrides and then explicit flags applied.
 
-    overrides = dict(parse_override(text) for text in sets or [])
+    Invoke hands flags only to the task they follow, so --config and --set given to any task of the command line
+    (`invoke build flash --config c.yaml`) apply to all of its tasks."""
+    from pipeline.config import parse_override
+    from pipeline.invocation import shared_settings, shared_value
+
+    config = shared_value(config, sys.argv, "--config")
+    overrides = dict(parse_override(text) for text in shared_settings(sets, sys.argv))
     overrides.update({key: value for key, value in flags.items() if value is not None})
     return load_config(config, overrides)
 

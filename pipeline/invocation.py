@@ -18,15 +18,27 @@ def flag_values(argv: list[str], flag: str) -> list[str]:
     return values
 
 
-def board_for_task(own: str | None, argv: list[str]) -> str | None:
-    """The board a task should use: its own --board, else the one given to another task in the same command."""
-    given = set(flag_values(argv, "--board"))
+def shared_value(own: str | None, argv: list[str], flag: str) -> str | None:
+    """A task's value for `flag`: its own, else the one given to another task in the same command; two different
+    values on one command line are refused."""
+    given = set(flag_values(argv, flag))
     if own:
         given.add(own)
     if len(given) > 1:
-        raise PipelineError(f"conflicting boards on one command line: {', '.join(sorted(given))}",
-                            field="--board", expected="one board for build, flash and run")
+        raise PipelineError(f"conflicting {flag} values on one command line: {', '.join(sorted(given))}",
+                            field=flag, expected=f"one {flag} for every task of the command")
     return given.pop() if given else None
+
+
+def board_for_task(own: str | None, argv: list[str]) -> str | None:
+    """The board a task should use: its own --board, else the one given to another task in the same command."""
+    return shared_value(own, argv, "--board")
+
+
+def shared_settings(own: list[str] | None, argv: list[str]) -> list[str]:
+    """Every `--set key=value` of the command line (given to any task), this task's own last so they win."""
+    own = list(own or [])
+    return [value for value in flag_values(argv, "--set") if value not in own] + own
 
 
 def tasks_named(argv: list[str], names: set[str]) -> set[str]:
