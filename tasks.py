@@ -151,34 +151,39 @@ def prune(c, config=None, set_=None, sparsity=None, epochs=None, force=False):
     print(format_prune(prune_stage(cfg, force=force).metrics))
 
 
-@task(iterable=["set_"], help={"config": CONFIG_HELP, "set_": SET_HELP,
-                              "model": "Keras model to export (default build/<config>/pruned.keras or model.keras)",
-                              "calib_images": "calibration images for the uint8 model (default quantize.calib_images)",
-                              "held_images": "held-out val images on which Keras/float/uint8 outputs are compared",
-                              "force": FORCE_HELP})
+TFLITE_HELP = {"config": CONFIG_HELP, "set_": SET_HELP,
+               "model": "Keras model (default build/<config>/pruned.keras when pruning, else model.keras)",
+               "calib_images": "calibration images for the uint8 model (default quantize.calib_images)",
+               "held_images": "held-out val images on which Keras/float/uint8 outputs are compared",
+               "force": FORCE_HELP}
+
+
+def tflite_stage(stage, config, set_, model, calib_images, held_images, force) -> None:
+    """Run the export or quantize stage and print its sizes and output agreement."""
+    from deploy.export import format_export
+
+    cfg = load(config, set_)
+    result = stage(cfg, model_path=model, calib_images=int(calib_images) if calib_images else None,
+                   held_images=int(held_images) if held_images else None, force=force)
+    print(format_export(result.metrics))
+
+
+@task(iterable=["set_"], help=TFLITE_HELP)
 @reports_errors
 def export(c, config=None, set_=None, model=None, calib_images=None, held_images=None, force=False):
     """Export the trained model to float32 and full-integer uint8 TFLite; report sizes and output agreement."""
-    from deploy.export import export_stage, format_export
+    from deploy.export import export_stage
 
-    cfg = load(config, set_)
-    result = export_stage(cfg, model_path=model, calib_images=calib_images, held_images=held_images, force=force)
-    print(format_export(result.metrics))
+    tflite_stage(export_stage, config, set_, model, calib_images, held_images, force)
 
 
-@task(iterable=["set_"], help={"config": CONFIG_HELP, "set_": SET_HELP,
-                              "model": "Keras model (default build/<config>/pruned.keras or model.keras)",
-                              "calib_images": "calibration images (default quantize.calib_images)",
-                              "held_images": "held-out val images on which Keras/float/uint8 outputs are compared",
-                              "force": FORCE_HELP})
+@task(iterable=["set_"], help=TFLITE_HELP)
 @reports_errors
 def quantize(c, config=None, set_=None, model=None, calib_images=None, held_images=None, force=False):
     """Re-run only the full-integer (uint8 I/O) quantization of an exported model, e.g. with more calibration images."""
-    from deploy.export import format_export, quantize_stage
+    from deploy.export import quantize_stage
 
-    cfg = load(config, set_)
-    result = quantize_stage(cfg, model_path=model, calib_images=calib_images, held_images=held_images, force=force)
-    print(format_export(result.metrics))
+    tflite_stage(quantize_stage, config, set_, model, calib_images, held_images, force)
 
 
 @task(iterable=["set_"], help={"config": CONFIG_HELP, "set_": SET_HELP,
