@@ -1,0 +1,104 @@
+"""What a detector costs on the K210: parameters, MACs, kmodel (uint8) size and the largest per-layer KPU RAM use."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import keras
+
+from models.yolo_head import build_detector
+from pipeline.errors import PipelineError
+
+MIB = 1024 * 1024
+KPU_RAM_BYTES = 2 * MIB
+KPU_MAX_CHANNELS = 1024
+BN_BYTES_PER_CHANNEL = 8  # one u64 batch-norm word per output channel (spec §3.2)
+ACT_TABLE_BYTES = 144  # one 16-segment activation table per layer (spec §3.3)
+WIDTH_STEP = 1 / 64
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The cost of one model. `kpu_ram_bytes` is the largest input + output map of any conv in KPU layout."""
+
+    params: int
+    macs: int
+    uint8_bytes: int
+    kpu_ram_bytes: int
+    max_channels: int
+
+    @property
+    def uint8_mib(self) -> float:
+        return self.uint8_bytes / MIB
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "uint8_mib": round(self.uint8_mib, 4), "macs_m": round(self.macs / 1e6, 2)}
+
+
+def kpu_map_bytes(channels: int, height: int, width: int) -> int:
+    """Bytes a uint8 C x H x W map takes in KPU RAM: 64-byte lines, channels grouped by row width (spec §1.3)."""
+    groups, row_lines = (4, 1) if width <= 16 else (2, 1) if width <= 32 else (1, math.ceil(width / 64))
+    return row_lines * height * math.ceil(channels / min(channels, groups)) * 64
+
+
+def _conv_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    return [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D | keras.layers.DepthwiseConv2D)]
+
+
+def measure(model: keras.Model) -> Budget:
+    """Parameters, multiply-accumulates, kmodel bytes (weights + BN words + activation tables) and KPU RAM peak."""
+    macs = weight_bytes = ram = max_channels = 0
+    for layer in _conv_layers(model):
+        _, in_h, in_w, in_c = layer.input.shape
+        _, out_h, out_w, out_c = layer.output.shape
+        kernel = layer.kernel.shape
+        per_pixel = kernel[0] * kernel[1] * (in_c if isinstance(layer, keras.layers.DepthwiseConv2D) else in_c * out_c)
+        macs += out_h * out_w * per_pixel
+        weight_bytes += int(math.prod(kernel)) + BN_BYTES_PER_CHANNEL * out_c + ACT_TABLE_BYTES
+        pad = 2 if layer.padding == "valid" and layer.strides[0] == 2 else 0  # the explicit pad is folded into the KPU
+        ram = max(ram, kpu_map_bytes(in_c, in_h - pad, in_w - pad) + kpu_map_bytes(out_c, out_h, out_w))
+        max_channels = max(max_channels, in_c, out_c)
+    return Budget(params=model.count_params(), macs=int(macs), uint8_bytes=int(weight_bytes), kpu_ram_bytes=ram,
+                  max_channels=max_channels)
+
+
+def measure_config(model_cfg: dict[str, Any], num_classes: int) -> Budget:
+    """The budget of the detector a model config describes (builds it without training)."""
+    model = build_detector(model_cfg, num_classes)
+    try:
+        return measure(model)
+    finally:
+        keras.backend.clear_session()
+
+
+def widest_fitting(model_cfg: dict[str, Any], num_classes: int, budget_mib: float) -> float | None:
+    """The largest width (a multiple of 1/64) whose kmodel fits `budget_mib` and the KPU limits; None if none does."""
+    low, high = 0, int(round(float(model_cfg["width"]) / WIDTH_STEP))
+    while low < high:
+        mid = (low + high + 1) // 2
+        if _fits(measure_config({**model_cfg, "width": mid * WIDTH_STEP}, num_classes), budget_mib):
+            low = mid
+        else:
+            high = mid - 1
+    return low * WIDTH_STEP if low else None
+
+
+def _fits(budget: Budget, budget_mib: float) -> bool:
+    return (budget.uint8_mib <= budget_mib and budget.kpu_ram_bytes <= KPU_RAM_BYTES
+            and budget.max_channels <= KPU_MAX_CHANNELS)
+
+
+def check_budget(model_cfg: dict[str, Any], num_classes: int, budget_mib: float) -> Budget:
+    """The model's budget, or a PipelineError naming the width that would fit when it is over budget or KPU limits."""
+    budget = measure_config(model_cfg, num_classes)
+    if _fits(budget, budget_mib):
+        return budget
+    fitting = widest_fitting(model_cfg, num_classes, budget_mib)
+    advice = f"model.width <= {fitting:g} fits" if fitting else "no width of this family fits; pick a smaller family"
+    raise PipelineError(
+        f"{model_cfg['family']} at width {model_cfg['width']:g} is {budget.uint8_mib:.2f} MiB at uint8 "
+        f"(budget {budget_mib:g} MiB), needs {budget.kpu_ram_bytes / MIB:.2f} MiB of KPU RAM for one layer "
+        f"(limit 2 MiB) and has up to {budget.max_channels} channels (limit {KPU_MAX_CHANNELS}); {advice}",
+        field="model.width", expected=f"a model within {budget_mib:g} MiB and the KPU limits")

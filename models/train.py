@@ -1,0 +1,140 @@
+"""The train stage: budget check, anchors, tf.data, YOLOv2 loss, cosine schedule with warm-up, Keras fit with
+best-val-AP checkpoint, early stop, resume after an interrupt, CSV log and PNG curves; seeded."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from models.anchors import dataset_anchors
+from models.budget import check_budget
+from models.data import load_records
+from models.evaluate import load_eval_set
+from models.pipeline import detection_dataset
+from models.train_callbacks import VAL_METRIC, CurvesPlot, TimeLimit, ValidationAP, plot_training_curves, read_log
+from models.yolo_head import build_detector, head_metadata
+from models.yolo_loss import YoloV2Loss
+from models.yolo_targets import pack_targets
+from pipeline.atomic import write_json
+from pipeline.config import Config
+from pipeline.stage import StageResult, run_stage
+
+MODEL_NAME, META_NAME, LOG_NAME, CURVES_NAME, METRICS_NAME, BACKUP_DIR = (
+    "model.keras", "model_meta.json", "train_log.csv", "train_curves.png", "train_metrics.json", "train_backup")
+
+
+def distribution_strategy() -> tf.distribute.Strategy:
+    """MirroredStrategy across GPUs when more than one is visible (the scale-out path), else the default (CPU)."""
+    gpus = tf.config.list_logical_devices("GPU")
+    return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+
+
+def learning_rate_schedule(train_cfg: dict[str, Any], steps_per_epoch: int) -> keras.optimizers.schedules.CosineDecay:
+    """Linear warm-up from lr/100 to lr over warmup_epochs, then cosine decay to lr/100 at the last epoch."""
+    lr = float(train_cfg["learning_rate"])
+    warmup = int(train_cfg["warmup_epochs"]) * steps_per_epoch
+    total = int(train_cfg["epochs"]) * steps_per_epoch
+    return keras.optimizers.schedules.CosineDecay(lr / 100, decay_steps=max(1, total - warmup), alpha=0.01,
+                                                  warmup_target=lr, warmup_steps=warmup)
+
+
+def train_dataset(records, input_size: tuple[int, int], train_cfg: dict[str, Any]) -> tf.data.Dataset:
+    """Augmented, shuffled batches of (images, packed targets (B, M, 5)) for Keras fit."""
+    dataset = detection_dataset(records, input_size, int(train_cfg["batch_size"]), augment=bool(train_cfg["augment"]),
+                                seed=int(train_cfg["seed"]), max_boxes=int(train_cfg["max_boxes"]))
+    return dataset.map(lambda images, target: (images, pack_targets(target["boxes"], target["labels"])))
+
+
+def compile_detector(cfg: Config, anchors: np.ndarray, steps_per_epoch: int) -> keras.Model:
+    """Build the configured detector and compile it with AdamW on the schedule and the YOLOv2 loss."""
+    model_cfg, train_cfg = cfg.values["model"], cfg.values["train"]
+    classes = list(cfg.values["dataset"]["classes"])
+    model = build_detector({**model_cfg, "anchors": anchors.tolist()}, len(classes))
+    weights = train_cfg["loss_weights"]
+    loss = YoloV2Loss(anchors, len(classes), coord=weights["coord"], obj=weights["obj"], noobj=weights["noobj"],
+                      cls=weights["class"], ignore_thresh=float(train_cfg["ignore_thresh"]),
+                      rescore=bool(train_cfg["rescore"]))
+    optimizer = keras.optimizers.AdamW(learning_rate_schedule(train_cfg, steps_per_epoch),
+                                       weight_decay=float(train_cfg["weight_decay"]), clipnorm=10.0)
+    model.compile(optimizer=optimizer, loss=loss)
+    return model
+
+
+def fit_detector(cfg: Config, anchors: np.ndarray, resume: bool) -> dict[str, Any]:
+    """Train and write build/<config>/model.keras (best val AP), model_meta.json, the CSV log and PNG curves."""
+    model_cfg, train_cfg = cfg.values["model"], cfg.values["train"]
+    classes = list(cfg.values["dataset"]["classes"])
+    input_size = tuple(int(v) for v in model_cfg["input_size"])
+    build = cfg.build_dir
+    build.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(int(train_cfg["seed"]))
+    train_records, val_records = load_records(cfg, "train"), load_records(cfg, "val")
+    steps = math.ceil(len(train_records) / int(train_cfg["batch_size"]))
+    log_path, backup = build / LOG_NAME, build / BACKUP_DIR
+    # Keras deletes the backup when fit completes, so one exists only after an interrupted run
+    if not (resume and (backup / "training_metadata.json").is_file()):
+        shutil.rmtree(backup, ignore_errors=True)
+        log_path.unlink(missing_ok=True)
+    resumed_from = len(read_log(log_path))
+    with distribution_strategy().scope():
+        model = compile_detector(cfg, anchors, steps)
+    write_json(build / META_NAME, head_metadata({**model_cfg, "anchors": anchors.tolist()}, classes, anchors))
+    deploy = cfg.values["deploy"]
+    validation = ValidationAP(load_eval_set(val_records, input_size), anchors, classes, input_size,
+                              float(deploy["nms_iou"]), float(deploy["score_threshold"]), build / MODEL_NAME, log_path)
+    time_limit = TimeLimit(float(train_cfg["time_limit_minutes"]))
+    callbacks = [
+        validation,
+        keras.callbacks.BackupAndRestore(str(backup)),
+        keras.callbacks.EarlyStopping(VAL_METRIC, mode="max", patience=int(train_cfg["patience"]), verbose=1),
+        time_limit,
+        keras.callbacks.CSVLogger(str(log_path), append=True),
+        CurvesPlot(log_path, build / CURVES_NAME),
+    ]
+    started = time.monotonic()
+    history = model.fit(train_dataset(train_records, input_size, train_cfg), epochs=int(train_cfg["epochs"]),
+                        callbacks=callbacks, shuffle=False, verbose=2 if train_cfg["quiet"] else "auto")
+    seconds = time.monotonic() - started
+    rows = read_log(log_path)
+    plot_training_curves(rows, build / CURVES_NAME)
+    epochs_run = len(history.history.get("loss", []))
+    metrics = {
+        "best_val_ap50": round(validation.best, 4),
+        "best_epoch": int(max(rows, key=lambda r: r.get(VAL_METRIC, -1))["epoch"]) + 1 if rows else 0,
+        "epochs_run": epochs_run, "epochs_total": len(rows), "resumed_from_epoch": resumed_from,
+        "stopped_by_time_limit": time_limit.stopped_early, "train_seconds": round(seconds, 1),
+        "train_images_per_second": round(epochs_run * len(train_records) / seconds, 2) if seconds else 0.0,
+        "train_images": len(train_records), "val_images": len(val_records),
+    }
+    write_json(build / METRICS_NAME, metrics)
+    return metrics
+
+
+def train_stage(cfg: Config, force: bool = False, resume: bool = True) -> StageResult:
+    """`invoke train`: refuse an over-budget model first, then train (skipped when nothing changed)."""
+    model_cfg, train_cfg = cfg.values["model"], cfg.values["train"]
+    classes = list(cfg.values["dataset"]["classes"])
+    budget = check_budget(model_cfg, len(classes), float(train_cfg["budget_mib"]))
+    print(f"{model_cfg['family']} width {model_cfg['width']:g}: {budget.params:,} parameters, "
+          f"{budget.macs / 1e6:.1f} M MACs, {budget.uint8_mib:.3f} MiB at uint8 (budget {train_cfg['budget_mib']:g})")
+    anchors = dataset_anchors(cfg)
+    build = cfg.build_dir
+    data_inputs = [p for p in (cfg.resolve_path(cfg.values["dataset"][s]) for s in ("train", "val")) if p is not None]
+    params = {"dataset": cfg.values["dataset"], "model": model_cfg, "train": train_cfg, "anchors": anchors.tolist()}
+    outputs = [build / MODEL_NAME, build / META_NAME, build / LOG_NAME, build / CURVES_NAME]
+    return run_stage(build, "train", inputs=data_inputs, params=params, outputs=outputs, force=force,
+                       work=lambda: {**fit_detector(cfg, anchors, resume), "budget": budget.as_dict()},
+                       tools=["tensorflow", "keras"])
+
+
+def format_train(metrics: dict[str, Any]) -> str:
+    """The train metrics as a short report."""
+    return (f"best val AP@0.5 {metrics.get('best_val_ap50', 0):.4f} at epoch {metrics.get('best_epoch')}; "
+            f"{metrics.get('epochs_run')} epochs in {metrics.get('train_seconds')} s "
+            f"({metrics.get('train_images_per_second')} images/s)")

@@ -1,0 +1,97 @@
+"""The YOLOv2 detector: backbone, optional passthrough, three 3x3 convs and a linear 1x1 output conv."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from models.backbones import backbone_for
+from models.backbones.blocks import SpaceToDepth, channels, conv_bn
+from pipeline.errors import PipelineError
+
+STRIDE = 32
+SUPPORTED_SIZES = ((320, 256), (320, 224), (224, 224))
+PASSTHROUGH_FILTERS = 64  # YOLOv2's 1x1 reduction before the reorg (full width), keeps the concat narrower
+HEAD_CONVS = 3
+
+
+def check_input_size(input_size: list[int] | tuple[int, int]) -> tuple[int, int]:
+    """(width, height) when both are multiples of 32 (so the stride-16 map pairs up for the passthrough)."""
+    if len(input_size) != 2:
+        raise PipelineError(f"got {input_size!r}", field="model.input_size", expected="[width, height]")
+    width, height = (int(v) for v in input_size)
+    for name, side in (("width", width), ("height", height)):
+        if side % STRIDE:
+            raise PipelineError(
+                f"{width}x{height}: the {name} {side} is not a multiple of 32, so the stride-16 map has an odd side "
+                f"({side / 16:g}) that the passthrough (space_to_depth, block 2) cannot pair and the stride-32 grid "
+                "is not whole", field="model.input_size",
+                expected="320x256 (the default; letterboxing pads a 320x240 camera frame), 320x224 or 224x224")
+    if min(width, height) < 4 * STRIDE:
+        raise PipelineError(f"{width}x{height} gives a grid under 4x4", field="model.input_size",
+                            expected="sides of at least 128 (the KPU's minimum 4x4 map)")
+    return width, height
+
+
+def grid_size(input_size: list[int] | tuple[int, int]) -> tuple[int, int]:
+    """(grid width, grid height) of the output for an input (width, height)."""
+    width, height = check_input_size(input_size)
+    return width // STRIDE, height // STRIDE
+
+
+def num_anchors(model_cfg: dict[str, Any]) -> int:
+    """How many anchors the model predicts per cell: the configured anchors, else model.num_anchors."""
+    anchors = model_cfg.get("anchors")
+    return len(anchors) if anchors else int(model_cfg["num_anchors"])
+
+
+def _passthrough_source(stride16: keras.KerasTensor, model_cfg: dict[str, Any], act: str) -> keras.KerasTensor:
+    """The map the passthrough reorganises: the stride-16 map itself (model.passthrough_filters = 0), or a 1x1 conv
+    of it to that many channels (None: YOLOv2's 64, scaled by the width)."""
+    filters = model_cfg.get("passthrough_filters")
+    if filters == 0:
+        return stride16
+    filters = channels(PASSTHROUGH_FILTERS, float(model_cfg["width"])) if filters is None else int(filters)
+    return conv_bn(stride16, filters, 1, act, "passthrough_conv")
+
+
+def build_detector(model_cfg: dict[str, Any], num_classes: int) -> keras.Model:
+    """The Keras detector: float32 RGB in [0, 1] of (height, width, 3) -> (H/32, W/32, A * (5 + C)) raw logits."""
+    width_px, height_px = check_input_size(model_cfg["input_size"])
+    backbone, passthrough = backbone_for(model_cfg["family"])
+    width, act = float(model_cfg["width"]), model_cfg.get("activation", "leaky")
+    if not 0 < width <= 1:
+        raise PipelineError(f"got {width}", field="model.width", expected="a width multiplier in (0, 1]")
+    inputs = keras.Input((height_px, width_px, 3), name="image")
+    stride16, stride32 = backbone(inputs, width, act)
+    x = stride32
+    if passthrough:
+        x = keras.layers.Concatenate(name="passthrough_concat")(
+            [SpaceToDepth(2, name="passthrough_reorg")(_passthrough_source(stride16, model_cfg, act)), x])
+    head_filters = channels(1024, width)
+    for index in range(1, HEAD_CONVS + 1):
+        x = conv_bn(x, head_filters, 3, act, f"head_conv{index}")
+    outputs = keras.layers.Conv2D(num_anchors(model_cfg) * (5 + num_classes), 1, padding="same", name="yolo_output")(x)
+    return keras.Model(inputs, outputs, name=f"{model_cfg['family']}_w{width:g}")
+
+
+def load_detector(path: Path) -> keras.Model:
+    """Load a saved detector (.keras): registers the custom passthrough layer first; a clear error if unreadable."""
+    if not Path(path).is_file():
+        raise PipelineError("model file not found", path=path, expected="run `invoke train` first")
+    try:
+        return keras.models.load_model(path, compile=False, custom_objects={"SpaceToDepth": SpaceToDepth})
+    except (ValueError, OSError, TypeError) as exc:
+        raise PipelineError(f"cannot load the Keras model ({exc})", path=path) from exc
+
+
+def head_metadata(model_cfg: dict[str, Any], classes: list[str], anchors: np.ndarray | list) -> dict[str, Any]:
+    """What the firmware and compiler need to decode the output (written to build/<config>/model_meta.json)."""
+    anchors = np.asarray(anchors, dtype=np.float64).reshape(-1, 2)
+    return {"classes": list(classes), "anchors": anchors.round(6).tolist(),
+            "input_size": list(check_input_size(model_cfg["input_size"])),
+            "grid": list(grid_size(model_cfg["input_size"])), "num_anchors": int(len(anchors)),
+            "family": model_cfg["family"], "width": float(model_cfg["width"]), "layout": "HWC a*(5+C)+e"}

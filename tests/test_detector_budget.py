@@ -1,0 +1,55 @@
+"""Budget: KPU map sizes from the spec's layout table, hand-counted MACs/bytes, and the over-budget refusal."""
+
+from __future__ import annotations
+
+import keras
+import pytest
+
+from models.budget import ACT_TABLE_BYTES, KPU_RAM_BYTES, check_budget, kpu_map_bytes, measure, widest_fitting
+from pipeline.errors import PipelineError
+
+
+def test_kpu_map_bytes_follow_the_row_layout_table():
+    assert kpu_map_bytes(4, 8, 16) == 8 * 64  # W <= 16: 4 channels share a line
+    assert kpu_map_bytes(5, 8, 16) == 2 * 8 * 64
+    assert kpu_map_bytes(3, 10, 20) == 2 * 10 * 64  # 16 < W <= 32: 2 channels per line
+    assert kpu_map_bytes(3, 256, 320) == 3 * 256 * 5 * 64  # W > 32: ceil(320 / 64) = 5 lines per row
+
+
+def test_measure_counts_a_hand_model():
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", use_bias=False)(inputs)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.ZeroPadding2D(((1, 1), (1, 1)))(x)
+    x = keras.layers.DepthwiseConv2D(3, strides=2, padding="valid", use_bias=False)(x)
+    budget = measure(keras.Model(inputs, x))
+    assert budget.macs == 8 * 8 * 9 * 3 * 8 + 4 * 4 * 9 * 8
+    assert budget.uint8_bytes == (216 + 8 * 8 + ACT_TABLE_BYTES) + (72 + 8 * 8 + ACT_TABLE_BYTES)
+    # first conv: in 3x8x8 (1 block of 3 channels) + out 8x8x8 (2 blocks of 4): (8 + 16) lines of 64 bytes
+    assert budget.kpu_ram_bytes == (8 + 16) * 64
+    assert budget.max_channels == 8 and budget.params == 216 + 4 * 8 + 72
+
+
+def _tiny(width: float) -> dict:
+    return {"family": "tiny", "width": width, "input_size": [128, 128], "num_anchors": 5, "anchors": None}
+
+
+def test_over_budget_model_is_refused_naming_a_width_that_fits():
+    with pytest.raises(PipelineError) as err:
+        check_budget(_tiny(0.5), 1, budget_mib=0.25)
+    assert "model.width <= " in str(err.value) and "budget 0.25 MiB" in str(err.value)
+    fitting = float(str(err.value).split("model.width <= ")[1].split(" ")[0])
+    assert check_budget(_tiny(fitting), 1, 0.25).uint8_mib <= 0.25
+    with pytest.raises(PipelineError):
+        check_budget(_tiny(fitting + 1 / 64), 1, 0.25)
+
+
+def test_full_width_darknet19_is_about_48_mib_and_breaks_the_kpu_ram_limit():
+    cfg = {"family": "darknet19", "width": 1.0, "input_size": [320, 256], "num_anchors": 5, "anchors": None}
+    with pytest.raises(PipelineError, match=r"46\.00 MiB at uint8.*2\.73 MiB of KPU RAM"):
+        check_budget(cfg, 1, budget_mib=5.5)
+
+
+def test_widest_fitting_is_none_when_nothing_fits():
+    assert widest_fitting(_tiny(0.25), 1, budget_mib=0.0001) is None
+    assert KPU_RAM_BYTES == 2 * 1024 * 1024
