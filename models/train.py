@@ -51,15 +51,21 @@ def train_dataset(records, input_size: tuple[int, int], train_cfg: dict[str, Any
     return dataset.map(lambda images, target: (images, pack_targets(target["boxes"], target["labels"])))
 
 
+def detector_loss(cfg: Config, anchors: np.ndarray) -> YoloV2Loss:
+    """The YOLOv2 loss with the config's term weights, ignore threshold and rescoring."""
+    train_cfg = cfg.values["train"]
+    weights = train_cfg["loss_weights"]
+    return YoloV2Loss(anchors, len(cfg.values["dataset"]["classes"]), coord=weights["coord"], obj=weights["obj"],
+                      noobj=weights["noobj"], cls=weights["class"], ignore_thresh=float(train_cfg["ignore_thresh"]),
+                      rescore=bool(train_cfg["rescore"]))
+
+
 def compile_detector(cfg: Config, anchors: np.ndarray, steps_per_epoch: int) -> keras.Model:
     """Build the configured detector and compile it with AdamW on the schedule and the YOLOv2 loss."""
     model_cfg, train_cfg = cfg.values["model"], cfg.values["train"]
     classes = list(cfg.values["dataset"]["classes"])
     model = build_detector({**model_cfg, "anchors": anchors.tolist()}, len(classes))
-    weights = train_cfg["loss_weights"]
-    loss = YoloV2Loss(anchors, len(classes), coord=weights["coord"], obj=weights["obj"], noobj=weights["noobj"],
-                      cls=weights["class"], ignore_thresh=float(train_cfg["ignore_thresh"]),
-                      rescore=bool(train_cfg["rescore"]))
+    loss = detector_loss(cfg, anchors)
     optimizer = keras.optimizers.AdamW(learning_rate_schedule(train_cfg, steps_per_epoch),
                                        weight_decay=float(train_cfg["weight_decay"]), clipnorm=10.0)
     model.compile(optimizer=optimizer, loss=loss)

@@ -65,3 +65,38 @@ def test_every_family_prunes_to_a_smaller_runnable_model(family):
 def test_bad_sparsity_is_refused():
     with pytest.raises(PipelineError, match="prune.sparsity"):
         keep_masks({"c": np.ones(8)}, sparsity=1.0)
+
+
+def test_prune_stage_writes_a_smaller_model_and_its_report(tmp_path, monkeypatch):
+    import json
+
+    import keras
+
+    from models.prune_stage import prune_stage
+    from models.yolo_head import head_metadata
+    from pipeline.config import load_config
+
+    monkeypatch.setenv("PIPELINE_BUILD_ROOT", str(tmp_path / "build"))
+    path = tmp_path / "p.yaml"
+    path.write_text("dataset:\n  format: synthetic\n  synthetic: {train_count: 8, val_count: 4, size: [160, 128]}\n"
+                    "model: {family: tiny, width: 0.125, input_size: [128, 128], num_anchors: 2,"
+                    " anchors: [[1, 1], [2, 2]]}\n"
+                    "train: {batch_size: 4, quiet: true}\nprune: {sparsity: 0.5, finetune_epochs: 1}\n")
+    cfg = load_config(path)
+    with pytest.raises(PipelineError, match="invoke train"):
+        prune_stage(cfg)
+    cfg.build_dir.mkdir(parents=True)
+    model = build_detector(cfg.values["model"], 1)
+    model.save(cfg.build_dir / "model.keras")
+    (cfg.build_dir / "model_meta.json").write_text(json.dumps(head_metadata(cfg.values["model"], ["face"],
+                                                                             [[1, 1], [2, 2]])))
+    result = prune_stage(cfg)
+    assert not result.skipped and result.metrics["params_after"] < 0.4 * result.metrics["params_before"]
+    for key in ("val_ap50_before", "val_ap50_pruned", "val_ap50_finetuned"):
+        assert 0 <= result.metrics[key] <= 1
+    pruned = keras.models.load_model(cfg.build_dir / "pruned.keras", safe_mode=False)
+    assert pruned.count_params() == result.metrics["params_after"]
+    assert json.loads((cfg.build_dir / "prune_report.json").read_text())["per_layer"]
+    assert prune_stage(cfg).skipped
+    with pytest.raises(PipelineError, match="nothing to prune"):
+        prune_stage(cfg.with_values({"prune.sparsity": 0.0}))
