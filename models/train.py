@@ -132,7 +132,9 @@ def train_stage(cfg: Config, force: bool = False, resume: bool = True) -> StageR
     anchors = dataset_anchors(cfg)
     build = cfg.build_dir
     data_inputs = [p for p in (cfg.resolve_path(cfg.values["dataset"][s]) for s in ("train", "val")) if p is not None]
-    params = {"dataset": cfg.values["dataset"], "model": model_cfg, "train": train_cfg, "anchors": anchors.tolist()}
+    display_only = ("quiet",)  # how progress is shown does not change the model
+    params = {"dataset": cfg.values["dataset"], "model": model_cfg,
+              "train": {k: v for k, v in train_cfg.items() if k not in display_only}, "anchors": anchors.tolist()}
     outputs = [build / MODEL_NAME, build / META_NAME, build / LOG_NAME, build / CURVES_NAME]
     return run_stage(build, "train", inputs=data_inputs, params=params, outputs=outputs, force=force,
                        work=lambda: {**fit_detector(cfg, anchors, resume), "budget": budget.as_dict()},
