@@ -120,3 +120,28 @@ def test_k210_without_an_rt_thread_tree_fails_before_any_work(tmp_path):
     assert done.returncode == 2
     assert "RT-Thread" in done.stderr and "RTT_ROOT" in done.stderr
     assert not (tmp_path / "build" / "tiny" / "model.keras").exists()  # failed early: nothing was trained
+
+
+def test_k210_preflight_names_each_missing_piece(tmp_path, monkeypatch):
+    from deploy.end_to_end import preflight_k210
+    from pipeline.errors import PipelineError
+
+    bsp = tmp_path / "rt-thread" / "bsp" / "k210"
+    bsp.mkdir(parents=True)
+    (bsp / "SConstruct").write_text("")
+    (bsp / "rtconfig.py").write_text("")
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    monkeypatch.delenv("RTT_EXEC_PATH", raising=False)
+    with pytest.raises(PipelineError, match="Kendryte SDK package is missing"):
+        preflight_k210(str(tmp_path / "rt-thread"), None, "auto", check_port=True)
+    (bsp / "packages" / "kendryte-sdk-v0.5.7").mkdir(parents=True)
+    with pytest.raises(PipelineError, match="RTT_EXEC_PATH"):
+        preflight_k210(str(tmp_path / "rt-thread"), None, "auto", check_port=True)
+    gcc = tmp_path / "bin" / "riscv-none-embed-gcc"
+    gcc.parent.mkdir()
+    gcc.write_text("#!/bin/sh\n")
+    gcc.chmod(0o755)
+    monkeypatch.setattr("serial.tools.list_ports.comports", lambda: [])
+    with pytest.raises(PipelineError, match="no K210 USB-UART bridge found"):
+        preflight_k210(str(tmp_path / "rt-thread"), None, "auto", check_port=True)
+    preflight_k210(str(tmp_path / "rt-thread"), "/dev/ttyUSB0", "auto", check_port=True)  # all present
