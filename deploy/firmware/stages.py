@@ -55,7 +55,9 @@ def render_stage(cfg: Config, *, kmodel: Path | None = None, report: Path | None
                 "storage": options.storage, "flash_offset": options.flash_offset, "kmodel": str(kmodel),
                 "kmodel_bytes": spec.kmodel_size, "work_buffer_bytes": spec.work_buffer_bytes}
 
-    inputs = [kmodel, FIRMWARE_DIR / "templates"] + ([report] if report.is_file() else [])
+    # the rendered folder also carries copies of the runtime, the region layer and the rt_ai sources
+    sources = [FIRMWARE_DIR / name for name in ("templates", "runtime", "app", "rt_ai")]
+    inputs = [kmodel, *sources] + ([report] if report.is_file() else [])
     return run_stage(cfg.build_dir, "render", inputs=inputs, params={"options": options.__dict__, **fw},
                      outputs=[folder], work=work, force=force, tools=["jinja2"])
 
