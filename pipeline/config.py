@@ -46,7 +46,8 @@ DEFAULTS: dict[str, Any] = {
     "prune": {"sparsity": 0.0, "finetune_epochs": 5, "finetune_lr_scale": 0.1, "min_filters": 4},
     "quantize": {"calib_images": 200},
     "export": {"held_images": 8},
-    "compile": {"budget_mib": 5.5},
+    # fuse_leaky: fold LeakyReLU into the conv's KPU activation table (one layer, not bit-exact to LiteRT)
+    "compile": {"budget_mib": 5.5, "fuse_leaky": False},
     "deploy": {"board": "sim", "port": None, "kmodel_address": 0x300000, "score_threshold": 0.5, "nms_iou": 0.3,
                # flashing: reset sequence (auto | dan | bit | trainer | kd233 | goE | maixduino | bit_mic | goD |
                # generic), flash-stage baud rate, flash-stage program file (None -> the installed kflash package)

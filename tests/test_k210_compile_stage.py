@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import shutil
 import uuid
@@ -71,6 +73,14 @@ def test_compile_writes_kmodel_report_and_chart(config, capsys):
     assert out.size == 12 * 6 * 8
     assert "estimated K210 latency" in capsys.readouterr().out
     assert compile_stage(config).skipped
+
+
+def test_fuse_leaky_option_folds_the_leaky_layer_and_reruns_the_stage(config):
+    two_layer = compile_stage(config).metrics["kpu_layers"]
+    values = copy.deepcopy(config.values)
+    values["compile"]["fuse_leaky"] = True
+    fused = compile_stage(dataclasses.replace(config, values=values))
+    assert not fused.skipped and fused.metrics["kpu_layers"] == two_layer - 1
 
 
 def test_budget_overrun_writes_nothing(config):

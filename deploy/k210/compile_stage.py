@@ -71,9 +71,10 @@ def compile_stage(cfg: Config, *, tflite: Path | None = None, budget_mib: float 
         raise PipelineError("uint8 TFLite model not found", path=source,
                             expected="the export stage's output (invoke export) or --tflite FILE")
     meta = source.parent / "model_meta.json"
+    fuse_leaky = bool(cfg.get("compile.fuse_leaky"))
 
     def work() -> dict[str, Any]:
-        compiled = compile_tflite(source)
+        compiled = compile_tflite(source, fuse_leaky=fuse_leaky)
         report = build_report(compiled, source=source, budget_mib=budget, detector=_detector_meta(source))
         if not report["fits_budget"]:
             raise PipelineError(f"the kmodel is {len(compiled.data) / MIB:.2f} MiB, over the {budget} MiB budget",
@@ -88,5 +89,5 @@ def compile_stage(cfg: Config, *, tflite: Path | None = None, budget_mib: float 
                 "kpu_layers": totals["kpu_layers"], "latency_ms": totals["latency_ms"], "fps": totals["fps"]}
 
     inputs = [source] + ([meta] if meta.is_file() else [])
-    return run_stage(build, "compile", inputs=inputs, params={"budget_mib": budget}, outputs=[out_kmodel, out_report,
-                     out_chart], work=work, force=force, tools=["numpy", "tflite"])
+    return run_stage(build, "compile", inputs=inputs, params={"budget_mib": budget, "fuse_leaky": fuse_leaky},
+                     outputs=[out_kmodel, out_report, out_chart], work=work, force=force, tools=["numpy", "tflite"])

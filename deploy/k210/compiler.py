@@ -22,9 +22,11 @@ class Compiled:
     plan: MemoryPlan
 
 
-def compile_tflite(source: bytes | str | Path) -> Compiled:
-    """Compile a full-integer uint8-I/O TFLite model; raises PipelineError for anything the K210 cannot run."""
-    program = lower_graph(read_tflite(source))
+def compile_tflite(source: bytes | str | Path, *, fuse_leaky: bool = False) -> Compiled:
+    """Compile a full-integer uint8-I/O TFLite model; raises PipelineError for anything the K210 cannot run.
+    `fuse_leaky` folds LeakyReLU into the preceding conv's activation table: one KPU layer instead of two, but
+    off LiteRT's double rounding by 1 LSB on part of the values, which deep models accumulate (see lower.py)."""
+    program = lower_graph(read_tflite(source), fuse_leaky=fuse_leaky)
     plan = plan_memory(program)
     model = emit_kmodel(program, plan)
     return Compiled(model=model, data=write_kmodel(model), program=program, plan=plan)

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from deploy.k210.registers import ActivationTable, BatchNormTable
+from deploy.k210.kpu_arith import activate
+from deploy.k210.registers import ACTIVATION_SEGMENTS, X_START_MAX, ActivationTable, BatchNormTable
 from pipeline.errors import PipelineError
 
 WEIGHT_ZERO_POINT = 128
@@ -22,6 +23,7 @@ BN_MAX_SHIFT = 15
 T_LIMIT_BITS = 34  # keep |t| < 2^34, inside the 36-bit signed range with margin
 MIN_FRACTION_BITS = 4
 MAX_FRACTION_BITS = 20
+SAMPLES_PER_CODE = 16  # points per conv output code cell when a fused table's linear pieces are placed
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,17 @@ def conv_arithmetic(input_q: Quant, kernel: int, weights_q: np.ndarray, weight_s
                           arg_add=kernel * kernel * WEIGHT_ZERO_POINT * z, bn=bn, activation=table, fraction_bits=bits)
 
 
+def leaky_multipliers(input_q: Quant, output_q: Quant, alpha: float) -> tuple[int, int]:
+    """LiteRT's (XNNPACK qs8 vlrelu) 8.8 fixed-point multipliers (positive slope, negative slope) of a LeakyReLU
+    from `input_q` codes to `output_q` codes."""
+    scale = np.float32(input_q.scale) / np.float32(output_q.scale)
+    slopes = (int(np.rint(np.float32(256) * scale)), int(np.rint(np.float32(256) * np.float32(alpha) * scale)))
+    if not all(0 <= m < 1 << 15 for m in slopes):
+        raise PipelineError(f"LeakyReLU multipliers {slopes}", field="alpha",
+                            expected="0 <= alpha and input/output scale ratio below 128")
+    return slopes
+
+
 def xnnpack_leaky_arithmetic(input_q: Quant, output_q: Quant, alpha: float, channels: int) -> ConvArithmetic:
     """LeakyReLU on uint8 codes exactly as LiteRT's default CPU kernel (XNNPACK qs8 vlrelu) computes it:
     out = z_out + floor((d * m + 128) / 256) for d = x - z_in, with m = lrint(256 * s_in / s_out) for d >= 0 and
@@ -130,11 +143,7 @@ def xnnpack_leaky_arithmetic(input_q: Quant, output_q: Quant, alpha: float, chan
     and the product lands strictly between rounding ties (both rounding modes agree).
     """
     bits = MAX_FRACTION_BITS
-    scale = np.float32(input_q.scale) / np.float32(output_q.scale)
-    slopes = (int(np.rint(np.float32(256) * scale)), int(np.rint(np.float32(256) * np.float32(alpha) * scale)))
-    if not all(0 <= m < 1 << 15 for m in slopes):
-        raise PipelineError(f"LeakyReLU multipliers {slopes}", field="alpha",
-                            expected="0 <= alpha and input/output scale ratio below 128")
+    slopes = leaky_multipliers(input_q, output_q, alpha)
     zero_t = output_q.zero_point << bits
     table = ActivationTable()
     segment = 1
@@ -154,6 +163,101 @@ def xnnpack_leaky_arithmetic(input_q: Quant, output_q: Quant, alpha: float, chan
     z = input_q.zero_point
     return ConvArithmetic(pad_value=z, arg_x=-WEIGHT_ZERO_POINT, arg_w=-z, arg_add=WEIGHT_ZERO_POINT * z, bn=bn,
                           activation=table, fraction_bits=bits)
+
+
+def leaky_levels(conv_q: Quant, output_q: Quant, alpha: float) -> np.ndarray:
+    """LiteRT's LeakyReLU output code for every conv output code 0..255 (what the two-layer path computes)."""
+    m_pos, m_neg = leaky_multipliers(conv_q, output_q, alpha)
+    d = np.arange(256, dtype=np.int64) - conv_q.zero_point
+    return np.clip(output_q.zero_point + ((d * np.where(d >= 0, m_pos, m_neg) + 128) >> 8), 0, 255)
+
+
+def _exact_cells(levels: np.ndarray, zero: int, spare: int) -> tuple[list[int], list[int], bool]:
+    """The cells that get constant segments, nearest the zero point first: below it the codes where LiteRT's
+    output steps (each constant covers a whole plateau), above it single codes. Also whether a linear piece is
+    still needed below the zero point (for the steps that did not fit)."""
+    steps = [c for c in range(1, zero) if levels[c] != levels[c - 1]]
+
+    def nearest(budget: int) -> tuple[list[int], list[int]]:
+        chosen = sorted([(zero - c, 0, c) for c in steps] + [(c - zero, 1, c) for c in range(zero, 256)])[:budget]
+        return sorted(c for _, side, c in chosen if side == 0), sorted(c for _, side, c in chosen if side == 1)
+
+    below, above = nearest(spare)
+    if len(below) < len(steps):
+        below, above = nearest(spare - 1)
+    return below, above, len(below) < len(steps)
+
+
+def _sample_points(bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """(t, conv code) for SAMPLES_PER_CODE evenly spaced points inside every conv output code cell."""
+    codes = np.repeat(np.arange(256, dtype=np.int64), SAMPLES_PER_CODE)
+    offsets = np.tile((2 * np.arange(SAMPLES_PER_CODE) + 1 - SAMPLES_PER_CODE) << bits, 256)
+    return (codes << bits) + offsets // (2 * SAMPLES_PER_CODE), codes
+
+
+def _place_linear(table: ActivationTable, index: int, slope: int, conv_zero: int, out_zero: int, bits: int,
+                  levels: np.ndarray) -> None:
+    """Segment `index` as out_zero + R((v - conv_zero) * slope / 256) for conv code v = t / 2^bits.
+
+    A segment rounds (t - x_start) * y_mul, so its start must sit where that line takes a whole value (the bias
+    adds the rest): of the admissible starts near the intended one (x_start[index] on entry) keep the one whose
+    table is off LiteRT's levels by more than 1 LSB least often, then off at all least often."""
+    shift = bits + 8
+    zero_t = conv_zero << bits
+    edge = table.x_start[index]
+    table.y_mul[index], table.shift[index] = slope, shift
+    if slope == 0:
+        table.bias[index] = int(np.clip(out_zero, 0, 255))
+        return
+    nearest = round((zero_t - edge) * slope / 2 ** shift)
+    t, codes = _sample_points(bits)
+    upper = table.x_start[index + 1] if index + 1 < ACTIVATION_SEGMENTS else X_START_MAX + 1
+    best = None
+    for steps in range(nearest - 2, nearest + 3):
+        start = zero_t - round(steps * 2 ** shift / slope)
+        bias = out_zero - steps
+        if not (0 <= bias <= 255 and table.x_start[index - 1] < start < upper):
+            continue
+        table.x_start[index], table.bias[index] = start, bias
+        diff = np.abs(activate(t, table, "reference").astype(np.int64) - levels[codes])
+        misses = (int(np.count_nonzero(diff > 1)), int(np.count_nonzero(diff)))
+        if best is None or misses < best[0]:
+            best = (misses, start, bias)
+    if best is None:
+        raise PipelineError(f"no start for a LeakyReLU segment of slope {slope}/256 near t = {edge}",
+                            field="compile.fuse_leaky", expected="false (the two-layer LeakyReLU path)")
+    table.x_start[index], table.bias[index] = best[1], best[2]
+
+
+def fused_leaky_table(conv_q: Quant, output_q: Quant, alpha: float, bits: int) -> ActivationTable:
+    """A conv's table that applies a following LeakyReLU: t = 2^bits * v, v the conv output code before rounding,
+    mapped straight to the LeakyReLU output tensor's codes.
+
+    LiteRT rounds v to a conv code c (clamped to 0..255) and requantizes c with slope m/256 (m from
+    `leaky_multipliers`, one per side of the zero point). That double rounding is a step function of v which one
+    linear segment per side only follows to within 1 LSB, so the spare segments hold LiteRT's exact output as
+    constants over the cells nearest the zero point (where most values fall): whole output plateaus below it,
+    single codes above it. Segment 0 holds the output of code 0, a last one that of code 255 when it is below 255.
+    """
+    levels = leaky_levels(conv_q, output_q, alpha)
+    m_pos, m_neg = leaky_multipliers(conv_q, output_q, alpha)
+    zero = conv_q.zero_point
+    top = bool(levels[255] < 255)
+    below, above, linear_below = _exact_cells(levels, zero, ACTIVATION_SEGMENTS - 2 - top)
+    first_linear = zero + len(above)
+    pieces = [(1, m_neg)] if linear_below else []
+    pieces += [(c, None) for c in below + above]
+    pieces += [(first_linear, m_pos)] if first_linear < 255 else []
+    pieces += [(255, None)] if first_linear <= 255 and (top or first_linear == 255) else []
+    table = ActivationTable()
+    table.bias[0] = int(levels[0])
+    for index, (code, _) in enumerate(pieces, start=1):
+        table.x_start[index] = ((2 * code - 1) << (bits - 1)) - 1  # t > x_start  <=>  v >= code - 1/2
+        table.bias[index] = int(levels[code])
+    for index, (_, slope) in enumerate(pieces, start=1):
+        if slope is not None:
+            _place_linear(table, index, slope, zero, output_q.zero_point, bits, levels)
+    return table
 
 
 def identity_arithmetic(channels: int) -> ConvArithmetic:
