@@ -101,7 +101,7 @@ def dataset_anchors(cfg: Config, force: bool = False) -> np.ndarray:
     if model_cfg["anchors"]:
         return np.asarray(model_cfg["anchors"], np.float32).reshape(-1, 2)
     input_size = tuple(int(v) for v in model_cfg["input_size"])
-    grid = grid_size(input_size)
+    grid = grid_size(model_cfg)
     seed = int(cfg.values["train"]["seed"])
     k = int(model_cfg["num_anchors"])
     out_json, out_png = cfg.build_dir / ANCHORS_NAME, cfg.build_dir / ANCHORS_PNG

@@ -21,7 +21,8 @@ WIDTH_STEP = 1 / 64
 
 @dataclass(frozen=True)
 class Budget:
-    """The cost of one model. `kpu_ram_bytes` is the largest input + output map of any conv in KPU layout."""
+    """The cost of one model. `kpu_ram_bytes` is the largest input + stored output map (after a fused max pool) of any
+    conv in KPU layout."""
 
     params: int
     macs: int
@@ -47,9 +48,31 @@ def _conv_layers(model: keras.Model) -> list[keras.layers.Layer]:
     return [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D | keras.layers.DepthwiseConv2D)]
 
 
+def _stored_output_shapes(model: keras.Model) -> dict[str, tuple]:
+    """Conv name -> the shape of the map the KPU writes for it: after the 2x2 max pool that follows the conv's BN and
+    activation, since the compiler fuses that pool into the conv (spec §3.4); the conv's own output otherwise."""
+    consumers: dict[int, list[keras.layers.Layer]] = {}
+    for layer in model.layers[1:]:
+        for tensor in layer.input if isinstance(layer.input, list) else [layer.input]:
+            consumers.setdefault(id(tensor), []).append(layer)
+    shapes = {}
+    for conv in _conv_layers(model):
+        layer = conv
+        for _ in range(3):  # BN, activation, pool
+            following = consumers.get(id(layer.output), [])
+            if len(following) != 1:
+                break
+            layer = following[0]
+            if isinstance(layer, keras.layers.MaxPooling2D):
+                break
+        shapes[conv.name] = tuple((layer if isinstance(layer, keras.layers.MaxPooling2D) else conv).output.shape)
+    return shapes
+
+
 def measure(model: keras.Model) -> Budget:
     """Parameters, multiply-accumulates, kmodel bytes (weights + BN words + activation tables) and KPU RAM peak."""
     macs = weight_bytes = ram = max_channels = 0
+    stored = _stored_output_shapes(model)
     for layer in _conv_layers(model):
         _, in_h, in_w, in_c = layer.input.shape
         _, out_h, out_w, out_c = layer.output.shape
@@ -58,10 +81,15 @@ def measure(model: keras.Model) -> Budget:
         macs += out_h * out_w * per_pixel
         weight_bytes += int(math.prod(kernel)) + BN_BYTES_PER_CHANNEL * out_c + ACT_TABLE_BYTES
         pad = 2 if layer.padding == "valid" and layer.strides[0] == 2 else 0  # the explicit pad is folded into the KPU
-        ram = max(ram, kpu_map_bytes(in_c, in_h - pad, in_w - pad) + kpu_map_bytes(out_c, out_h, out_w))
+        ram = max(ram, kpu_map_bytes(in_c, in_h - pad, in_w - pad) + kpu_map_bytes(*_chw(stored[layer.name])))
         max_channels = max(max_channels, in_c, out_c)
     return Budget(params=model.count_params(), macs=int(macs), uint8_bytes=int(weight_bytes), kpu_ram_bytes=ram,
                   max_channels=max_channels)
+
+
+def _chw(shape: tuple) -> tuple[int, int, int]:
+    _, height, width, depth = shape
+    return depth, height, width
 
 
 def measure_config(model_cfg: dict[str, Any], num_classes: int) -> Budget:

@@ -36,8 +36,10 @@ class Detection:
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
+    """1 / (1 + exp(-x)) as the firmware computes it: exp overflowing to inf gives exactly 0, as expf does in C."""
     one = np.float32(1.0)
-    return one / (one + np.exp(-x))
+    with np.errstate(over="ignore"):
+        return one / (one + np.exp(-x))
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

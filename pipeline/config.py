@@ -36,6 +36,8 @@ DEFAULTS: dict[str, Any] = {
         "num_anchors": 5,
         "activation": "leaky",  # leaky (LeakyReLU 0.1) | relu | relu6
         "passthrough_filters": None,  # skip_darknet19: 1x1 conv channels before the reorg; None: 64*width, 0: none
+        "output_stride": 32,  # 32 (YOLOv2) | 16: the deepest stage skips its pool, the grid is 4x finer
+        "min_channels": 4,  # every conv has at least this many filters (>= 4, the KPU minimum)
     },
     "train": {"epochs": 30, "batch_size": 16, "learning_rate": 1e-3, "warmup_epochs": 2, "patience": 10,
               "seed": 20261122, "budget_mib": 1.0,

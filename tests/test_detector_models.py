@@ -80,6 +80,36 @@ def test_320x240_is_refused_with_the_reason():
     assert "240 is not a multiple of 32" in message and "15" in message and "320x256" in message
 
 
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_output_stride_16_drops_the_last_downsampling_and_keeps_the_layers(family):
+    coarse = build_detector(_cfg(family, size=(320, 256)), 1)
+    fine = build_detector(_cfg(family, size=(320, 256), output_stride=16), 1)
+    assert fine.output_shape == (None, 16, 20, 30)
+    assert len(fine.layers) == len(coarse.layers) - 1  # one max pool fewer (MobileNet: one stride-2 pad fewer)
+    assert abs(fine.count_params() - coarse.count_params()) <= 0.01 * coarse.count_params()
+    if family == "skip_darknet19":
+        reorg = fine.get_layer("passthrough_reorg")
+        assert reorg.input.shape[1:3] == (32, 40) and reorg.output.shape[1:3] == (16, 20)
+
+
+def test_output_stride_16_accepts_320x240_and_refuses_other_strides():
+    assert check_input_size([320, 240], 16) == (320, 240)
+    with pytest.raises(PipelineError, match="is not a multiple of 16"):
+        check_input_size([320, 232], 16)
+    with pytest.raises(PipelineError, match="model.output_stride"):
+        build_detector(_cfg("tiny", output_stride=8), 1)
+
+
+def test_min_channels_widens_only_the_thin_layers():
+    plain = build_detector(_cfg("skip_darknet19", width=0.125), 1)
+    floored = build_detector(_cfg("skip_darknet19", width=0.125, min_channels=16), 1)
+    assert plain.get_layer("darknet_conv1").filters == 4 and floored.get_layer("darknet_conv1").filters == 16
+    assert plain.get_layer("darknet_conv2").filters == 8 and floored.get_layer("darknet_conv2").filters == 16
+    assert floored.get_layer("darknet_conv18").filters == plain.get_layer("darknet_conv18").filters == 128
+    with pytest.raises(PipelineError, match="model.min_channels"):
+        build_detector(_cfg("tiny", min_channels=2), 1)
+
+
 def test_bad_family_width_and_activation_are_refused():
     with pytest.raises(PipelineError, match="DarkNet53"):
         build_detector(_cfg("darknet53"), 1)
@@ -101,7 +131,8 @@ def test_head_metadata_describes_the_output():
     meta = head_metadata(_cfg("tiny", size=(320, 256)), ["face"], [[1, 2], [3, 4]])
     assert meta["classes"] == ["face"] and meta["anchors"] == [[1.0, 2.0], [3.0, 4.0]]
     assert meta["input_size"] == [320, 256] and meta["grid"] == [10, 8] and meta["num_anchors"] == 2
-    assert grid_size((224, 224)) == (7, 7)
+    assert grid_size(_cfg("tiny")) == (7, 7)
+    assert head_metadata(_cfg("tiny", size=(320, 256), output_stride=16), ["face"], [[1, 2]])["grid"] == [20, 16]
 
 
 def test_saved_model_round_trips_with_the_passthrough(tmp_path):

@@ -1,4 +1,5 @@
-"""Backbones for the face detector: each maps an input tensor to its (stride-16, stride-32) feature maps."""
+"""Backbones for the face detector: each maps an input tensor to its feature maps at half the output stride (the
+passthrough's source) and at the output stride (16 or 32)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,13 @@ from collections.abc import Callable
 
 import keras
 
+from models.backbones.blocks import Widths
 from models.backbones.darknet import darknet19
 from models.backbones.mobilenet import mobilenet_v1
 from models.backbones.tiny import tiny_yolov2
 from pipeline.errors import PipelineError
 
-Backbone = Callable[[keras.KerasTensor, float, str], tuple[keras.KerasTensor, keras.KerasTensor]]
+Backbone = Callable[[keras.KerasTensor, Widths, str, int], tuple[keras.KerasTensor, keras.KerasTensor]]
 
 # family -> (backbone, whether the head concatenates the passthrough of the stride-16 map)
 FAMILIES: dict[str, tuple[Backbone, bool]] = {

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import keras
 import tensorflow as tf
 
@@ -12,9 +14,20 @@ ACTIVATIONS = ("leaky", "relu", "relu6")
 BN_MOMENTUM = 0.9  # short CPU runs have few steps per epoch; 0.99 leaves the inference statistics stale
 
 
-def channels(base: int, width: float) -> int:
-    """A layer's channel count at a width multiplier: round(base * width), at least 4 (the KPU's 4x4 minimum)."""
-    return max(4, int(round(base * width)))
+KPU_MIN_CHANNELS = 4
+OUTPUT_STRIDES = (16, 32)
+
+
+@dataclass(frozen=True)
+class Widths:
+    """Channel counts of a scaled network: round(base * multiplier), at least `floor` (>= the KPU's minimum 4).
+    A floor above 4 widens the thin early layers, which hold the detail small faces need and cost few weights."""
+
+    multiplier: float
+    floor: int = KPU_MIN_CHANNELS
+
+    def __call__(self, base: int) -> int:
+        return max(self.floor, int(round(base * self.multiplier)))
 
 
 def activation(x: keras.KerasTensor, kind: str, name: str) -> keras.KerasTensor:
