@@ -224,7 +224,7 @@ def simulate(c, kmodel, image, out=None, rounding="reference"):
     run_simulation(Path(kmodel), Path(image), Path(out) if out else None, rounding=rounding)
 
 
-@task(iterable=["only"], help={"only": "run only this benchmark (repeatable); default all in benchmarks/"})
+@task(iterable=["only"], help={"only": "run only this benchmark (repeatable); default all but the hour-long backbones"})
 @reports_errors
 def bench(c, only=None):
     """Run the benchmarks; results go to build/bench/<name>.json (with PNG plots where useful)."""

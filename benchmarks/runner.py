@@ -18,15 +18,24 @@ def available() -> list[str]:
     return sorted(p.stem.removeprefix("bench_") for p in BENCH_DIR.glob("bench_*.py"))
 
 
+def _module(name: str):
+    return importlib.import_module(f"benchmarks.bench_{name}")
+
+
+def default_names() -> list[str]:
+    """The benchmarks `invoke bench` runs without --only: all but those marked ON_REQUEST_ONLY (hour-long ones)."""
+    return [name for name in available() if not getattr(_module(name), "ON_REQUEST_ONLY", False)]
+
+
 def run_benchmarks(out_dir: Path, only: list[str] | None = None) -> dict[str, Any]:
-    """Run the named benchmarks (all by default); returns {name: result}."""
+    """Run the named benchmarks (by default all but those marked ON_REQUEST_ONLY); returns {name: result}."""
     names = available()
     unknown = sorted(set(only or []) - set(names))
     if unknown:
         raise PipelineError(f"unknown benchmark(s) {unknown}", field="--only", expected=", ".join(names))
     results = {}
-    for name in only or names:
-        module = importlib.import_module(f"benchmarks.bench_{name}")
+    for name in only or default_names():
+        module = _module(name)
         started = time.perf_counter()
         result = module.run(out_dir)
         result = {"benchmark": name, "machine": {"cpus": _cpus(), "python": platform.python_version()},

@@ -67,8 +67,9 @@ def decode_yolov2(grid_hwc: np.ndarray, anchors: np.ndarray, num_classes: int,
     rows = np.arange(height, dtype=np.float32)[:, None, None]
     cx = (cols + _sigmoid(t[..., 0])) / np.float32(width)
     cy = (rows + _sigmoid(t[..., 1])) / np.float32(height)
-    bw = np.exp(t[..., 2]) * anchors[:, 0] / np.float32(width)
-    bh = np.exp(t[..., 3]) * anchors[:, 1] / np.float32(height)
+    with np.errstate(over="ignore"):  # an untrained model's huge logits give inf sizes, as expf does in C
+        bw = np.exp(t[..., 2]) * anchors[:, 0] / np.float32(width)
+        bh = np.exp(t[..., 3]) * anchors[:, 1] / np.float32(height)
     half = np.float32(0.5)
     boxes = np.stack([cx - bw * half, cy - bh * half, cx + bw * half, cy + bh * half], axis=-1)
     scores = _sigmoid(t[..., 4])[..., None] * _softmax(t[..., 5:])
