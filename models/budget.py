@@ -16,7 +16,7 @@ KPU_RAM_BYTES = 2 * MIB
 KPU_MAX_CHANNELS = 1024
 BN_BYTES_PER_CHANNEL = 8  # one u64 batch-norm word per output channel (spec §3.2)
 ACT_TABLE_BYTES = 144  # one 16-segment activation table per layer (spec §3.3)
-WIDTH_STEP = 1 / 64
+WIDTH_STEP = 1 / 256  # 4 channels of a 1024-filter layer
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,7 @@ def measure_config(model_cfg: dict[str, Any], num_classes: int) -> Budget:
 
 
 def widest_fitting(model_cfg: dict[str, Any], num_classes: int, budget_mib: float) -> float | None:
-    """The largest width (a multiple of 1/64) whose kmodel fits `budget_mib` and the KPU limits; None if none does."""
+    """The largest width (a multiple of WIDTH_STEP) whose kmodel fits `budget_mib` and the KPU limits, or None."""
     low, high = 0, int(round(float(model_cfg["width"]) / WIDTH_STEP))
     while low < high:
         mid = (low + high + 1) // 2

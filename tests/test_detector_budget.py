@@ -5,7 +5,15 @@ from __future__ import annotations
 import keras
 import pytest
 
-from models.budget import ACT_TABLE_BYTES, KPU_RAM_BYTES, check_budget, kpu_map_bytes, measure, widest_fitting
+from models.budget import (
+    ACT_TABLE_BYTES,
+    KPU_RAM_BYTES,
+    WIDTH_STEP,
+    check_budget,
+    kpu_map_bytes,
+    measure,
+    widest_fitting,
+)
 from pipeline.errors import PipelineError
 
 
@@ -41,7 +49,7 @@ def test_over_budget_model_is_refused_naming_a_width_that_fits():
     fitting = float(str(err.value).split("model.width <= ")[1].split(" ")[0])
     assert check_budget(_tiny(fitting), 1, 0.25).uint8_mib <= 0.25
     with pytest.raises(PipelineError):
-        check_budget(_tiny(fitting + 1 / 64), 1, 0.25)
+        check_budget(_tiny(fitting + WIDTH_STEP), 1, 0.25)
 
 
 def test_a_fused_max_pool_shrinks_the_stored_map():
