@@ -128,7 +128,7 @@ def train(c, config=None, set_=None, family=None, width=None, epochs=None, fresh
                               "model": "Keras model to evaluate (default build/<config>/model.keras)"})
 @reports_errors
 def eval(c, config=None, set_=None, split="val", model=None):
-    """VOC AP@0.5, COCO AP@[.5:.95], PR curve and recall by face size for Keras, float and uint8 TFLite."""
+    """VOC AP@0.5, COCO AP@[.5:.95], PR curve, recall by size: Keras, float/uint8 TFLite, kmodel in the KPU sim."""
     from pathlib import Path
 
     from models.evaluate import evaluate_stage, format_eval

@@ -15,8 +15,8 @@ from models.data import load_records
 from models.data.records import DetectionRecord
 from models.metrics import ImageResult, evaluate_results, plot_pr_curves, pr_curve
 from models.pipeline import prepared_sample
-from models.yolo_decode import decode_yolov2, nms
-from models.yolo_head import load_detector
+from models.yolo_decode import chw_to_hwc, decode_yolov2, nms
+from models.yolo_head import grid_size, load_detector
 from pipeline.atomic import write_json
 from pipeline.config import Config
 from pipeline.errors import PipelineError
@@ -62,10 +62,11 @@ def detect(raw_hwc: np.ndarray, anchors: np.ndarray, num_classes: int, input_siz
 
 
 def collect_results(predict: Predictor, data: EvalSet, anchors: np.ndarray, num_classes: int,
-                    input_size: tuple[int, int], nms_iou: float, batch_size: int = 16) -> list[ImageResult]:
+                    input_size: tuple[int, int], nms_iou: float, batch_size: int = 16,
+                    desc: str = "predict") -> list[ImageResult]:
     """Run `predict` over the set in batches and decode each image's detections."""
     results = []
-    for start in range(0, len(data.images), batch_size):
+    for start in progress(range(0, len(data.images), batch_size), desc=desc, unit="batch"):
         outputs = predict(data.images[start:start + batch_size])
         for offset, raw in enumerate(outputs):
             i = start + offset
@@ -84,6 +85,22 @@ def tflite_predictor(runner) -> Predictor:
     return lambda images: np.stack([runner.run(image).reshape(runner.outputs[0]["shape"][1:]) for image in images])
 
 
+def kmodel_predictor(path: Path, output_hwc: tuple[int, int, int]) -> Predictor:
+    """The compiled kmodel in the bit-exact KPU simulator as a batch predictor: each image goes in as the uint8 RGB
+    the board's camera gives (CHW), the dequantized flat CHW output comes back as (H, W, C)."""
+    from deploy.k210.kmodel_io import load_kmodel
+    from deploy.k210.sim import simulate
+
+    kmodel = load_kmodel(path)
+
+    def predict(images: np.ndarray) -> np.ndarray:
+        codes = np.rint(images * 255.0).astype(np.uint8).transpose(0, 3, 1, 2)
+        height, width, channels = output_hwc
+        return np.stack([chw_to_hwc(simulate(kmodel, chw).dequantized[0], channels, height, width) for chw in codes])
+
+    return predict
+
+
 def model_anchors(meta_path: Path) -> tuple[np.ndarray, list[str]]:
     """Anchors and class names from a model_meta.json written by `invoke train`."""
     if not meta_path.is_file():
@@ -92,9 +109,11 @@ def model_anchors(meta_path: Path) -> tuple[np.ndarray, list[str]]:
     return np.asarray(meta["anchors"], np.float32), list(meta["classes"])
 
 
-def evaluate_stage(cfg: Config, split: str = "val", runtimes: tuple[str, ...] = ("keras", "float", "uint8"),
+def evaluate_stage(cfg: Config, split: str = "val",
+                   runtimes: tuple[str, ...] = ("keras", "float", "uint8", "kmodel"),
                    model_path: Path | None = None) -> dict[str, Any]:
-    """AP of each available runtime on the same images -> build/<config>/eval.json and a PR-curve PNG."""
+    """AP of each available runtime (Keras, float and uint8 TFLite in LiteRT, the kmodel in the KPU simulator) on the
+    same images -> build/<config>/eval.json and a PR-curve PNG."""
     from deploy.tflite import LiteRTRunner
 
     build = cfg.build_dir
@@ -103,7 +122,9 @@ def evaluate_stage(cfg: Config, split: str = "val", runtimes: tuple[str, ...] = 
     score_threshold = float(cfg.values["deploy"]["score_threshold"])
     nms_iou = float(cfg.values["deploy"]["nms_iou"])
     files = {"keras": model_path or build / "model.keras", "float": build / "model_float.tflite",
-             "uint8": build / "model_uint8.tflite"}
+             "uint8": build / "model_uint8.tflite", "kmodel": build / "model.kmodel"}
+    grid_w, grid_h = grid_size(cfg.values["model"])
+    output_hwc = (grid_h, grid_w, len(anchors) * (5 + len(classes)))
     data = load_eval_set(load_records(cfg, split), input_size)
     report: dict[str, Any] = {"split": split, "images": len(data.images), "classes": classes, "runtimes": {}}
     curves = {}
@@ -112,8 +133,9 @@ def evaluate_stage(cfg: Config, split: str = "val", runtimes: tuple[str, ...] = 
         if not path.is_file():
             report["runtimes"][name] = {"missing": str(path), "hint": "run `invoke train` / `invoke export` first"}
             continue
-        predict = keras_predictor(load_detector(path)) if name == "keras" else tflite_predictor(LiteRTRunner(path))
-        results = collect_results(predict, data, anchors, len(classes), input_size, nms_iou)
+        predict = (keras_predictor(load_detector(path)) if name == "keras" else kmodel_predictor(path, output_hwc)
+                   if name == "kmodel" else tflite_predictor(LiteRTRunner(path)))
+        results = collect_results(predict, data, anchors, len(classes), input_size, nms_iou, desc=name)
         report["runtimes"][name] = {"model": str(path), **evaluate_results(results, classes, score_threshold)}
         curves[name] = pr_curve(results, 0, 0.5)
     if not curves:

@@ -47,7 +47,7 @@ def test_train_writes_the_model_log_curves_and_metadata_then_skips(cfg):
     report = evaluate_stage(cfg, split="val")
     keras_result = report["runtimes"]["keras"]
     assert 0.0 <= keras_result["ap50"] <= 1.0 and keras_result["recall_by_size"]["all"]["faces"] > 0
-    assert "missing" in report["runtimes"]["uint8"]  # not exported in this test
+    assert "missing" in report["runtimes"]["uint8"] and "missing" in report["runtimes"]["kmodel"]  # not built here
     assert json.loads((build / "eval.json").read_text()) == report and (build / "eval_pr.png").is_file()
 
 

@@ -105,6 +105,18 @@ def test_the_flashed_detector_finds_the_faces(sim_run, monkeypatch):
 
 
 @needs_tools
+def test_eval_scores_the_compiled_kmodel_like_the_uint8_tflite(sim_run, monkeypatch):
+    from models.evaluate import evaluate_stage
+
+    config, build, _ = sim_run
+    monkeypatch.setenv("PIPELINE_BUILD_ROOT", str(build.parent))
+    report = evaluate_stage(load_config(config), runtimes=("uint8", "kmodel"))["runtimes"]
+    assert report["kmodel"]["model"] == str(build / "model.kmodel")
+    assert report["kmodel"]["ap50"] > 0.3  # the simulator runs a working detector, not noise
+    assert report["kmodel"]["ap50"] == pytest.approx(report["uint8"]["ap50"], abs=0.05)
+
+
+@needs_tools
 def test_second_run_skips_every_unchanged_stage(sim_run):
     config, build, _ = sim_run
     again = invoke(["build", "--board", "sim", "--config", str(config)], build.parent, timeout=300)
