@@ -63,10 +63,12 @@ def detect(raw_hwc: np.ndarray, anchors: np.ndarray, num_classes: int, input_siz
 
 def collect_results(predict: Predictor, data: EvalSet, anchors: np.ndarray, num_classes: int,
                     input_size: tuple[int, int], nms_iou: float, batch_size: int = 16,
-                    desc: str = "predict") -> list[ImageResult]:
-    """Run `predict` over the set in batches and decode each image's detections."""
+                    desc: str | None = None) -> list[ImageResult]:
+    """Run `predict` over the set in batches and decode each image's detections (with a progress bar when `desc`
+    names the run: the per-epoch validation during training goes without)."""
     results = []
-    for start in progress(range(0, len(data.images), batch_size), desc=desc, unit="batch"):
+    starts = range(0, len(data.images), batch_size)
+    for start in progress(starts, desc=desc, unit="batch") if desc else starts:
         outputs = predict(data.images[start:start + batch_size])
         for offset, raw in enumerate(outputs):
             i = start + offset
