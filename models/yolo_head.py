@@ -12,7 +12,6 @@ from models.backbones import backbone_for
 from models.backbones.blocks import KPU_MIN_CHANNELS, OUTPUT_STRIDES, SpaceToDepth, Widths, conv_bn
 from pipeline.errors import PipelineError
 
-SUPPORTED_SIZES = ((320, 256), (320, 224), (224, 224))
 PASSTHROUGH_FILTERS = 64  # YOLOv2's 1x1 reduction before the reorg (full width), keeps the concat narrower
 HEAD_CONVS = 3
 

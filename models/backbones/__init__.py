@@ -15,7 +15,7 @@ from pipeline.errors import PipelineError
 
 Backbone = Callable[[keras.KerasTensor, Widths, str, int], tuple[keras.KerasTensor, keras.KerasTensor]]
 
-# family -> (backbone, whether the head concatenates the passthrough of the stride-16 map)
+# family -> (backbone, whether the head concatenates the passthrough of the map at half the output stride)
 FAMILIES: dict[str, tuple[Backbone, bool]] = {
     "darknet19": (darknet19, False),
     "skip_darknet19": (darknet19, True),
