@@ -1,0 +1,169 @@
+"""The K210 board port's frame conversion (firmware/port/common/frame_convert.c) compiled with the host gcc and
+checked against NumPy, and the generated k210_board.h."""
+
+from __future__ import annotations
+
+import ctypes
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deploy.firmware.k210_board import HEADER_VALUES, K210_CAMERAS, write_k210_board_header
+from pipeline.errors import PipelineError
+
+REPO = Path(__file__).resolve().parents[1]
+FRAME_CONVERT = REPO / "firmware" / "port" / "common" / "frame_convert.c"
+
+
+class Offset(ctypes.Structure):
+    _fields_ = [("x", ctypes.c_int32), ("y", ctypes.c_int32)]
+
+
+class Rect(ctypes.Structure):
+    _fields_ = [("x1", ctypes.c_int32), ("y1", ctypes.c_int32), ("x2", ctypes.c_int32), ("y2", ctypes.c_int32)]
+
+
+U16P = np.ctypeslib.ndpointer(np.uint16, flags="C_CONTIGUOUS")
+
+
+@pytest.fixture(scope="module")
+def lib(tmp_path_factory) -> ctypes.CDLL:
+    if shutil.which("gcc") is None:
+        pytest.skip("host gcc is not installed")
+    out = tmp_path_factory.mktemp("frame_convert") / "libframe_convert.so"
+    subprocess.run(["gcc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC", "-o", str(out),
+                    str(FRAME_CONVERT)], check=True)
+    so = ctypes.CDLL(str(out))
+    so.frame_rgb565.restype = ctypes.c_uint16
+    so.frame_rgb565.argtypes = [ctypes.c_uint8] * 3
+    so.frame_class_color.restype = ctypes.c_uint16
+    so.frame_class_color.argtypes = [ctypes.c_uint32]
+    so.frame_center.restype = Offset
+    so.frame_center.argtypes = [ctypes.c_uint32] * 4
+    so.frame_dvp565_to_display.restype = None
+    so.frame_dvp565_to_display.argtypes = [U16P, ctypes.c_uint32, ctypes.c_uint32, U16P, ctypes.c_uint32,
+                                           ctypes.c_uint32, Offset]
+    so.frame_box_to_display.restype = ctypes.c_int
+    so.frame_box_to_display.argtypes = [ctypes.POINTER(ctypes.c_float * 4), Offset, ctypes.c_uint32, ctypes.c_uint32,
+                                        ctypes.POINTER(Rect)]
+    so.frame_draw_rect.restype = None
+    so.frame_draw_rect.argtypes = [U16P, ctypes.c_uint32, ctypes.c_uint32, ctypes.POINTER(Rect), ctypes.c_uint32,
+                                   ctypes.c_uint16]
+    return so
+
+
+def rgb565_reference(rgb: np.ndarray) -> np.ndarray:
+    r, g, b = (rgb[..., i].astype(np.uint16) for i in range(3))
+    return ((r >> 3) << 11) | ((g >> 2) << 5) | (b >> 3)
+
+
+def test_rgb565_packs_every_channel_value(lib):
+    values = np.arange(256, dtype=np.uint8)
+    for channel in range(3):
+        rgb = np.zeros((256, 3), np.uint8)
+        rgb[:, channel] = values
+        got = np.array([lib.frame_rgb565(*map(int, px)) for px in rgb], np.uint16)
+        np.testing.assert_array_equal(got, rgb565_reference(rgb))
+
+
+def test_class_colors_are_distinct_and_repeat(lib):
+    colors = [lib.frame_class_color(i) for i in range(16)]
+    assert len(set(colors[:8])) == 8 and colors[8:] == colors[:8]
+
+
+def display_reference(src: np.ndarray, dst_w: int, dst_h: int) -> np.ndarray:
+    """Pixel pairs swapped, centred (cropped or black-padded) into dst."""
+    h, w = src.shape
+    swapped = src.reshape(h, w // 2, 2)[:, :, ::-1].reshape(h, w)
+    ox, oy = int((dst_w - w) / 2), int((dst_h - h) / 2)  # C division truncates towards zero
+    out = np.zeros((dst_h, dst_w), np.uint16)
+    ys, xs = np.mgrid[0:dst_h, 0:dst_w]
+    sy, sx = ys - oy, xs - ox
+    inside = (sy >= 0) & (sy < h) & (sx >= 0) & (sx < w)
+    out[inside] = swapped[sy[inside], sx[inside]]
+    return out
+
+
+@pytest.mark.parametrize("src_size, dst_size", [((320, 240), (320, 240)), ((320, 240), (240, 320)),
+                                                ((64, 48), (75, 51)), ((66, 40), (31, 17))])
+def test_dvp_frame_lands_centred_with_pixel_pairs_swapped(lib, src_size, dst_size):
+    (sw, sh), (dw, dh) = src_size, dst_size
+    src = np.random.default_rng(sw * dw + dh).integers(1, 65536, (sh, sw), dtype=np.uint16)
+    dst = np.full((dh, dw), 0xBEEF, np.uint16)
+    at = lib.frame_center(sw, sh, dw, dh)
+    lib.frame_dvp565_to_display(src, sw, sh, dst, dw, dh, at)
+    np.testing.assert_array_equal(dst, display_reference(src, dw, dh))
+
+
+def box_reference(box, ox, oy, w, h):
+    """In float32, as the C code computes."""
+    f = np.float32
+    x1, y1, x2, y2 = box[0] + f(ox), box[1] + f(oy), box[2] + f(ox), box[3] + f(oy)
+    if not (x1 <= x2 and y1 <= y2) or x2 < 0 or y2 < 0 or x1 > w - 1 or y1 > h - 1:
+        return None
+
+    def clip(v, limit):
+        return 0 if v <= 0 else limit - 1 if v >= limit - 1 else int(v + f(0.5))
+
+    return clip(x1, w), clip(y1, h), clip(x2, w), clip(y2, h)
+
+
+def test_boxes_are_moved_clipped_and_rounded(lib):
+    rng = np.random.default_rng(7)
+    boxes = rng.uniform(-80, 400, (400, 4)).astype(np.float32)
+    boxes[:, 2:] = boxes[:, :2] + rng.uniform(-5, 120, (400, 2)).astype(np.float32)
+    boxes[0] = [np.nan, 0, 10, 10]
+    visible = 0
+    for box in boxes:
+        for (ox, oy, w, h) in ((0, 0, 320, 240), (-40, 40, 240, 320)):
+            rect = Rect()
+            ok = lib.frame_box_to_display((ctypes.c_float * 4)(*box), Offset(ox, oy), w, h, ctypes.byref(rect))
+            expected = box_reference(box, ox, oy, w, h)
+            assert bool(ok) == (expected is not None)
+            if expected is not None:
+                visible += 1
+                assert (rect.x1, rect.y1, rect.x2, rect.y2) == expected
+    assert visible > 100  # the sample covers both outcomes
+
+
+def rect_reference(shape, rect, thickness, color, fill):
+    h, w = shape
+    out = np.full(shape, fill, np.uint16)
+    x1, y1, x2, y2 = rect
+    ys, xs = np.mgrid[0:h, 0:w]
+    inside = (xs >= x1) & (xs <= x2) & (ys >= y1) & (ys <= y2)
+    border = np.minimum.reduce([xs - x1, x2 - xs, ys - y1, y2 - ys]) < thickness
+    out[inside & border] = color
+    return out
+
+
+@pytest.mark.parametrize("rect, thickness", [((10, 5, 60, 40), 2), ((0, 0, 79, 49), 1), ((30, 30, 30, 30), 3),
+                                             ((5, 10, 12, 13), 4), ((70, 2, 79, 49), 6)])
+def test_rect_outline_matches_numpy(lib, rect, thickness):
+    dst = np.full((50, 80), 0x1234, np.uint16)
+    lib.frame_draw_rect(dst, 80, 50, ctypes.byref(Rect(*rect)), thickness, 0xF800)
+    np.testing.assert_array_equal(dst, rect_reference(dst.shape, rect, thickness, 0xF800, 0x1234))
+
+
+def test_rect_outside_the_buffer_is_not_drawn(lib):
+    dst = np.zeros((50, 80), np.uint16)
+    lib.frame_draw_rect(dst, 80, 50, ctypes.byref(Rect(10, 10, 80, 20)), 2, 0xFFFF)
+    assert not dst.any()
+
+
+def test_board_header_holds_every_fact_and_the_camera(tmp_path):
+    text = write_k210_board_header(tmp_path / "k210_board.h", "ov2640").read_text()
+    for name, value in HEADER_VALUES.items():
+        assert f"#define {name} {value}\n" in text
+    assert '#define K210_CAMERA_NAME "ov2640"' in text and "#define K210_CAMERA_OV2640 1" in text
+    assert "OV5640" not in text
+
+
+def test_board_header_refuses_an_unknown_camera(tmp_path):
+    with pytest.raises(PipelineError, match="firmware.camera") as err:
+        write_k210_board_header(tmp_path / "k210_board.h", "gc0308")
+    assert all(name in str(err.value) for name in K210_CAMERAS)
+    assert not (tmp_path / "k210_board.h").exists()
