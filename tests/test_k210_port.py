@@ -14,7 +14,11 @@ import numpy as np
 import pytest
 
 from deploy.firmware.k210_board import HEADER_VALUES, K210_CAMERAS, write_k210_board_header
+from deploy.firmware.model_spec import model_spec
+from deploy.firmware.reference_model import voc20_report
+from deploy.firmware.render import RenderOptions, render_firmware
 from pipeline.errors import PipelineError
+from tests.conftest import shared_path
 
 REPO = Path(__file__).resolve().parents[1]
 FRAME_CONVERT = REPO / "firmware" / "port" / "common" / "frame_convert.c"
@@ -223,6 +227,16 @@ def rtconfig_variant(folder: Path, camera: bool, lcd: bool) -> Path:
     return folder
 
 
+@pytest.fixture(scope="module")
+def rendered_board(tmp_path_factory) -> Path:
+    """The model's rendered K210 board file (its msh dump switch), which compiles against the port's header."""
+    spec = model_spec(shared_path("kmodels", "voc20_yolov2_v3.kmodel"), voc20_report(), Path("report.json"),
+                      score_threshold=0.5, nms_iou=0.3, max_candidates=16)
+    folder = tmp_path_factory.mktemp("rendered") / "face"
+    render_firmware(spec, RenderOptions(name="face", storage="flash"), folder)
+    return folder / "face_board_k210.c"
+
+
 def port_sources() -> list[Path]:
     """What firmware/port/k210/SConscript lists, resolved, plus the KPU backend the same BSP build compiles."""
     listed = []
@@ -239,7 +253,7 @@ def test_sconscript_lists_every_port_file():
 
 @pytest.mark.parametrize("camera, with_camera, with_lcd", [("ov5640", True, True), ("ov2640", True, True),
                                                           ("ov5640", False, True), ("ov2640", False, False)])
-def test_port_compiles_against_the_real_bsp_and_sdk(tmp_path, camera, with_camera, with_lcd):
+def test_port_compiles_against_the_real_bsp_and_sdk(tmp_path, rendered_board, camera, with_camera, with_lcd):
     needs_k210_tree()
     config = rtconfig_variant(tmp_path / "config", with_camera, with_lcd)
     write_k210_board_header(tmp_path / "k210_board.h", camera)
@@ -248,7 +262,7 @@ def test_port_compiles_against_the_real_bsp_and_sdk(tmp_path, camera, with_camer
     for folder in SYSTEM_INCLUDES:
         includes += ["-isystem", str(folder)]
     objects = []
-    for source in port_sources():
+    for source in [*port_sources(), rendered_board]:
         obj = tmp_path / (source.stem + ".o")
         run = subprocess.run([RISCV_GCC, *RISCV_FLAGS, "-DRT_AI_USE_K210", *includes, "-c", str(source), "-o",
                               str(obj)], capture_output=True, text=True)
@@ -259,7 +273,7 @@ def test_port_compiles_against_the_real_bsp_and_sdk(tmp_path, camera, with_camer
     defined = {line.split()[-1] for line in symbols.splitlines() if len(line.split()) == 3}
     for name in ("rt_port_flash_map", "rt_port_kpu_ram", "rt_port_frame_count", "rt_port_frame_get",
                  "rt_port_dump_outputs", "rt_port_show", "rt_port_instructions", "backend_k210_kpu",
-                 "k210_board_sensor", "k210_port_set_dump"):
+                 "k210_board_sensor", "k210_port_set_dump", "__fsym_face_dump"):
         assert name in defined, name
     missing = unresolved_symbols(objects, tmp_path / "port.elf") - real_tree_definitions()
     assert not missing, f"symbols no source of RT-Thread, bsp/k210, the SDK or firmware/rt_ai defines: {missing}"
@@ -284,3 +298,28 @@ def real_tree_definitions() -> frozenset[str]:
         for source in root.rglob("*.c"):
             names.update(head.findall(source.read_text(errors="replace")))
     return frozenset(names)
+
+
+# Widest expansion of each conversion in the port's messages: names are RT-Thread object names or sensor names
+# (rt_ai names are at most RT_AI_NAME_MAX = 16 characters), numbers are 32-bit (64-bit for %l).
+CONVERSION_WIDTH = {"s": 16, "d": 11, "u": 10, "x": 8, "lu": 20, "lx": 16, "ld": 20}
+KPRINTF = re.compile(r'rt_kprintf\(((?:\s*"(?:[^"\\]|\\.)*")+)')
+CONVERSION = re.compile(r"%0?(\d*)(l?[sdux])")
+
+
+def widest_message(fmt: str) -> int:
+    text = fmt.replace("\\n", "\n").replace('\\"', '"')
+    return len(CONVERSION.sub(lambda m: "x" * max(int(m.group(1) or 0), CONVERSION_WIDTH[m.group(2)]), text))
+
+
+def test_port_messages_fit_one_rt_kprintf_buffer():
+    needs_k210_tree()
+    size = int(re.search(r"#define RT_CONSOLEBUF_SIZE (\d+)", (K210_BSP / "rtconfig.h").read_text()).group(1))
+    checked = 0
+    for source in port_sources():
+        for call in KPRINTF.findall(source.read_text()):
+            fmt = "".join(re.findall(r'"((?:[^"\\]|\\.)*)"', call))
+            assert "%f" not in fmt and "%g" not in fmt, f"{source.name}: rt_kprintf has no float conversions"
+            assert widest_message(fmt) < size, f"{source.name}: {fmt!r} can exceed RT_CONSOLEBUF_SIZE {size}"
+            checked += 1
+    assert checked >= 15

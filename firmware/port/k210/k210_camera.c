@@ -1,13 +1,16 @@
 /* DVP capture through the Kendryte SDK: the sensor streams QVGA RGB565, the DVP writes each frame twice (the RGB565
  * display output and the planar RGB888 AI output the model input wants) into one of K210_CAPTURE_BUFFERS buffers.
  * Manual mode: the frame-start interrupt (PLIC, IRQN_DVP_INTERRUPT) points the DVP at a buffer the application does
- * not hold and starts the conversion; the frame-done interrupt publishes it. */
+ * not hold and starts the conversion; the frame-done interrupt publishes it. The DVP and the CPU both use the
+ * buffers through SRAM's uncached alias (address - IOMEM): the DVP does not go through the CPU's data cache, and the
+ * SDK (FIX_CACHE 1 in utils.h) refuses cached addresses in dvp_set_ai_addr / dvp_set_display_addr. */
 #include <stdint.h>
 
 #include <rthw.h>
 #include <rtthread.h>
 
 #include <dvp.h>
+#include <kpu.h>
 #include <plic.h>
 
 #include "k210_port.h"
@@ -19,7 +22,8 @@
 #endif
 
 struct camera_buffer {
-    uint8_t *display; /* K210_DISPLAY_BYTES of RGB565, then the R, G and B planes */
+    void *block;      /* the allocation (cached address) */
+    uint8_t *display; /* uncached: K210_DISPLAY_BYTES of RGB565, then the R, G and B planes */
     uint8_t *ai;
 };
 
@@ -76,14 +80,15 @@ static int camera_alloc(void)
 {
     int i;
     for (i = 0; i < K210_CAPTURE_BUFFERS; i++) {
-        cam.buf[i].display = rt_malloc_align(K210_DISPLAY_BYTES + 3u * K210_AI_PLANE_BYTES, 64);
-        if (cam.buf[i].display == RT_NULL) {
+        cam.buf[i].block = rt_malloc_align(K210_DISPLAY_BYTES + 3u * K210_AI_PLANE_BYTES, 64);
+        if (cam.buf[i].block == RT_NULL) {
             rt_kprintf("board: no RAM for %d camera buffers of %u bytes\n", K210_CAPTURE_BUFFERS,
                        (unsigned)(K210_DISPLAY_BYTES + 3u * K210_AI_PLANE_BYTES));
             while (i-- > 0)
-                rt_free_align(cam.buf[i].display);
+                rt_free_align(cam.buf[i].block);
             return -1;
         }
+        cam.buf[i].display = (uint8_t *)((uintptr_t)cam.buf[i].block - IOMEM);
         cam.buf[i].ai = cam.buf[i].display + K210_DISPLAY_BYTES;
     }
     return 0;
@@ -93,7 +98,8 @@ static void camera_free(void)
 {
     int i;
     for (i = 0; i < K210_CAPTURE_BUFFERS; i++) {
-        rt_free_align(cam.buf[i].display);
+        rt_free_align(cam.buf[i].block);
+        cam.buf[i].block = RT_NULL;
         cam.buf[i].display = cam.buf[i].ai = RT_NULL;
     }
 }

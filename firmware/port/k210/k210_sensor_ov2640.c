@@ -81,8 +81,8 @@ static int ov2640_setup(void)
     pidh = ov2640_read(SENSOR_PIDH);
     pidl = ov2640_read(SENSOR_PIDL);
     if (pidh != OV2640_PIDH_VALUE) {
-        rt_kprintf("board: no OV2640 on SCCB (0x%02x): product id 0x%02x%02x, expected 0x%02x.. (check the "
-                   "ribbon, firmware.camera)\n", OV2640_SCCB_ADDR, pidh, pidl, OV2640_PIDH_VALUE);
+        rt_kprintf("board: no OV2640 on SCCB (0x%02x): id 0x%02x%02x, expected 0x%02x.. (check ribbon, "
+                   "firmware.camera)\n", OV2640_SCCB_ADDR, pidh, pidl, OV2640_PIDH_VALUE);
         return -1;
     }
     ov2640_write(SENSOR_COM7, 0x80); /* system reset: every register back to its default */

@@ -14,7 +14,7 @@ static int ov5640_setup(void)
     uint16_t id = (uint16_t)((dvp_sccb_receive_data(OV5640_ADDR, OV5640_CHIPIDH) << 8) |
                              dvp_sccb_receive_data(OV5640_ADDR, OV5640_CHIPIDL));
     if (id != OV5640_ID) {
-        rt_kprintf("board: no OV5640 on SCCB (0x%02x): chip id 0x%04x, expected 0x%04x (check the ribbon, "
+        rt_kprintf("board: no OV5640 on SCCB (0x%02x): id 0x%04x, expected 0x%04x (check ribbon, "
                    "firmware.camera)\n", OV5640_ADDR, id, OV5640_ID);
         return -1;
     }
