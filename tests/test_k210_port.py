@@ -1,10 +1,12 @@
-"""The K210 board port's frame conversion (firmware/port/common/frame_convert.c) compiled with the host gcc and
-checked against NumPy, and the generated k210_board.h."""
+"""The K210 board port: its frame conversion (firmware/port/common/frame_convert.c) against NumPy, the generated
+k210_board.h, every port file compiled against the real bsp/k210 + K210 SDK headers, and the capture hand-over of
+k210_camera.c run on the host over test doubles of the SDK."""
 
 from __future__ import annotations
 
 import ctypes
 import functools
+import json
 import re
 import shutil
 import subprocess
@@ -323,3 +325,44 @@ def test_port_messages_fit_one_rt_kprintf_buffer():
             assert widest_message(fmt) < size, f"{source.name}: {fmt!r} can exceed RT_CONSOLEBUF_SIZE {size}"
             checked += 1
     assert checked >= 15
+
+
+# --- the capture hand-over of k210_camera.c on the host, over test doubles of the SDK's DVP/PLIC and RT-Thread ---
+
+@pytest.fixture(scope="module")
+def camera_harness(tmp_path_factory) -> Path:
+    if shutil.which("gcc") is None:
+        pytest.skip("host gcc is not installed")
+    out = tmp_path_factory.mktemp("camera")
+    write_k210_board_header(out / "k210_board.h", "ov2640")
+    fakes = Path(__file__).parent / "k210_host"
+    subprocess.run(["gcc", "-std=gnu99", "-O1", "-Wall", "-Wextra", "-Werror", "-DBSP_USING_CAMERA", "-I", str(fakes),
+                    "-I", str(out), "-I", str(PORT_DIR), "-o", str(out / "harness"), str(fakes / "camera_harness.c"),
+                    str(PORT_DIR / "k210_camera.c"), str(PORT_DIR / "k210_sensor_ov2640.c")], check=True)
+    return out / "harness"
+
+
+def run_harness(harness: Path, mode: str) -> tuple[dict, str]:
+    run = subprocess.run([str(harness), mode], capture_output=True, text=True, check=True, timeout=60)
+    return json.loads(run.stdout), run.stderr
+
+
+def test_capture_hands_out_the_newest_frame_and_never_writes_the_held_one(camera_harness):
+    result, console = run_harness(camera_harness, "stream")
+    assert result["opened"] == 0 and "board: ov2640 streaming 320x240, XCLK 24000000 Hz" in console
+    assert result["got"] == 40 and result["frames_run"] > 60  # frames also ran while the app held one
+    assert result["newest"] == 40 and result["display_match"] == 40 and result["planar"] == 1
+    assert result["writes_into_held"] == 0 and result["lock_nesting_errors"] == 0
+    assert result["last_sccb"] == [0xE0, 0x00]  # the OV2640 set-up ends by releasing its DVP interface
+
+
+def test_absent_sensor_is_reported_and_its_buffers_freed(camera_harness):
+    result, console = run_harness(camera_harness, "absent")
+    assert result["opened"] == -1 and result["allocated"] == result["freed"] == 2
+    assert "board: no OV2640 on SCCB (0x60): id 0xffff" in console
+
+
+def test_silent_dvp_is_reported_instead_of_hanging(camera_harness):
+    result, console = run_harness(camera_harness, "stalled")
+    assert result["opened"] == 0 and result["got"] == 0
+    assert "board: no frame from the ov2640 within 1000 ms (DVP frame interrupt not firing)" in console

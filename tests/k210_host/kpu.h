@@ -1,0 +1,2 @@
+/* Test double: host memory has no uncached alias. */
+#define IOMEM 0
