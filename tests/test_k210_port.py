@@ -327,19 +327,35 @@ def test_port_messages_fit_one_rt_kprintf_buffer():
     assert checked >= 15
 
 
-# --- the capture hand-over of k210_camera.c on the host, over test doubles of the SDK's DVP/PLIC and RT-Thread ---
+# --- the port's logic on the host, over test doubles of the SDK and RT-Thread (tests/k210_host) ---
+
+HOST_FAKES = Path(__file__).parent / "k210_host"
+
+
+def build_harness(out: Path, name: str, sources: list[Path], defines: list[str]) -> Path:
+    """gcc the harness `name`.c with the fake RT-Thread and the port sources under test."""
+    if shutil.which("gcc") is None:
+        pytest.skip("host gcc is not installed")
+    write_k210_board_header(out / "k210_board.h", "ov2640")
+    subprocess.run(["gcc", "-std=gnu99", "-O1", "-Wall", "-Wextra", "-Werror", *defines, "-I", str(HOST_FAKES),
+                    "-I", str(out), "-I", str(PORT_DIR), "-I", str(REPO / "firmware" / "rt_ai"),
+                    "-iquote", str(REPO / "firmware" / "port"), "-o", str(out / name),
+                    str(HOST_FAKES / f"{name}.c"), str(HOST_FAKES / "fake_rtthread.c"), *map(str, sources)],
+                   check=True)
+    return out / name
+
 
 @pytest.fixture(scope="module")
 def camera_harness(tmp_path_factory) -> Path:
-    if shutil.which("gcc") is None:
-        pytest.skip("host gcc is not installed")
-    out = tmp_path_factory.mktemp("camera")
-    write_k210_board_header(out / "k210_board.h", "ov2640")
-    fakes = Path(__file__).parent / "k210_host"
-    subprocess.run(["gcc", "-std=gnu99", "-O1", "-Wall", "-Wextra", "-Werror", "-DBSP_USING_CAMERA", "-I", str(fakes),
-                    "-I", str(out), "-I", str(PORT_DIR), "-o", str(out / "harness"), str(fakes / "camera_harness.c"),
-                    str(PORT_DIR / "k210_camera.c"), str(PORT_DIR / "k210_sensor_ov2640.c")], check=True)
-    return out / "harness"
+    return build_harness(tmp_path_factory.mktemp("camera"), "camera_harness",
+                         [PORT_DIR / "k210_camera.c", PORT_DIR / "k210_sensor_ov2640.c"], ["-DBSP_USING_CAMERA"])
+
+
+@pytest.fixture(scope="module")
+def port_harness(tmp_path_factory) -> Path:
+    return build_harness(tmp_path_factory.mktemp("port"), "port_harness",
+                         [PORT_DIR / "k210_flash.c", PORT_DIR / "k210_display.c", FRAME_CONVERT,
+                          REPO / "firmware" / "rt_ai" / "backend_k210_kpu.c"], ["-DRT_AI_USE_K210"])
 
 
 def run_harness(harness: Path, mode: str) -> tuple[dict, str]:
@@ -366,3 +382,43 @@ def test_silent_dvp_is_reported_instead_of_hanging(camera_harness):
     result, console = run_harness(camera_harness, "stalled")
     assert result["opened"] == 0 and result["got"] == 0
     assert "board: no frame from the ov2640 within 1000 ms (DVP frame interrupt not firing)" in console
+
+
+def test_flash_map_reads_the_chip_into_an_aligned_copy(port_harness):
+    result, console = run_harness(port_harness, "flash")
+    assert result["mapped"] == result["aligned"] == result["equal"] == result["same_again"] == 1
+    assert result["reads_with_irq_on"] == 0 and 0 < result["longest_read"] <= 256
+    assert result["erased_null"] == 1 and "board: flash 0x800000 is erased" in console
+    assert result["past_null"] == 1 and "past the 16777216-byte chip" in console
+    assert result["extra_maps"] == 3 and "more than 4 flash regions mapped" in console
+
+
+def test_silent_flash_is_reported_once(port_harness):
+    result, console = run_harness(port_harness, "noflash")
+    assert result["mapped"] == 0 and result["past_null"] == 1
+    assert console.count("board: SPI3 flash not answering (JEDEC id ff ff ff)") == 1
+
+
+def test_kpu_runs_on_a_dmalock_channel_released_when_done_or_failed(port_harness):
+    result, console = run_harness(port_harness, "kpu")
+    assert result["init"] == 0 and result["model_from_flash"] == 1  # model NULL: read through rt_port_flash_map
+    assert result["run"] == 0 and result["run_channel"] == 3 and result["released_before_done"] == 0
+    assert result["done_calls"] == 1
+    assert result["failed_run"] == -1 and "kpu_run_kmodel failed" in console
+    assert result["no_channel"] == -1 and "no free DMA channel within 1000 ms" in console
+    assert result["taken"] == result["released"] == 2 and result["last_released"] == 3
+    assert result["config"] == -1 and "comes from dmalock" in console
+
+
+def test_display_draws_the_swapped_frame_and_the_box(port_harness):
+    result, console = run_harness(port_harness, "lcd")
+    assert console == "" and result["finds"] == 1 and result["updates"] == result["full_updates"] == 2
+    # the harness frame holds y * 320 + x: pairs swap, the class-0 outline is green, the inside is the frame
+    assert result["pixel_0_0"] == 1 and result["pixel_1_0"] == 0
+    assert result["box_corner"] == 0x07E0 and result["inside_box"] == 100 * 320 + 51
+
+
+def test_missing_lcd_is_reported_once(port_harness):
+    result, console = run_harness(port_harness, "nolcd")
+    assert result["finds"] == 1 and result["updates"] == 0
+    assert console.count("board: no LCD device 'lcd' (enable BSP_USING_LCD)") == 1

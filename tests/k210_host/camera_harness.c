@@ -2,50 +2,24 @@
  * RT-Thread: a simulated DVP runs frames (start interrupt, the conversion stamps the target buffer, finish
  * interrupt) whenever the application waits, and between frames. Prints one JSON line; argv[1] picks the case:
  * "stream" (normal), "absent" (no sensor on SCCB), "stalled" (sensor answers, no frame interrupt ever). */
-#define _GNU_SOURCE
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
-#include "k210_port.h"
-#include "rtthread.h"
 #include "dvp.h"
+#include "fake_state.h"
+#include "k210_port.h"
 #include "plic.h"
+#include "rtthread.h"
 
 static const char *mode;
 static plic_irq_callback_t isr;
 static uint32_t status, cfg, display_addr, ai_addr;
-static int converting, allocated, freed, lock_nesting_errors, frames_run, writes_into_held;
+static int converting, frames_run, writes_into_held;
 static uint32_t stamp;          /* id of the frame the simulated DVP converts next */
 static uint32_t last_completed; /* id of the newest frame the DVP finished */
 static const uint8_t *held;     /* what the application holds (the AI frame it got last) */
 static uint8_t last_reg, last_value;
-
-void rt_kprintf(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-}
-
-void *rt_malloc_align(size_t size, size_t align)
-{
-    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT, -1, 0);
-    (void)align; /* pages are aligned far beyond what the port asks */
-    if (p == MAP_FAILED)
-        return NULL;
-    allocated++;
-    return p;
-}
-
-void rt_free_align(void *ptr)
-{
-    if (ptr != NULL)
-        freed++;
-}
 
 static void run_frame(void);
 
@@ -73,35 +47,6 @@ rt_err_t rt_event_recv(struct rt_event *event, rt_uint32_t set, rt_uint8_t optio
     if (!(event->set & set))
         return -RT_ETIMEOUT;
     event->set &= ~set;
-    return RT_EOK;
-}
-
-rt_tick_t rt_tick_from_millisecond(rt_int32_t ms)
-{
-    return (rt_tick_t)ms;
-}
-
-void rt_spin_lock_init(struct rt_spinlock *lock)
-{
-    lock->locked = 0;
-}
-
-rt_base_t rt_spin_lock_irqsave(struct rt_spinlock *lock)
-{
-    lock_nesting_errors += lock->locked;
-    lock->locked = 1;
-    return 0;
-}
-
-void rt_spin_unlock_irqrestore(struct rt_spinlock *lock, rt_base_t level)
-{
-    (void)level;
-    lock->locked = 0;
-}
-
-rt_err_t rt_thread_mdelay(rt_int32_t ms)
-{
-    (void)ms;
     return RT_EOK;
 }
 
@@ -215,6 +160,6 @@ int main(int argc, char **argv)
     printf("{\"opened\":%d,\"got\":%d,\"newest\":%d,\"display_match\":%d,\"planar\":%d,\"frames_run\":%d,"
            "\"writes_into_held\":%d,\"lock_nesting_errors\":%d,\"allocated\":%d,\"freed\":%d,"
            "\"last_sccb\":[%d,%d]}\n", opened, got, newest, display_match, planar, frames_run, writes_into_held,
-           lock_nesting_errors, allocated, freed, last_reg, last_value);
+           fake_lock_nesting_errors, fake_allocated, fake_freed, last_reg, last_value);
     return 0;
 }

@@ -1,2 +1,2 @@
-/* Test double: everything k210_camera.c needs from <rthw.h> is in the fake <rtthread.h>. */
+/* Test double: everything the port needs from <rthw.h> is in the fake <rtthread.h>. */
 #include "rtthread.h"

@@ -1,4 +1,4 @@
-/* Test double of the RT-Thread API k210_camera.c uses, for the host harness (tests/test_k210_port.py). */
+/* Test double of the RT-Thread API the K210 port uses, for the host harnesses (tests/test_k210_port.py). */
 #ifndef K210_HOST_RTTHREAD_H
 #define K210_HOST_RTTHREAD_H
 
@@ -11,6 +11,7 @@ typedef uint32_t rt_uint32_t;
 typedef uint32_t rt_tick_t;
 typedef int32_t rt_int32_t;
 typedef uint8_t rt_uint8_t;
+typedef uint16_t rt_uint16_t;
 
 #define RT_NULL ((void *)0)
 #define RT_EOK 0
@@ -27,6 +28,8 @@ struct rt_spinlock {
 };
 
 void rt_kprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+rt_base_t rt_hw_interrupt_disable(void);
+void rt_hw_interrupt_enable(rt_base_t level);
 void *rt_malloc_align(size_t size, size_t align);
 void rt_free_align(void *ptr);
 rt_err_t rt_event_init(struct rt_event *event, const char *name, rt_uint8_t flag);

@@ -25,15 +25,17 @@ struct flash_map {
 };
 
 static struct flash_map flash_maps[K210_FLASH_MAPS];
-static uint32_t flash_bytes; /* chip size from the JEDEC id; 0 = not probed yet */
+static uint32_t flash_bytes; /* chip size from the JEDEC id */
+static int flash_probed;
 
-/* Probe the chip once; its size in bytes, 0 (after a message) when nothing answers. */
+/* Probe the chip once; its size in bytes, 0 (after one message) when nothing answers. */
 static uint32_t flash_probe(void)
 {
     static const uint8_t cmd[1] = {FLASH_CMD_JEDEC_ID};
     uint8_t id[3];
-    if (flash_bytes != 0)
+    if (flash_probed)
         return flash_bytes;
+    flash_probed = 1;
     spi_init(FLASH_SPI, SPI_WORK_MODE_0, SPI_FF_STANDARD, 8, 0);
     spi_set_clk_rate(FLASH_SPI, K210_FLASH_SPI_HZ);
     spi_receive_data_standard(FLASH_SPI, FLASH_CS, cmd, sizeof(cmd), id, sizeof(id));
