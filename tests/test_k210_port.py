@@ -185,8 +185,10 @@ K210_BSP = RTTHREAD / "bsp" / "k210"
 K210_SDK = K210_BSP / "packages" / "K210-SDK-latest" / "lib"
 PORT_DIR = REPO / "firmware" / "port" / "k210"
 RISCV_GCC = "riscv64-unknown-elf-gcc"
-RISCV_FLAGS = ["-march=rv64imafdc", "-mabi=lp64d", "-mcmodel=medany", "--specs=picolibc.specs", "-std=gnu99", "-Os",
-               "-ffunction-sections", "-fdata-sections", "-Wall", "-Wextra", "-Werror"]
+# The CI target (Debian's default multilib) and bsp/k210's own (rtconfig.py DEVICE: single-precision FPU).
+ABI_FLAGS = {"lp64d": ["-march=rv64imafdc", "-mabi=lp64d"], "lp64f": ["-march=rv64imafc", "-mabi=lp64f"]}
+COMMON_FLAGS = ["-mcmodel=medany", "--specs=picolibc.specs"]
+WARNING_FLAGS = ["-std=gnu99", "-Os", "-ffunction-sections", "-fdata-sections", "-Wall", "-Wextra", "-Werror"]
 # Real headers as system headers: their own warnings (cpuport.h redefines FSTORE under ARCH_RISCV_FPU_S with
 # -march=...d) are not ours to fix, ours must be clean.
 SYSTEM_INCLUDES = [RTTHREAD / "include", RTTHREAD / "components" / "finsh",
@@ -253,10 +255,13 @@ def test_sconscript_lists_every_port_file():
     assert {p.name for p in PORT_DIR.glob("*.c")} <= listed
 
 
-@pytest.mark.parametrize("camera, with_camera, with_lcd", [("ov5640", True, True), ("ov2640", True, True),
-                                                          ("ov5640", False, True), ("ov2640", False, False)])
-def test_port_compiles_against_the_real_bsp_and_sdk(tmp_path, rendered_board, camera, with_camera, with_lcd):
+@pytest.mark.parametrize("abi, camera, with_camera, with_lcd", [
+    ("lp64d", "ov5640", True, True), ("lp64d", "ov2640", True, True), ("lp64d", "ov5640", False, True),
+    ("lp64d", "ov2640", False, False), ("lp64f", "ov5640", True, True), ("lp64f", "ov2640", True, False)])
+def test_port_compiles_against_the_real_bsp_and_sdk(tmp_path, rendered_board, abi, camera, with_camera, with_lcd):
     needs_k210_tree()
+    if abi == "lp64f":
+        assert " ".join(ABI_FLAGS[abi]) in (K210_BSP / "rtconfig.py").read_text()  # the BSP's own flags
     config = rtconfig_variant(tmp_path / "config", with_camera, with_lcd)
     write_k210_board_header(tmp_path / "k210_board.h", camera)
     includes = ["-I", str(tmp_path), "-I", str(PORT_DIR), "-iquote", str(REPO / "firmware" / "port"),
@@ -266,8 +271,8 @@ def test_port_compiles_against_the_real_bsp_and_sdk(tmp_path, rendered_board, ca
     objects = []
     for source in [*port_sources(), rendered_board]:
         obj = tmp_path / (source.stem + ".o")
-        run = subprocess.run([RISCV_GCC, *RISCV_FLAGS, "-DRT_AI_USE_K210", *includes, "-c", str(source), "-o",
-                              str(obj)], capture_output=True, text=True)
+        run = subprocess.run([RISCV_GCC, *ABI_FLAGS[abi], *COMMON_FLAGS, *WARNING_FLAGS, "-DRT_AI_USE_K210",
+                              *includes, "-c", str(source), "-o", str(obj)], capture_output=True, text=True)
         assert run.returncode == 0, f"{source.name}:\n{run.stderr}"
         objects.append(obj)
     symbols = subprocess.run(["riscv64-unknown-elf-nm", *map(str, objects)], capture_output=True, text=True,
@@ -277,14 +282,14 @@ def test_port_compiles_against_the_real_bsp_and_sdk(tmp_path, rendered_board, ca
                  "rt_port_dump_outputs", "rt_port_show", "rt_port_instructions", "backend_k210_kpu",
                  "k210_board_sensor", "k210_port_set_dump", "__fsym_face_dump"):
         assert name in defined, name
-    missing = unresolved_symbols(objects, tmp_path / "port.elf") - real_tree_definitions()
+    missing = unresolved_symbols(objects, ABI_FLAGS[abi], tmp_path / "port.elf") - real_tree_definitions()
     assert not missing, f"symbols no source of RT-Thread, bsp/k210, the SDK or firmware/rt_ai defines: {missing}"
 
 
-def unresolved_symbols(objects: list[Path], elf: Path) -> set[str]:
+def unresolved_symbols(objects: list[Path], abi_flags: list[str], elf: Path) -> set[str]:
     """What a link of the port objects with picolibc alone (all sections kept) leaves undefined: the BSP image
     must provide it."""
-    run = subprocess.run([RISCV_GCC, *RISCV_FLAGS[:4], "-nostartfiles", "-Wl,--no-gc-sections", "-Wl,-e,0",
+    run = subprocess.run([RISCV_GCC, *abi_flags, *COMMON_FLAGS, "-nostartfiles", "-Wl,--no-gc-sections", "-Wl,-e,0",
                           "-o", str(elf), *map(str, objects)], capture_output=True, text=True)
     return set(re.findall(r"undefined reference to `([^']+)'", run.stderr))
 
