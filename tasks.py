@@ -263,7 +263,8 @@ def board_of(own: str | None, cfg) -> str:
 
 
 @task(iterable=["set_"], help={"config": CONFIG_HELP, "set_": SET_HELP, "board": BOARD_HELP,
-                              "rtt_root": "RT-Thread tree for --board k210 (default $RTT_ROOT)",
+                              "rtt_root": "RT-Thread tree (4.1.1+) for the qemu, sim and k210 boards "
+                                          "(default $RTT_ROOT, else ../shared/rtthread/rt-thread)",
                               "rounding": "soft-KPU rounding: reference | v0.1 (firmware.rounding)",
                               "force": FORCE_HELP})
 @reports_errors
@@ -278,11 +279,11 @@ def build(c, config=None, set_=None, board=None, rtt_root=None, rounding=None, f
     board = board_of(board, cfg)
     metrics = build_for_board(cfg, board, rtt_root=rtt_root, force=force,
                               check_port=bool(tasks_named(sys.argv, {"flash"})))
-    size = metrics.get("size")
+    from deploy.firmware.stages import format_build
+
     print(f"[build] {board}: {metrics.get('image') or metrics.get('program')}")
-    if size:
-        print(f"[build] text {size['text']} + data {size['data']} + bss {size['bss']} + kmodel {size['kmodel']} "
-              f"+ work {size['work']} = {size['total']} bytes, {size['percent']}% of 6 MiB SRAM")
+    for line in format_build(metrics).splitlines():
+        print(f"[build] {line}")
 
 
 @task(iterable=["set_"], help={"config": CONFIG_HELP, "set_": SET_HELP, "board": "host | qemu | sim (default as build)",
@@ -307,7 +308,7 @@ def run(c, config=None, set_=None, board=None, images=None, dump=False, icount=F
 
 @task(iterable=["set_"], auto_shortflags=False, help={
     "config": CONFIG_HELP, "set_": SET_HELP,
-    "image": "firmware .bin (linked at 0x80000000): wrapped in the K210 image format (flags, length, SHA-256) at 0",
+    "image": "firmware .bin (rtthread.bin): wrapped in the K210 image format (flags, length, SHA-256) at 0",
     "kmodel": "raw file (a .kmodel) written as is at --address",
     "address": "flash address of --kmodel (default deploy.kmodel_address = 0x300000; hex accepted)",
     "kfpkg": "a kflash .kfpkg (zip + flash-list.json) written as listed",

@@ -1,6 +1,7 @@
 """Firmware speed: frames/s of the C kmodel runtime (software KPU, host build) against the NumPy simulator on the
 same model and input (the baseline, measured in the same run; both in process CPU time), and the QEMU build's exact
-instruction count per frame (-icount, read from minstret by the firmware). Model: the voc20 nncase kmodel on
+instruction count per frame on RT-Thread's qemu-virt64-riscv
+BSP (-icount, read from instret by the firmware). Model: the voc20 nncase kmodel on
 dog.bmp from ../shared/data."""
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from deploy.firmware.build import build_firmware
 from deploy.firmware.frames import model_input, write_ppm_frames
 from deploy.firmware.kmodel_runner import build_kmodel_runner, run_kmodel
 from deploy.firmware.model_spec import model_spec
 from deploy.firmware.reference_model import voc20_report
 from deploy.firmware.render import RenderOptions, render_firmware
+from deploy.firmware.rtthread_build import build_board
 from deploy.firmware.run import run_qemu
 from deploy.k210.sim import simulate
 from pipeline.config import SHARED_DATA
@@ -45,8 +46,10 @@ def _qemu(kmodel: Path, frames: list[Path], work: Path) -> dict[str, Any]:
     spec = model_spec(kmodel, voc20_report(), Path("voc20_report"), score_threshold=0.5, nms_iou=0.2,
                       max_candidates=256)
     folder = render_firmware(spec, RenderOptions(name="voc20"), work / "rendered").folder
-    build = build_firmware(folder, "qemu", work / "qemu", kmodel_bytes=spec.kmodel_size,
-                           work_bytes=spec.work_buffer_bytes)
+    try:
+        build = build_board("qemu", [folder], work / "qemu", work / "qemu_bsp")
+    except PipelineError as exc:
+        return {"skipped": f"no RT-Thread build here: {exc}"}
     started = time.perf_counter()
     result = run_qemu(build.image, frames, command="voc20_detect", flash_files={MODEL_ADDRESS: kmodel},
                       count_instructions=True)
@@ -55,7 +58,8 @@ def _qemu(kmodel: Path, frames: list[Path], work: Path) -> dict[str, Any]:
     return {"instructions_per_frame": counts, "mean_instructions_per_frame": float(np.mean(counts)),
             "wall_s_per_frame_under_icount": round(wall / len(frames), 3),
             "method": "qemu-system-riscv64 -icount shift=0; the firmware reads minstret around each frame "
-                      "(inference + region layer + NMS)", "size": build.size}
+                      "(inference + region layer + NMS)", "firmware": "RT-Thread qemu-virt64-riscv",
+            "image": {"text": build.report.text, "data": build.report.data, "bss": build.report.bss}}
 
 
 def run(out_dir: Path) -> dict[str, Any]:

@@ -30,12 +30,20 @@ def board_config(cfg: Config, board: str) -> Config:
     return cfg.with_values({"deploy.board": board, "firmware.kmodel_storage": storage})
 
 
-def preflight_k210(rtt_root: str | None, port: str | None, board_type: str, check_port: bool) -> None:
-    """Fail before hours of work when the real-board tools are missing: RT-Thread tree, toolchain, SDK, port."""
-    from deploy.firmware.k210_build import find_bsp, find_sdk_package, find_toolchain
+def preflight_rtthread(board: str, rtt_root: str | None) -> None:
+    """Fail before hours of work when the RT-Thread build cannot run: the tree, its BSP, the SDK, the toolchain."""
+    from deploy.firmware.boards import BSP_TARGETS
+    from deploy.firmware.rtthread_tree import find_bsp, find_k210_sdk, find_rtt_root, find_toolchain
 
-    find_sdk_package(find_bsp(rtt_root))
-    find_toolchain()
+    target = BSP_TARGETS[BUILD_TARGET[board]]
+    bsp = find_bsp(find_rtt_root(rtt_root), target.bsp)
+    if target.needs_k210_sdk:
+        find_k210_sdk(bsp)
+    find_toolchain(target.bsp_prefix)
+
+
+def preflight_port(port: str | None, board_type: str, check_port: bool) -> None:
+    """With `flash` on the command line, a serial port must be given or found before the build starts."""
     if check_port and not port:
         from deploy.isp.ports import choose_port
 
@@ -53,8 +61,10 @@ def build_for_board(cfg: Config, board: str, *, rtt_root: str | None = None, for
 
     cfg = board_config(cfg, board)
     deploy = cfg.values["deploy"]
+    if BUILD_TARGET[board] != "host":
+        preflight_rtthread(board, rtt_root)
     if board == "k210":
-        preflight_k210(rtt_root, deploy["port"], deploy["board_type"], check_port)
+        preflight_port(deploy["port"], deploy["board_type"], check_port)
     train_stage(cfg, force=force)
     if float(cfg.values["prune"]["sparsity"]) > 0:
         prune_stage(cfg, force=force)

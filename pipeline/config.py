@@ -58,7 +58,7 @@ DEFAULTS: dict[str, Any] = {
     # firmware: rendered RT-Thread glue; name None -> the config's name; kmodel_storage embedded | flash (at
     # deploy.kmodel_address); rounding reference | v0.1 (soft-KPU activation rounding, compile-time switch)
     "firmware": {"name": None, "kmodel_storage": "flash", "max_candidates": 256, "camera": "ov5640",
-                 "dma_channel": 5, "rounding": "reference", "run_timeout_s": 300},
+                 "rounding": "reference", "run_timeout_s": 300},
 }
 
 

@@ -14,6 +14,7 @@ SYSTEM_TOOLS: dict[str, str] = {
     "riscv64-unknown-elf-gcc": "gcc-riscv64-unknown-elf",
     "/usr/lib/picolibc/riscv64-unknown-elf/picolibc.specs": "picolibc-riscv64-unknown-elf",
     "qemu-system-riscv64": "qemu-system-misc",
+    "scons": "scons",
 }
 
 

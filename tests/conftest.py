@@ -20,3 +20,12 @@ def shared_path(*parts: str) -> Path:
 @pytest.fixture
 def shared_data() -> Path:
     return shared_path()
+
+
+def rtthread_root() -> Path:
+    """The real RT-Thread 5.0.1 tree in ../shared/rtthread; the calling test is skipped with a reason without it."""
+    from deploy.firmware.rtthread_tree import SHARED_RTT_ROOT
+
+    if not (SHARED_RTT_ROOT / "include" / "rtdef.h").is_file():
+        pytest.skip(f"the real RT-Thread tree is not present at {SHARED_RTT_ROOT} (it ships beside the repo in CI)")
+    return SHARED_RTT_ROOT

@@ -20,6 +20,7 @@ from deploy.k210.sim import simulate
 from models.data import load_records
 from models.yolo_decode import box_iou, chw_to_hwc, decode_yolov2, nms
 from pipeline.config import REPO_ROOT, load_config
+from tests.conftest import rtthread_root
 
 TOOLS = ("riscv64-unknown-elf-gcc", "qemu-system-riscv64", "gcc")
 needs_tools = pytest.mark.skipif(any(shutil.which(t) is None for t in TOOLS),
@@ -35,15 +36,17 @@ export: {held_images: 2}
 """
 
 
-def invoke(args: list[str], build_root: Path, timeout: int = 900) -> subprocess.CompletedProcess:
+def invoke(args: list[str], build_root: Path, timeout: int = 900, **env_vars: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PIPELINE_BUILD_ROOT=str(build_root))
-    env.pop("RTT_ROOT", None)
+    env.pop("RTT_ROOT", None)  # the qemu and sim boards build on ../shared/rtthread
+    env.update(env_vars)
     return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=REPO_ROOT, env=env, capture_output=True,
                           text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
 def sim_run(tmp_path_factory):
+    rtthread_root()  # the sim board boots real RT-Thread, built from ../shared/rtthread
     root = tmp_path_factory.mktemp("e2e")
     config = root / "tiny.yaml"
     config.write_text(TINY)
@@ -125,35 +128,46 @@ def test_second_run_skips_every_unchanged_stage(sim_run):
         assert f"[{stage}] skipped" in again.stdout
 
 
+@needs_tools
+def test_k210_build_on_the_real_tree_links_the_trained_model(sim_run):
+    config, build, _ = sim_run
+    done = invoke(["build", "--board", "k210", "--config", str(config)], build.parent, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    kmodel_bytes = (build / "model.kmodel").stat().st_size
+    assert "model tiny: msh command at 0x" in done.stdout and f"kmodel {kmodel_bytes} B at 0x" in done.stdout
+    assert (build / "firmware" / "k210" / "rtthread.bin").is_file()
+
+
 def test_k210_without_an_rt_thread_tree_fails_before_any_work(tmp_path):
     config = tmp_path / "tiny.yaml"
     config.write_text(TINY)
-    done = invoke(["build", "flash", "--board", "k210", "--config", str(config)], tmp_path / "build", timeout=300)
+    done = invoke(["build", "flash", "--board", "k210", "--config", str(config)], tmp_path / "build", timeout=300,
+                  RTT_ROOT=str(tmp_path / "no-rt-thread"))
     assert done.returncode == 2
     assert "RT-Thread" in done.stderr and "RTT_ROOT" in done.stderr
     assert not (tmp_path / "build" / "tiny" / "model.keras").exists()  # failed early: nothing was trained
 
 
 def test_k210_preflight_names_each_missing_piece(tmp_path, monkeypatch):
-    from deploy.end_to_end import preflight_k210
+    from deploy.end_to_end import preflight_port, preflight_rtthread
     from pipeline.errors import PipelineError
+    from tests.test_firmware_k210 import make_tree
 
-    bsp = tmp_path / "rt-thread" / "bsp" / "k210"
-    bsp.mkdir(parents=True)
-    (bsp / "SConstruct").write_text("")
-    (bsp / "rtconfig.py").write_text("")
     monkeypatch.setenv("PATH", str(tmp_path / "bin"))
     monkeypatch.delenv("RTT_EXEC_PATH", raising=False)
-    with pytest.raises(PipelineError, match="Kendryte SDK package is missing"):
-        preflight_k210(str(tmp_path / "rt-thread"), None, "auto", check_port=True)
-    (bsp / "packages" / "kendryte-sdk-v0.5.7").mkdir(parents=True)
+    monkeypatch.setattr("deploy.firmware.rtthread_tree.DEBIAN_PICOLIBC_SPECS", tmp_path / "none.specs")
+    legacy = make_tree(tmp_path / "legacy", sdk="kendryte-sdk-v0.5.7")
+    with pytest.raises(PipelineError, match="legacy package kendryte-sdk-v0.5.7"):
+        preflight_rtthread("k210", str(legacy))
+    tree = make_tree(tmp_path / "rt-thread")
     with pytest.raises(PipelineError, match="RTT_EXEC_PATH"):
-        preflight_k210(str(tmp_path / "rt-thread"), None, "auto", check_port=True)
+        preflight_rtthread("k210", str(tree))
     gcc = tmp_path / "bin" / "riscv-none-embed-gcc"
     gcc.parent.mkdir()
     gcc.write_text("#!/bin/sh\n")
     gcc.chmod(0o755)
+    preflight_rtthread("k210", str(tree))  # tree, BSP, SDK package and toolchain present
     monkeypatch.setattr("serial.tools.list_ports.comports", lambda: [])
     with pytest.raises(PipelineError, match="no K210 USB-UART bridge found"):
-        preflight_k210(str(tmp_path / "rt-thread"), None, "auto", check_port=True)
-    preflight_k210(str(tmp_path / "rt-thread"), "/dev/ttyUSB0", "auto", check_port=True)  # all present
+        preflight_port(None, "auto", check_port=True)
+    preflight_port("/dev/ttyUSB0", "auto", check_port=True)  # a port given

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from deploy.firmware.build import build_firmware
+from deploy.firmware.build import build_host
 from deploy.firmware.frames import boxes_to_frame, model_input, write_ppm_frames
 from deploy.firmware.model_spec import model_spec
 from deploy.firmware.render import RenderOptions, render_firmware
@@ -39,7 +39,7 @@ def test_compiled_detector_runs_byte_exact_in_host_firmware(tmp_path):
     spec = model_spec(kmodel, report, tmp_path / "compile_report.json", score_threshold=0.5, nms_iou=0.3,
                       max_candidates=512)
     folder = render_firmware(spec, RenderOptions(name="tiny"), tmp_path / "rendered").folder
-    build = build_firmware(folder, "host", tmp_path / "host")
+    build = build_host(folder, tmp_path / "host")
     frames = write_ppm_frames(paths[:3], tmp_path / "frames")  # 320x240 and photos of other sizes: letterboxed
     result = run_host(build.program, frames, flash_files={0x300000: kmodel}, dump=True)
     grid_w, grid_h = report["detector"]["grid"]

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from deploy.firmware.build import build_firmware
+from deploy.firmware.build import build_host
 from deploy.firmware.c_names import c_float, c_identifier, c_json_string, c_string, model_identifier, unique_identifiers
 from deploy.firmware.frames import write_ppm_frames
 from deploy.firmware.model_spec import model_spec
 from deploy.firmware.reference_model import VOC20_CLASSES, voc20_report
-from deploy.firmware.render import RenderOptions, render_firmware
+from deploy.firmware.render import RenderOptions, model_folder, render_firmware
 from deploy.firmware.run import run_host
 from pipeline.errors import PipelineError
 from tests.conftest import shared_path
@@ -63,12 +63,14 @@ def test_c_literals_round_trip_through_gcc(tmp_path):
 
 
 def test_header_sizes_follow_the_kmodel_and_dtype(tmp_path):
-    folder = render_firmware(spec_for(voc20_report()), RenderOptions(name="voc20"), tmp_path / "r").folder
+    rendered = render_firmware(spec_for(voc20_report()), RenderOptions(name="voc20"), tmp_path / "r").folder
+    folder = model_folder(rendered, "voc20")
     header = (folder / "rt_ai_voc20_model.h").read_text()
     assert "#define RT_AI_VOC20_IN_1_SIZE_BYTES 230400u" in header  # uint8 input: not x4
     assert "#define RT_AI_VOC20_OUT_1_SIZE_BYTES 35000u" in header  # float32 output
     assert "#define RT_AI_VOC20_KMODEL_FLASH_OFFSET 0x300000u" in header
-    assert "RT_AI_USE_K210" in (folder / "Kconfig").read_text() and "voc20_ai" in (folder / "SConscript").read_text()
+    assert "RT_AI_USE_K210" in (folder.parent / "Kconfig").read_text()
+    assert "voc20_ai" in (folder / "SConscript").read_text() and "face_ai" in (folder.parent / "SConscript").read_text()
     assert not (folder / "voc20_kmodel.c").exists()
 
 
@@ -77,11 +79,11 @@ def test_report_values_reach_the_firmware(tmp_path):
     report["detector"].update(classes=ODD_LABELS, score_threshold=0.9, nms_iou=0.45)
     report["detector"]["anchors"][1] = [3.5, 4.25]
     spec = spec_for(report)
-    folder = render_firmware(spec, RenderOptions(name="odd"), tmp_path / "r").folder
-    detector = (folder / "odd_detector.h").read_text()
+    rendered = render_firmware(spec, RenderOptions(name="odd"), tmp_path / "r").folder
+    detector = (model_folder(rendered, "odd") / "odd_detector.h").read_text()
     assert "#define ODD_SCORE_THRESHOLD 0.9f" in detector and "#define ODD_NMS_IOU 0.45f" in detector
     assert "1.08f, 1.19f, 3.5f, 4.25f" in detector and "ODD_CLASS_SAY__HI_ = 0" in detector
-    build = build_firmware(folder, "host", tmp_path / "b")
+    build = build_host(rendered, tmp_path / "b")
     frames = write_ppm_frames([shared_path("kmodels", "dog.bmp")], tmp_path / "f")
     result = run_host(build.program, frames, flash_files={0x300000: spec.kmodel})
     detections = result.frames[0].detections
@@ -109,8 +111,8 @@ def test_failed_render_leaves_the_previous_folder(tmp_path):
     target = tmp_path / "r"
     render_firmware(spec_for(voc20_report()), RenderOptions(name="voc20"), target)
     before = sorted(p.name for p in target.iterdir())
-    with pytest.raises(PipelineError, match="firmware.camera"):
-        render_firmware(spec_for(voc20_report()), RenderOptions(name="voc20", camera='ov"5640'), target)
+    with pytest.raises(PipelineError, match="deploy.kmodel_address"):
+        render_firmware(spec_for(voc20_report()), RenderOptions(name="voc20", flash_offset=0x300001), target)
     with pytest.raises(PipelineError, match="C keyword"):
         render_firmware(spec_for(voc20_report()), RenderOptions(name="while"), target)
     assert sorted(p.name for p in target.iterdir()) == before

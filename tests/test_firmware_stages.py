@@ -46,7 +46,7 @@ def test_stage_errors_say_what_to_run_first(cfg, tmp_path):
         stages.render_stage(cfg)
     with pytest.raises(PipelineError, match="invoke render"):
         stages.build_stage(cfg, "host")
-    with pytest.raises(PipelineError, match="host or qemu or k210"):
+    with pytest.raises(PipelineError, match="host or qemu or k210"):  # sim builds the qemu target
         stages.build_stage(cfg, "esp32")
     with pytest.raises(PipelineError, match="host, qemu or sim"):
         stages.run_firmware(cfg, "k210", tmp_path)

@@ -1,4 +1,5 @@
-"""The build targets: compiler, flags and port sources of each board the firmware can be built for."""
+"""The build targets: the host shim (a native executable) and the RT-Thread BSPs the qemu, sim and k210 boards
+build in, with their compilers, flags and port sources."""
 
 from __future__ import annotations
 
@@ -15,46 +16,58 @@ ROUNDINGS = {"reference": (), "v0.1": ("-DKPU_ROUNDING_V01",)}
 
 @dataclass(frozen=True)
 class Board:
-    """A target built from the rendered folder plus the port sources under firmware/port/<port>."""
+    """The host target: the rendered folder plus the RT-Thread API shim and the host port under firmware/port."""
 
     name: str
     cc: str
     size_tool: str
-    objcopy: str | None
     apt_packages: tuple[str, ...]
     cflags: tuple[str, ...]
     ldflags: tuple[str, ...]
-    port: str | None
+    port: str
 
     def port_sources(self) -> list[Path]:
-        if self.port is None:
-            return []
         folders = (PORT_DIR / "common", PORT_DIR / self.port)
-        return sorted(p for d in folders for p in d.iterdir() if p.suffix in (".c", ".S"))
+        return sorted(p for d in folders for p in d.iterdir() if p.suffix == ".c")
 
     def include_dirs(self) -> list[Path]:
-        return [PORT_DIR, PORT_DIR / "common"] + ([PORT_DIR / self.port] if self.port else [])
+        return [PORT_DIR, PORT_DIR / "common", PORT_DIR / self.port]
 
 
-BOARDS: dict[str, Board] = {
-    # -march=native: the host build runs where it is built; -ffp-contract=off keeps float results unfused
-    "host": Board(name="host", cc="gcc", size_tool="size", objcopy=None, apt_packages=("gcc",),
-                  cflags=COMMON_CFLAGS + ("-march=native",), ldflags=("-lm",), port="host"),
-    "qemu": Board(name="qemu", cc="riscv64-unknown-elf-gcc", size_tool="riscv64-unknown-elf-size",
-                  objcopy="riscv64-unknown-elf-objcopy",
-                  apt_packages=("gcc-riscv64-unknown-elf", "picolibc-riscv64-unknown-elf", "qemu-system-misc"),
-                  cflags=COMMON_CFLAGS + ("--specs=picolibc.specs", "-march=rv64imafdc", "-mabi=lp64d",
-                                          "-mcmodel=medany", "-ffunction-sections", "-fdata-sections"),
-                  ldflags=("-nostartfiles", "-Wl,--gc-sections", "-lm"), port="qemu"),
+@dataclass(frozen=True)
+class BspTarget:
+    """A board built on real RT-Thread: the BSP folder under bsp/, the toolchain prefix its rtconfig.py names, the
+    board port (firmware/port/<port>), the flag changes Debian's riscv64-unknown-elf multilib set needs, and whether
+    it builds against the K210 SDK package (and so runs the models on the KPU)."""
+
+    board: str
+    bsp: str
+    bsp_prefix: str
+    port: str
+    debian_flag_fixes: tuple[tuple[str, str], ...]
+    needs_k210_sdk: bool
+    apt_packages: tuple[str, ...]
+
+
+HOST = Board(name="host", cc="gcc", size_tool="size", apt_packages=("gcc",),
+             # -march=native: the host build runs where it is built; -ffp-contract=off keeps float results unfused
+             cflags=COMMON_CFLAGS + ("-march=native",), ldflags=("-lm",), port="host")
+RISCV_PACKAGES = ("gcc-riscv64-unknown-elf", "picolibc-riscv64-unknown-elf", "scons")
+BSP_TARGETS: dict[str, BspTarget] = {
+    # bsp/qemu-virt64-riscv asks for -mabi=lp64 with rv64imafdc, a pair Debian's multilib set lacks: lp64d
+    "qemu": BspTarget(board="qemu", bsp="qemu-virt64-riscv", bsp_prefix="riscv64-unknown-elf-", port="rtt_qemu",
+                      debian_flag_fixes=(("-mabi=lp64 ", "-mabi=lp64d "),), needs_k210_sdk=False,
+                      apt_packages=(*RISCV_PACKAGES, "qemu-system-misc")),
+    "k210": BspTarget(board="k210", bsp="k210", bsp_prefix="riscv-none-embed-", port="k210", debian_flag_fixes=(),
+                      needs_k210_sdk=True, apt_packages=RISCV_PACKAGES),
 }
-BOARD_NAMES = (*BOARDS, "k210")
+BUILD_TARGETS = ("host", *BSP_TARGETS)
 
 
-def board(name: str) -> Board:
-    """The Board for host or qemu (k210 is built by its RT-Thread tree, see deploy/firmware/k210_build.py)."""
-    if name not in BOARDS:
-        raise PipelineError(f"unknown board {name!r}", field="--board", expected=" or ".join(BOARD_NAMES))
-    return BOARDS[name]
+def check_build_target(name: str) -> str:
+    if name not in BUILD_TARGETS:
+        raise PipelineError(f"unknown board {name!r}", field="--board", expected=" or ".join(BUILD_TARGETS))
+    return name
 
 
 def rounding_flags(rounding: str) -> tuple[str, ...]:

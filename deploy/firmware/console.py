@@ -23,6 +23,7 @@ class ConsoleResult:
     frames: list[FrameResult] = field(default_factory=list)
     outputs: dict[tuple[int, int], bytes] = field(default_factory=dict)  # (frame, output index) -> raw bytes
     text: str = ""
+    boot_seconds: float | None = None  # QEMU: process start to the msh prompt
 
 
 def parse_console(text: str, *, source: str) -> ConsoleResult:

@@ -26,6 +26,12 @@ HEADER_VALUES = {
 
 
 def write_k210_board_header(path: Path, camera: str) -> Path:
+    """k210_board.h (see k210_board_header) written to `path`."""
+    write_text(path, k210_board_header(camera))
+    return path
+
+
+def k210_board_header(camera: str) -> str:
     """k210_board.h: plain integer constants plus K210_CAMERA_<NAME> for the sensor named by firmware.camera."""
     if camera not in K210_CAMERAS:
         raise PipelineError(f"got {camera!r}", field="firmware.camera",
@@ -34,5 +40,4 @@ def write_k210_board_header(path: Path, camera: str) -> Path:
              "#define K210_BOARD_H", ""]
     lines += [f"#define {name} {value}" for name, value in HEADER_VALUES.items()]
     lines += [f'#define K210_CAMERA_NAME "{camera}"', f"#define K210_CAMERA_{camera.upper()} 1", "", "#endif", ""]
-    write_text(path, "\n".join(lines))
-    return path
+    return "\n".join(lines)

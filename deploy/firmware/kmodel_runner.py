@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from deploy.firmware.atomic_folder import atomic_folder
-from deploy.firmware.boards import FIRMWARE_DIR, board, rounding_flags
+from deploy.firmware.boards import FIRMWARE_DIR, HOST, rounding_flags
 from deploy.firmware.build import require_tools
 from pipeline.errors import PipelineError
 
@@ -29,8 +29,8 @@ class RunnerResult:
 
 def build_kmodel_runner(out_dir: Path, *, rounding: str = "reference") -> Path:
     """Compile the runner with the host gcc (-Wall -Wextra -Werror); returns the executable."""
-    host = board("host")
-    require_tools(host)
+    host = HOST
+    require_tools((host.cc,), host.apt_packages)
     flags = [f for f in host.cflags if f != "-std=c99"] + ["-std=c11"]  # C11: aligned_alloc
     with atomic_folder(Path(out_dir)) as tmp:
         cmd = [host.cc, *flags, *rounding_flags(rounding), f"-I{RUNTIME_DIR}", str(RUNNER_SOURCE),

@@ -1,5 +1,9 @@
 """Render the RT-Thread glue of one compiled model from the Jinja templates in firmware/templates, plus copies of
-the C sources it needs (rt_ai core and backends, region layer, software-KPU runtime), into one folder."""
+the C sources it needs (rt_ai core and backends, region layer, software-KPU runtime), into one folder.
+
+The folder holds `face_ai/`, an RT-Thread component for a BSP's root: the shared runtime with its SConscript and
+Kconfig, and the model in `face_ai/<name>/`. Models rendered apart share the runtime part byte for byte, so a BSP
+holds one `face_ai/` with a sub-folder per model."""
 
 from __future__ import annotations
 
@@ -16,22 +20,20 @@ from pipeline.errors import PipelineError
 
 FIRMWARE_DIR = Path(__file__).resolve().parents[2] / "firmware"
 TEMPLATE_DIR = FIRMWARE_DIR / "templates"
+COMPONENT = "face_ai"  # the folder a BSP gets
 COPIED_SOURCE_DIRS = ("rt_ai", "app", "runtime")
 KMODEL_ALIGNMENT = 256
 HEX_BYTES_PER_LINE = 12
 STORAGES = ("embedded", "flash")
-CAMERA_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 
 
 @dataclass(frozen=True)
 class RenderOptions:
-    """How to render: the model's name, where its kmodel lives on the board, and board details."""
+    """How to render: the model's name and where its kmodel lives on the board."""
 
     name: str
     storage: str = "flash"
     flash_offset: int = 0x300000
-    camera: str = "ov5640"
-    dma_channel: int = 5
 
 
 @dataclass(frozen=True)
@@ -55,11 +57,6 @@ def _check_options(options: RenderOptions) -> None:
     if options.flash_offset < 0 or options.flash_offset % KMODEL_ALIGNMENT:
         raise PipelineError(f"got {options.flash_offset:#x}", field="deploy.kmodel_address",
                             expected=f"a non-negative multiple of {KMODEL_ALIGNMENT}")
-    if not options.camera or not set(options.camera) <= CAMERA_NAME_CHARS or len(options.camera) > 15:
-        raise PipelineError(f"got {options.camera!r}", field="firmware.camera",
-                            expected="an RT-Thread device name of letters, digits and '_' (<= 15 characters)")
-    if not 0 <= options.dma_channel <= 5:
-        raise PipelineError(f"got {options.dma_channel!r}", field="firmware.dma_channel", expected="0..5")
 
 
 def _comment_safe(text: str) -> str:
@@ -86,26 +83,32 @@ def _context(spec: ModelSpec, options: RenderOptions, c_name: str) -> dict:
         "source_comment": _comment_safe(spec.kmodel.name),
         "c_name": c_name, "C_NAME": c_name.upper(), "kmodel_size": spec.kmodel_size,
         "work_buffer_bytes": spec.work_buffer_bytes, "alignment": KMODEL_ALIGNMENT, "storage": options.storage,
-        "flash_offset": options.flash_offset, "dma_channel": options.dma_channel, "inputs": spec.inputs,
-        "outputs": spec.outputs, "detector": detector, "board": {"camera": options.camera},
+        "flash_offset": options.flash_offset, "inputs": spec.inputs, "outputs": spec.outputs,
+        "detector": detector,
     }
 
 
 def _outputs(c_name: str, storage: str) -> dict[str, str]:
-    """Template -> file name in the rendered folder."""
-    files = {
+    """Template -> file in the rendered folder: the model's files in face_ai/<name>/, the shared ones in face_ai/."""
+    model = {
         "rt_ai_model.h.j2": f"rt_ai_{c_name}_model.h",
         "rt_ai_model.c.j2": f"rt_ai_{c_name}_model.c",
         "detector.h.j2": f"{c_name}_detector.h",
         "app.c.j2": f"{c_name}_app.c",
         "board_k210.c.j2": f"{c_name}_board_k210.c",
         "SConscript.j2": "SConscript",
-        "Kconfig.j2": "Kconfig",
     }
     if storage == "embedded":
-        files["kmodel.h.j2"] = f"{c_name}_kmodel.h"
-        files["kmodel.c.j2"] = f"{c_name}_kmodel.c"
+        model["kmodel.h.j2"] = f"{c_name}_kmodel.h"
+        model["kmodel.c.j2"] = f"{c_name}_kmodel.c"
+    files = {template: f"{COMPONENT}/{c_name}/{name}" for template, name in model.items()}
+    files.update({"face_ai_SConscript.j2": f"{COMPONENT}/SConscript", "face_ai_Kconfig.j2": f"{COMPONENT}/Kconfig"})
     return files
+
+
+def model_folder(rendered: Path, c_name: str) -> Path:
+    """Where the model's own files are in a rendered folder."""
+    return Path(rendered) / COMPONENT / c_name
 
 
 def render_firmware(spec: ModelSpec, options: RenderOptions, folder: Path) -> RenderedFirmware:
@@ -119,10 +122,11 @@ def render_firmware(spec: ModelSpec, options: RenderOptions, folder: Path) -> Re
     folder = Path(folder)
     with atomic_folder(folder) as tmp:
         names = []
+        (tmp / COMPONENT / c_name).mkdir(parents=True)
         for template, name in _outputs(c_name, options.storage).items():
             (tmp / name).write_text(env.get_template(template).render(context), encoding="utf-8")
             names.append(name)
         for sub in COPIED_SOURCE_DIRS:
-            shutil.copytree(FIRMWARE_DIR / sub, tmp / sub)
-            names += [f"{sub}/{p.name}" for p in sorted((tmp / sub).iterdir())]
+            shutil.copytree(FIRMWARE_DIR / sub, tmp / COMPONENT / sub)
+            names += [f"{COMPONENT}/{sub}/{p.name}" for p in sorted((tmp / COMPONENT / sub).iterdir())]
     return RenderedFirmware(folder=folder, c_name=c_name, files=tuple(sorted(names)))

@@ -1,5 +1,6 @@
-"""Run built firmware: the host executable directly, the QEMU image on qemu-system-riscv64 -M virt with the kmodel
-(or a whole flash image) and the frames placed in memory by QEMU's loader device."""
+"""Run built firmware: the host executable directly; the RT-Thread image on qemu-system-riscv64 -M virt, booted as
+its BSP boots (OpenSBI, then the kernel in S-mode), with the kmodel (or a whole flash image) and the frames placed in
+memory by QEMU's loader device, and the app's msh command typed at the console."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from deploy.firmware import memory_map as mm
 from deploy.firmware.console import ConsoleResult, parse_console
+from deploy.firmware.msh_console import MshConsole
 from deploy.isp.image import read_flash_firmware
 from pipeline.errors import PipelineError
 
@@ -59,10 +61,11 @@ def _flash_placements(flash_files: dict[int, Path], flash_image: Path | None) ->
     return placements, regions
 
 
-def qemu_command(image: Path, placements: list[mm.Placement], *, count_instructions: bool) -> list[str]:
-    """qemu-system-riscv64 on the virt machine, no BIOS, UART on stdout, every file placed by the loader device."""
-    cmd = [QEMU, "-M", "virt", "-m", f"{mm.QEMU_RAM_MIB}M", "-bios", "none", "-smp", "1", "-display", "none",
-           "-monitor", "none", "-serial", "stdio", "-device", f"loader,file={image},addr={mm.SRAM_BASE:#x}"]
+def qemu_command(kernel: Path, placements: list[mm.Placement], *, count_instructions: bool) -> list[str]:
+    """qemu-system-riscv64 on the virt machine with its default OpenSBI, the kernel as -kernel (as the BSP's
+    qemu-nographic.sh boots it), the UART on stdio, every file placed by the loader device."""
+    cmd = [QEMU, "-M", "virt", "-m", f"{mm.QEMU_RAM_MIB}M", "-smp", "1", "-display", "none", "-monitor", "none",
+           "-serial", "stdio", "-kernel", str(kernel)]
     if count_instructions:
         cmd += ["-icount", "shift=0"]
     for p in placements:
@@ -73,14 +76,15 @@ def qemu_command(image: Path, placements: list[mm.Placement], *, count_instructi
 def run_qemu(image: Path, frames: list[Path], *, command: str, flash_files: dict[int, Path] | None = None,
              flash_image: Path | None = None, dump: bool = False, count_instructions: bool = False,
              timeout: float = 300.0) -> ConsoleResult:
-    """Boot firmware.bin at 0x80000000 with the model in the flash window (single files at their flash offsets,
-    or a whole 16 MiB flash image as the simulated K210 board writes it) and the frames after it."""
+    """Boot rtthread.bin with the model in the flash window (single files at their flash offsets, or a whole
+    16 MiB flash image as the simulated K210 board writes it) and the frames after it; at the msh prompt, type
+    `command` and collect its JSON lines."""
     if shutil.which(QEMU) is None:
         raise PipelineError(f"{QEMU} not found on PATH", expected="the package qemu-system-misc (run `invoke setup`)")
     placements, regions = _flash_placements(flash_files or {}, flash_image)
     addresses = mm.frame_addresses([Path(f).stat().st_size for f in frames])
     placements += [mm.Placement(Path(f), a) for f, a in zip(frames, addresses, strict=True)]
-    info = mm.boot_info_bytes(command=command, flash_regions=regions,
+    info = mm.boot_info_bytes(flash_regions=regions,
                               frames=[(a, Path(f).stat().st_size) for f, a in zip(frames, addresses, strict=True)],
                               dump=dump, count_instructions=count_instructions)
     with tempfile.TemporaryDirectory(prefix="qemu_boot_") as tmp:
@@ -88,7 +92,11 @@ def run_qemu(image: Path, frames: list[Path], *, command: str, flash_files: dict
         boot.write_bytes(info)
         cmd = qemu_command(Path(image), placements + [mm.Placement(boot, mm.BOOT_INFO_ADDR)],
                            count_instructions=count_instructions)
-        return _finish(_timed_run(cmd, timeout, "QEMU firmware"), "QEMU firmware")
+        with MshConsole(cmd, what="QEMU firmware") as console:
+            printed = console.run(command, timeout)
+        result = parse_console(printed, source="QEMU firmware")
+        result.boot_seconds = console.boot_seconds
+        return result
 
 
 def boot_flash_image(flash_image: Path, frames: list[Path], *, command: str, dump: bool = False,

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from deploy.firmware.boards import BOARD_NAMES, FIRMWARE_DIR
-from deploy.firmware.build import build_firmware
+from deploy.firmware.boards import FIRMWARE_DIR, check_build_target
+from deploy.firmware.build import build_host, rendered_model_name, sram_report
 from deploy.firmware.console import ConsoleResult
 from deploy.firmware.frames import list_images, write_ppm_frames
-from deploy.firmware.k210_build import build_k210
 from deploy.firmware.model_spec import model_spec
 from deploy.firmware.render import RenderOptions, render_firmware
+from deploy.firmware.rtthread_build import build_board
 from deploy.firmware.run import boot_flash_image, run_host, run_qemu
 from deploy.isp.flasher import SIM_FLASH_NAME
 from pipeline.atomic import write_json
@@ -43,8 +43,7 @@ def render_stage(cfg: Config, *, kmodel: Path | None = None, report: Path | None
         raise PipelineError("kmodel not found", path=kmodel, expected="run `invoke compile` first, or --kmodel")
     fw = cfg.get("firmware")
     options = RenderOptions(name=fw["name"] or cfg.name, storage=fw["kmodel_storage"],
-                            flash_offset=cfg.get("deploy.kmodel_address"), camera=fw["camera"],
-                            dma_channel=fw["dma_channel"])
+                            flash_offset=cfg.get("deploy.kmodel_address"))
     folder = rendered_dir(cfg)
 
     def work() -> dict[str, Any]:
@@ -55,8 +54,7 @@ def render_stage(cfg: Config, *, kmodel: Path | None = None, report: Path | None
                 "storage": options.storage, "flash_offset": options.flash_offset, "kmodel": str(kmodel),
                 "kmodel_bytes": spec.kmodel_size, "work_buffer_bytes": spec.work_buffer_bytes}
 
-    # the rendered folder also carries copies of the runtime, the region layer and the rt_ai sources
-    sources = [FIRMWARE_DIR / name for name in ("templates", "runtime", "app", "rt_ai")]
+    sources = [FIRMWARE_DIR / name for name in ("templates", "runtime", "app", "rt_ai")]  # copied into it
     inputs = [kmodel, *sources] + ([report] if report.is_file() else [])
     return run_stage(cfg.build_dir, "render", inputs=inputs, params={"options": options.__dict__, **fw},
                      outputs=[folder], work=work, force=force, tools=["jinja2"])
@@ -70,25 +68,59 @@ def render_metrics(cfg: Config) -> dict[str, Any]:
     return entry["metrics"]
 
 
+def build_on_rtthread(cfg: Config, board: str, out: Path, *, rtt_root: str | None) -> dict[str, Any]:
+    """Build the rendered model into the board's RT-Thread BSP (copied into build/<config>/firmware/<board>_bsp)."""
+    render = render_metrics(cfg)
+    rendered = rendered_dir(cfg)
+    embedded = render["storage"] == "embedded"
+    kmodels = {rendered_model_name(rendered): Path(render["kmodel"])} if embedded else {}
+    result = build_board(board, [rendered], out, firmware_dir(cfg) / f"{board}_bsp", rtt_root=rtt_root,
+                         camera=cfg.get("firmware.camera"), rounding=cfg.get("firmware.rounding"),
+                         embedded_kmodels=kmodels)
+    report = result.report
+    size = sram_report((report.text, report.data, report.bss), render["kmodel_bytes"], render["work_buffer_bytes"],
+                       embedded)
+    return {"board": board, "image": str(result.image), "elf": str(result.folder / "rtthread.elf"),
+            "map": str(result.folder / "rtthread.map"), "rtt_root": str(result.rtt_root),
+            "toolchain": result.toolchain.describe(),
+            "size": size, "models": report.models, "components": report.components}
+
+
 def build_stage(cfg: Config, board: str, *, rtt_root: str | None = None, force: bool = False) -> StageResult:
-    """Build the rendered firmware for host, qemu or k210 into build/<config>/firmware/<board>/."""
-    if board not in BOARD_NAMES:
-        raise PipelineError(f"unknown board {board!r}", field="--board", expected=" or ".join(BOARD_NAMES))
+    """Build the rendered firmware for host, qemu (RT-Thread's qemu-virt64-riscv BSP) or k210 (bsp/k210) into
+    build/<config>/firmware/<board>/."""
+    check_build_target(board)
     render = render_metrics(cfg)
     out = firmware_dir(cfg) / board
     rounding = cfg.get("firmware.rounding")
 
     def work() -> dict[str, Any]:
-        if board == "k210":
-            return {"board": board, "image": str(build_k210(rendered_dir(cfg), out, rtt_root=rtt_root))}
-        result = build_firmware(rendered_dir(cfg), board, out, rounding=rounding, kmodel_bytes=render["kmodel_bytes"],
-                                work_bytes=render["work_buffer_bytes"])
-        return {"board": board, "program": str(result.program), "image": str(result.image) if result.image else None,
-                "size": result.size}
+        if board != "host":
+            return build_on_rtthread(cfg, board, out, rtt_root=rtt_root)
+        result = build_host(rendered_dir(cfg), out, rounding=rounding, kmodel_bytes=render["kmodel_bytes"],
+                            work_bytes=render["work_buffer_bytes"])
+        return {"board": board, "program": str(result.program), "size": result.size}
 
     return run_stage(cfg.build_dir, f"build_{board}", inputs=[rendered_dir(cfg), FIRMWARE_DIR / "port"],
-                     params={"board": board, "rounding": rounding, "rtt_root": rtt_root}, outputs=[out], work=work,
-                     force=force)
+                     params={"board": board, "rounding": rounding, "rtt_root": rtt_root,
+                             "camera": cfg.get("firmware.camera")}, outputs=[out], work=work, force=force)
+
+
+def format_build(metrics: dict[str, Any]) -> str:
+    """The build's size and memory report: sections, SRAM use and, on RT-Thread, what each model and component adds."""
+    size = metrics["size"]
+    lines = [f"text {size['text']} B, data {size['data']} B, bss {size['bss']} B; with the kmodel "
+             f"({'in the image' if size['kmodel_in_image'] else 'copied from flash'}) and working memory "
+             f"{size['total']} B = {size['percent']} % of the K210's 6 MiB SRAM"]
+    for name, found in metrics.get("models", {}).items():
+        kmodel = found.get("kmodel")
+        where = f", kmodel {kmodel['bytes']} B at {kmodel['address']}" if kmodel else ", kmodel read from flash"
+        lines.append(f"model {name}: msh command at {found['command']}, rt_ai registration at "
+                     f"{found['registration']}{where}")
+    components = metrics.get("components", {})
+    if components:
+        lines.append("bytes by component: " + ", ".join(f"{k} {v}" for k, v in list(components.items())[:8]))
+    return "\n".join(lines)
 
 
 def run_firmware(cfg: Config, board: str, images: Path | list[Path], *, dump: bool = False,

@@ -1,5 +1,7 @@
-/* The RT-Thread API subset the generated glue uses, for single-threaded targets without the kernel
- * (host process and bare-metal QEMU). On the K210 board the real <rtthread.h> is used instead. */
+/* The RT-Thread API subset the generated glue uses, for the host process (a single thread, no kernel). The qemu,
+ * sim and k210 boards build on the real RT-Thread kernel and its <rtthread.h>. This shim keeps the real API's
+ * limits so that host tests catch what would break there: rt_kprintf has no floating-point conversions (the
+ * shim aborts on one) and cuts each call at RT_CONSOLEBUF_SIZE (bsp/k210's value); rt_kputs has no limit. */
 #ifndef RT_PORT_RTTHREAD_H
 #define RT_PORT_RTTHREAD_H
 
@@ -26,12 +28,14 @@ typedef long rt_base_t;
 #define RT_IPC_FLAG_FIFO 0x00
 #define RT_TICK_PER_SECOND 1000u
 #define RT_NAME_MAX 16
+#define RT_CONSOLEBUF_SIZE 128
 
 void *rt_malloc(rt_size_t size);
 void rt_free(void *ptr);
 void *rt_malloc_align(rt_size_t size, rt_size_t align);
 void rt_free_align(void *ptr);
 void rt_kprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void rt_kputs(const char *str);
 rt_tick_t rt_tick_get(void);
 
 /* A counting semaphore. With one thread, a take that would block can never be satisfied: it fails with

@@ -47,12 +47,39 @@ void rt_free_align(void *ptr)
     free((void *)raw);
 }
 
+/* The conversion characters of a printf format, checked against what RT-Thread's rt_vsnprintf knows. */
+static void refuse_float_conversions(const char *fmt)
+{
+    const char *p;
+    for (p = fmt; *p; p++) {
+        if (*p != '%')
+            continue;
+        p += strspn(p + 1, "-+ #0123456789.*hlLqjzt") + 1;
+        if (*p == '\0')
+            break;
+        if (strchr("fFeEgGaA", *p) != NULL) {
+            fprintf(stderr, "rt_kprintf(\"%s\"): RT-Thread's rt_kprintf has no floating-point conversion %%%c\n",
+                    fmt, *p);
+            abort();
+        }
+    }
+}
+
 void rt_kprintf(const char *fmt, ...)
 {
+    char buf[RT_CONSOLEBUF_SIZE];
     va_list args;
+    refuse_float_conversions(fmt);
     va_start(args, fmt);
-    vprintf(fmt, args);
+    vsnprintf(buf, sizeof(buf), fmt, args); /* cut at RT_CONSOLEBUF_SIZE - 1 characters, as the kernel does */
     va_end(args);
+    fputs(buf, stdout);
+    fflush(stdout);
+}
+
+void rt_kputs(const char *str)
+{
+    fputs(str, stdout);
     fflush(stdout);
 }
 

@@ -1,5 +1,5 @@
 /* The block the run script places at FW_BOOT_INFO_ADDR with QEMU's loader device: what is in flash, where the
- * frames are, the msh command line and the harness switches. Layout mirrored by deploy/firmware/memory_map.py. */
+ * frames are and the harness switches. Layout mirrored by deploy/firmware/memory_map.py. */
 #ifndef BOOT_INFO_H
 #define BOOT_INFO_H
 
@@ -21,7 +21,6 @@ struct boot_info {
     uint32_t reserved;
     struct boot_region flash[FW_MAX_FLASH_REGIONS];
     struct boot_region frames[FW_MAX_FRAMES];
-    char command[FW_COMMAND_BYTES];
 };
 
 #endif
