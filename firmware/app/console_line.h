@@ -18,7 +18,8 @@ void console_line_begin(struct console_line *line);
 void console_line_text(struct console_line *line, const char *text);
 void console_line_int(struct console_line *line, long value);
 void console_line_uint(struct console_line *line, unsigned long long value);
-/* `value` rounded to `decimals` (0..9) places, as printf's "%.*f" prints it; null when not finite. */
+/* `value` rounded to `decimals` (0..9) places, half away from zero (printf's "%.*f" differs only on exact ties,
+ * which it rounds to even); null when not finite or beyond 1e9. */
 void console_line_fixed(struct console_line *line, double value, int decimals);
 /* Append "\n" and write the line to the console. */
 void console_line_end(struct console_line *line);
