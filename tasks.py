@@ -200,7 +200,7 @@ def compile(c, config=None, set_=None, tflite=None, budget=None, inspect=None, c
     """Compile the uint8 TFLite to a K210 kmodel V3 + compile_report.json (layers, KPU RAM, cycles, FPS) + PNG."""
     from pathlib import Path
 
-    from deploy.k210.compile_stage import compile_stage, inspect_kmodel
+    from deploy.k210.compiler.compile_stage import compile_stage, inspect_kmodel
 
     if inspect:
         print(inspect_kmodel(Path(inspect)))
@@ -219,7 +219,7 @@ def simulate(c, kmodel, image, out=None, rounding="reference"):
     """Run a kmodel V3 on one input in the bit-exact KPU simulator; prints and saves its outputs."""
     from pathlib import Path
 
-    from deploy.k210.sim_cli import run_simulation
+    from deploy.k210.sim.sim_cli import run_simulation
 
     run_simulation(Path(kmodel), Path(image), Path(out) if out else None, rounding=rounding)
 

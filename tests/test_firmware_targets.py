@@ -19,7 +19,7 @@ from deploy.firmware.reference_model import VOC20_ANCHORS, voc20_report
 from deploy.firmware.render import RenderOptions, render_firmware
 from deploy.firmware.run import boot_flash_image, run_host, run_qemu
 from deploy.isp.image import firmware_image
-from deploy.k210.sim import simulate
+from deploy.k210.sim.simulator import simulate
 from models.yolo_decode import chw_to_hwc, decode_yolov2, nms
 from pipeline.errors import PipelineError
 from tests.conftest import shared_path

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deploy.k210.compiler import compile_tflite
-from deploy.k210.kmodel import LayerType
-from deploy.k210.kmodel_io import read_kmodel
-from deploy.k210.kpu_arith import activate
-from deploy.k210.kpu_params import Quant, fused_leaky_table, leaky_levels
-from deploy.k210.sim import simulate
-from deploy.k210.tflite_graph import read_tflite
+from deploy.k210.compiler.driver import compile_tflite
+from deploy.k210.compiler.kpu_params import Quant, fused_leaky_table, leaky_levels
+from deploy.k210.compiler.tflite_graph import read_tflite
+from deploy.k210.format.kmodel import LayerType
+from deploy.k210.format.kmodel_io import read_kmodel
+from deploy.k210.sim.kpu_arith import activate
+from deploy.k210.sim.simulator import simulate
 from pipeline.errors import PipelineError
 from tests.conftest import shared_path
 
@@ -295,7 +295,7 @@ def test_float_model_is_rejected():
 
 
 def test_tflite_reader_gives_per_tensor_and_per_channel_quantization(tflite_models):
-    from deploy.k210.tflite_graph import read_tflite
+    from deploy.k210.compiler.tflite_graph import read_tflite
 
     graph = read_tflite(tflite_models["conv_chain"])
     conv = next(op for op in graph.operators if op.opcode == "CONV_2D")

@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deploy.k210 import kmodel as km
-from deploy.k210.cpu_ops import MainMemory, carry_shift, run_cpu_layer
-from deploy.k210.kpu_arith import activate, pool, round_shift, run_kpu_layer
-from deploy.k210.layout import KPU_RAM_BYTES, map_lines, read_map, row_layout, write_map
-from deploy.k210.registers import ActivationTable, BatchNormTable, KpuLayerArgs
-from deploy.k210.sim import simulate
-from deploy.k210.sim_cli import load_model_input, run_simulation
+from deploy.k210.format import kmodel as km
+from deploy.k210.format.registers import ActivationTable, BatchNormTable, KpuLayerArgs
+from deploy.k210.sim.cpu_ops import MainMemory, carry_shift, run_cpu_layer
+from deploy.k210.sim.kpu_arith import activate, pool, round_shift, run_kpu_layer
+from deploy.k210.sim.kpu_ram import read_map, write_map
+from deploy.k210.sim.sim_cli import load_model_input, run_simulation
+from deploy.k210.sim.simulator import simulate
+from hardware.k210 import KPU_RAM_BYTES, map_lines, row_layout
 from models.yolo_decode import chw_to_hwc, decode_yolov2, nms
 from pipeline.errors import PipelineError
 from tests.conftest import shared_path

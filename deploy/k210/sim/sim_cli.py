@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from deploy.k210.kmodel_io import load_kmodel
-from deploy.k210.sim import SimResult, model_input_shape, simulate
+from deploy.k210.format.kmodel_io import load_kmodel
+from deploy.k210.sim.simulator import SimResult, model_input_shape, simulate
 from pipeline.atomic import atomic_path
 from pipeline.errors import PipelineError
 

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from deploy.k210.registers import ActivationTable, BatchNormTable, KpuLayerArgs
+from deploy.k210.format.registers import ActivationTable, BatchNormTable, KpuLayerArgs
 
 KMODEL_VERSION = 3
 HEADER_BYTES = 28

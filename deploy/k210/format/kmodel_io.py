@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from deploy.k210.binary import ByteReader, ByteWriter
-from deploy.k210.kmodel import (
+from deploy.k210.format.binary import ByteReader, ByteWriter
+from deploy.k210.format.kmodel import (
     BODY_CLASSES,
     HEADER_BYTES,
     KMODEL_VERSION,
@@ -28,13 +28,8 @@ from deploy.k210.kmodel import (
     OutputDesc,
     RequantizeBody,
 )
-from deploy.k210.registers import (
-    ACTIVATION_TABLE_BYTES,
-    LAYER_ARGUMENT_BYTES,
-    ActivationTable,
-    BatchNormTable,
-    KpuLayerArgs,
-)
+from deploy.k210.format.registers import ActivationTable, BatchNormTable, KpuLayerArgs
+from hardware.k210 import ACTIVATION_TABLE_BYTES, BN_WORD_BYTES, LAYER_ARGUMENT_BYTES
 from pipeline.errors import PipelineError
 
 BODY_ALIGN = 8
@@ -135,7 +130,7 @@ def _read_conv(reader: ByteReader, eight_bit: bool, name: str, start: int) -> K2
     dtype = "u1" if eight_bit else "<u2"
     jump(weights_off, count * np.dtype(dtype).itemsize, "weights_offset")
     weights = reader.array(dtype, count, f"{name}.weights")
-    jump(bn_off, 8 * args.out_channels, "bn_offset")
+    jump(bn_off, BN_WORD_BYTES * args.out_channels, "bn_offset")
     bn = BatchNormTable.read(reader, args.out_channels)
     jump(act_off, ACTIVATION_TABLE_BYTES, "act_offset")
     activation = ActivationTable.read(reader)
@@ -192,7 +187,7 @@ def _write_conv(out: ByteWriter, body: K210ConvBody, eight_bit: bool) -> None:
     body.layer_offset = _align(out.offset + 24, REGISTER_ALIGN)
     body.weights_offset = _align(body.layer_offset + LAYER_ARGUMENT_BYTES, WEIGHTS_ALIGN)
     body.bn_offset = _align(body.weights_offset + len(weights), BN_ALIGN)
-    body.act_offset = _align(body.bn_offset + 8 * len(body.bn), ACTIVATION_ALIGN)
+    body.act_offset = _align(body.bn_offset + BN_WORD_BYTES * len(body.bn), ACTIVATION_ALIGN)
     out.pack("<6I", body.flags, body.main_mem_out_addr, body.layer_offset, body.weights_offset, body.bn_offset,
              body.act_offset)
     for offset, blob in ((body.layer_offset, body.args.to_bytes()), (body.weights_offset, weights),

@@ -39,8 +39,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from deploy.k210 import kmodel as km
-from deploy.k210.kpu_params import (
+from deploy.k210.compiler.kpu_params import (
     Clamp,
     Quant,
     conv_arithmetic,
@@ -49,10 +48,11 @@ from deploy.k210.kpu_params import (
     kpu_weights,
     xnnpack_leaky_arithmetic,
 )
-from deploy.k210.layout import row_layout
-from deploy.k210.program import CpuStep, KpuStep, LTensor, Program
-from deploy.k210.registers import BatchNormTable
-from deploy.k210.tflite_graph import Graph, Operator
+from deploy.k210.compiler.program import CpuStep, KpuStep, LTensor, Program
+from deploy.k210.compiler.tflite_graph import Graph, Operator
+from deploy.k210.format import kmodel as km
+from deploy.k210.format.registers import BatchNormTable
+from deploy.k210.sim.kpu_ram import row_layout
 from pipeline.errors import PipelineError
 
 KPU_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "SPACE_TO_DEPTH", "PAD"}

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from deploy.k210.kpu_arith import activate
-from deploy.k210.registers import ACTIVATION_SEGMENTS, X_START_MAX, ActivationTable, BatchNormTable
+from deploy.k210.format.registers import X_START_MAX, ActivationTable, BatchNormTable
+from deploy.k210.sim.kpu_arith import activate
+from hardware.k210 import ACTIVATION_SEGMENTS
 from pipeline.errors import PipelineError
 
 WEIGHT_ZERO_POINT = 128
