@@ -10,7 +10,8 @@ from pathlib import Path
 
 from deploy.firmware.atomic_folder import atomic_folder
 from deploy.firmware.boards import Board, board, rounding_flags
-from deploy.firmware.memory_map import K210_SRAM_BYTES, write_memory_map_header
+from deploy.firmware.memory_map import write_memory_map_header
+from hardware.k210 import SRAM_BYTES as K210_SRAM_BYTES
 from pipeline.errors import PipelineError
 
 SOURCE_SUBDIRS = ("", "rt_ai", "app", "runtime")

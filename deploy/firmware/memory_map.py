@@ -7,20 +7,18 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from hardware.k210 import FLASH_BYTES, KPU_RAM_BYTES, SRAM_BYTES
 from pipeline.atomic import write_text
 from pipeline.errors import PipelineError
 
-MIB = 1024 * 1024
-K210_SRAM_BYTES = 6 * MIB
-
 # Addresses (virt machine, 128 MiB of RAM at 0x80000000). The first 8 MiB mirror the K210: 6 MiB SRAM + 2 MiB AI RAM.
 SRAM_BASE = 0x8000_0000
-SRAM_SIZE = K210_SRAM_BYTES
+SRAM_SIZE = SRAM_BYTES
 STACK_SIZE = 64 * 1024
-AI_RAM_BASE = 0x8060_0000
-BOOT_INFO_ADDR = 0x8080_0000
+AI_RAM_BASE = SRAM_BASE + SRAM_BYTES  # KPU_RAM_BYTES of AI RAM follow the SRAM
+BOOT_INFO_ADDR = AI_RAM_BASE + KPU_RAM_BYTES
 FLASH_BASE = 0x8100_0000  # a window holding the 16 MiB SPI flash image (or single files at their flash offsets)
-FLASH_SIZE = 16 * MIB
+FLASH_SIZE = FLASH_BYTES
 FRAMES_BASE = 0x8200_0000
 RAM_END = 0x8800_0000
 QEMU_RAM_MIB = 128

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from deploy.isp import slip
-from deploy.isp.image import parse_firmware_image
+from deploy.isp.image import BOOT_SRAM_LIMIT, DIGEST_SIZE, PREFIX_SIZE, parse_firmware_image
 from deploy.isp.isp_prog import DIALECTS, KNOWN_SHA256
 from deploy.isp.packet import Op, Reason, Request, parse_request, read_reply, reply, request
 from deploy.isp.simboard.faults import Faults
@@ -103,7 +103,8 @@ class Board:
     def boot_from_flash(self) -> list[Emit]:
         """The ROM's flash boot: a valid image at offset 0 starts the 'application', which prints a banner."""
         try:
-            image = parse_firmware_image(self.flash.read(0, 5 + 6 * 1024 * 1024 + 32), where="flash@0")
+            largest = PREFIX_SIZE + BOOT_SRAM_LIMIT + DIGEST_SIZE
+            image = parse_firmware_image(self.flash.read(0, largest), where="flash@0")
         except PipelineError:
             self.state = State.SILENT
             return []
