@@ -10,6 +10,7 @@ from pathlib import Path
 
 from deploy.firmware.atomic_folder import atomic_folder
 from deploy.firmware.boards import Board, board, rounding_flags
+from deploy.firmware.k210_headers import write_k210_headers
 from deploy.firmware.memory_map import write_memory_map_header
 from hardware.k210 import SRAM_BYTES as K210_SRAM_BYTES
 from pipeline.errors import PipelineError
@@ -99,6 +100,7 @@ def build_firmware(rendered: Path, board_name: str, out: Path, *, rounding: str 
         generated = tmp / "generated"
         generated.mkdir()
         write_memory_map_header(generated / "memory_map.h")
+        write_k210_headers(generated)
         includes = _includes(rendered, b, generated)
         program = tmp / ("firmware" if b.name == "host" else "firmware.elf")
         defines = [f'-DRT_APP_COMMAND="{name}_detect"', *rounding_flags(rounding)]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from deploy.firmware.atomic_folder import atomic_folder
 from deploy.firmware.build import rendered_model_name
+from deploy.firmware.k210_headers import write_k210_headers
 from pipeline.errors import PipelineError
 
 K210_TOOLCHAIN_GCC = "riscv-none-embed-gcc"  # bsp/k210/rtconfig.py hard-codes this prefix
@@ -83,6 +84,7 @@ def build_k210(rendered: Path, out: Path, *, rtt_root: str | Path | None = None,
     if target.exists():
         shutil.rmtree(target)
     shutil.copytree(rendered, target)
+    write_k210_headers(target / "runtime")  # the generated K210 headers, on the SConscript's CPPPATH
     enable_backend(bsp / "rtconfig.h")
     env = dict(os.environ, RTT_EXEC_PATH=str(exec_path), RTT_ROOT=str(bsp.parents[1]))
     proc = subprocess.run(["scons", f"-j{jobs}"], cwd=bsp, env=env, capture_output=True, text=True,

@@ -10,6 +10,7 @@ from deploy.firmware.build import build_firmware
 from deploy.firmware.console import ConsoleResult
 from deploy.firmware.frames import list_images, write_ppm_frames
 from deploy.firmware.k210_build import build_k210
+from deploy.firmware.k210_headers import HEADER_SOURCES
 from deploy.firmware.model_spec import model_spec
 from deploy.firmware.render import RenderOptions, render_firmware
 from deploy.firmware.run import boot_flash_image, run_host, run_qemu
@@ -86,7 +87,8 @@ def build_stage(cfg: Config, board: str, *, rtt_root: str | None = None, force: 
         return {"board": board, "program": str(result.program), "image": str(result.image) if result.image else None,
                 "size": result.size}
 
-    return run_stage(cfg.build_dir, f"build_{board}", inputs=[rendered_dir(cfg), FIRMWARE_DIR / "port"],
+    inputs = [rendered_dir(cfg), FIRMWARE_DIR / "port", *HEADER_SOURCES]
+    return run_stage(cfg.build_dir, f"build_{board}", inputs=inputs,
                      params={"board": board, "rounding": rounding, "rtt_root": rtt_root}, outputs=[out], work=work,
                      force=force)
 
