@@ -18,31 +18,46 @@ static float *f32_at(uint8_t *main, uint32_t addr)
 static uint32_t min_body_size(uint32_t type, const uint8_t *body, uint32_t body_size)
 {
     switch (type) {
-    case KL_ADD: case KL_GLOBAL_MAX_POOL2D: case KL_QUANTIZED_GLOBAL_MAX_POOL2D: case KL_GLOBAL_AVERAGE_POOL2D:
+    case KL_ADD:
+        return KMODEL_ADD_BYTES;
+    case KL_GLOBAL_MAX_POOL2D: case KL_QUANTIZED_GLOBAL_MAX_POOL2D: case KL_GLOBAL_AVERAGE_POOL2D:
     case KL_QUANTIZED_GLOBAL_AVERAGE_POOL2D:
-        return 20;
+        return KMODEL_GLOBAL_POOL_BYTES;
     case KL_QUANTIZED_ADD:
-        return 56;
+        return KMODEL_QUANTIZED_ADD_BYTES;
     case KL_QUANTIZED_MAX_POOL2D: case KL_QUANTIZED_AVERAGE_POOL2D:
-        return 60;
+        return KMODEL_POOL2D_BYTES;
     case KL_MAX_POOL2D: case KL_AVERAGE_POOL2D:
-        return 64;
-    case KL_QUANTIZE: case KL_DEQUANTIZE: case KL_TENSORFLOW_FLATTEN: case KL_QUANTIZED_TENSORFLOW_FLATTEN:
+        return KMODEL_FLOAT_POOL2D_BYTES;
+    case KL_QUANTIZE: case KL_DEQUANTIZE:
+        return KMODEL_QUANTIZE_BYTES;
+    case KL_TENSORFLOW_FLATTEN: case KL_QUANTIZED_TENSORFLOW_FLATTEN:
+        return KMODEL_FLATTEN_BYTES;
     case KL_K210_UPLOAD:
-        return 24;
+        return KMODEL_UPLOAD_BYTES;
     case KL_REQUANTIZE:
-        return 272;
-    case KL_L2_NORMALIZATION: case KL_SOFTMAX: case KL_LOGISTIC: case KL_K210_ADD_PADDING:
+        return KMODEL_REQUANTIZE_BYTES + 256;
+    case KL_L2_NORMALIZATION: case KL_SOFTMAX: case KL_LOGISTIC:
+        return KMODEL_CHANNELS_BYTES;
+    case KL_K210_ADD_PADDING:
+        return KMODEL_ADD_PADDING_BYTES;
     case KL_K210_REMOVE_PADDING:
-        return 16;
+        return KMODEL_REMOVE_PADDING_BYTES;
     case KL_CONCAT: case KL_QUANTIZED_CONCAT:
-        return body_size < 12 ? 12 : 12 + 8 * F(body, 8);
+        return body_size < KMODEL_CONCAT_BYTES ? KMODEL_CONCAT_BYTES
+                                               : KMODEL_CONCAT_BYTES + 8 * F(body, KMODEL_CONCAT_INPUT_COUNT);
     case KL_FULLY_CONNECTED:
-        return body_size < 24 ? 24 : 24 + 4 * (F(body, 12) * F(body, 16) + F(body, 16));
+        return body_size < KMODEL_FULLY_CONNECTED_BYTES
+                   ? KMODEL_FULLY_CONNECTED_BYTES
+                   : KMODEL_FULLY_CONNECTED_BYTES + 4 * (F(body, KMODEL_FULLY_CONNECTED_IN_CHANNELS) *
+                                                             F(body, KMODEL_FULLY_CONNECTED_OUT_CHANNELS) +
+                                                         F(body, KMODEL_FULLY_CONNECTED_OUT_CHANNELS));
     case KL_RESIZE_NEAREST_NEIGHBOR: case KL_QUANTIZED_RESIZE_NEAREST_NEIGHBOR:
-        return 36;
+        return KMODEL_RESIZE_NEAREST_BYTES;
     case KL_CHANNELWISE_DEQUANTIZE:
-        return body_size < 20 ? 20 : 20 + 8 * F(body, 12);
+        return body_size < KMODEL_CHANNELWISE_DEQUANTIZE_BYTES
+                   ? KMODEL_CHANNELWISE_DEQUANTIZE_BYTES
+                   : KMODEL_CHANNELWISE_DEQUANTIZE_BYTES + 8 * F(body, KMODEL_CHANNELWISE_DEQUANTIZE_CHANNELS);
     default:
         return 0;
     }
