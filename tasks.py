@@ -211,7 +211,8 @@ def compile(c, config=None, set_=None, tflite=None, budget=None, inspect=None, c
 
 
 @task(help={"kmodel": "kmodel V3 file to run",
-            "image": "input: an image (resized to the model input) or a .npy of exactly the input shape (uint8 CHW)",
+            "image": "input: an image (resized to the model input) or a .npy of exactly the input shape (uint8 CHW; "
+                     "float32 for a model whose first layer is a float FULLY_CONNECTED)",
             "out": "save every output, raw and dequantized, to this .npz",
             "rounding": "KPU activation rounding: reference (half to even, strict >) | v0.1 (half up, >=)"})
 @reports_errors
