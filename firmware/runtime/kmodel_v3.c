@@ -58,7 +58,8 @@ static enum kmodel_status check_conv(struct kmodel *m, uint32_t index, uint32_t 
     if ((uint64_t)act + KPU_ACT_TABLE_BYTES > m->size)
         return fail(m, KM_TRUNCATED, (int32_t)index, at + KMODEL_K210_CONV_ACT_OFFSET);
     if ((kmodel_u32(b + KMODEL_K210_CONV_FLAGS) & KMODEL_LAYER_FLAG_MAIN_MEM_OUT) &&
-        (uint64_t)kmodel_u32(b + KMODEL_K210_CONV_MAIN_MEM_OUT_ADDR) + (uint64_t)a.out_c * a.out_h * a.out_w > m->main_bytes)
+        (uint64_t)kmodel_u32(b + KMODEL_K210_CONV_MAIN_MEM_OUT_ADDR) + (uint64_t)a.out_c * a.out_h * a.out_w >
+            m->main_bytes)
         return fail(m, KM_BAD_FIELD, (int32_t)index, at + KMODEL_K210_CONV_MAIN_MEM_OUT_ADDR);
     if (kpu_conv_scratch_bytes(&a) > m->scratch_bytes)
         m->scratch_bytes = kpu_conv_scratch_bytes(&a);

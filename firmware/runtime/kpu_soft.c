@@ -475,7 +475,8 @@ static void pool_bn_plane(int64_t *t, const struct kpu_conv_args *a)
 {
     const uint32_t w = a->in_w, h = a->in_h, type = a->pool_type;
     const uint32_t step = kpu_pool_stride(type);
-    const int picks = type == KPU_POOL_LEFT_TOP_2_S2 || type == KPU_POOL_RIGHT_TOP_2_S2 || type == KPU_POOL_LEFT_TOP_4_S4;
+    const int picks =
+        type == KPU_POOL_LEFT_TOP_2_S2 || type == KPU_POOL_RIGHT_TOP_2_S2 || type == KPU_POOL_LEFT_TOP_4_S4;
     const uint32_t window = picks ? 1 : (type == KPU_POOL_MAX_2_S1 ? 2 : step);
     const uint32_t dx0 = type == KPU_POOL_RIGHT_TOP_2_S2 ? 1 : 0;
     uint32_t oy, ox, dy, dx;
