@@ -118,12 +118,15 @@ ACTIVATION_FIELDS = _fields(("shift_number", 0, 0, 8, False), ("y_mul", 0, 8, 16
 ACTIVATION_TABLE_BYTES = 8 * ACTIVATION_SEGMENTS + ACTIVATION_SEGMENTS
 
 
+# (widest map, channels sharing one line): narrow maps put several channels' rows side by side in a 64-byte line
+KPU_LINE_SHARING = ((16, 4), (32, 2))
+
+
 def row_layout(width: int) -> tuple[int, int, int]:
     """(channels per line, lines per row, byte pitch between grouped channels) for a map `width` pixels wide."""
-    if width <= 16:
-        return 4, 1, 16
-    if width <= 32:
-        return 2, 1, 32
+    for widest, groups in KPU_LINE_SHARING:
+        if width <= widest:
+            return groups, 1, KPU_LINE_BYTES // groups
     return 1, -(-width // KPU_LINE_BYTES), KPU_LINE_BYTES
 
 

@@ -13,13 +13,15 @@ import struct
 from pathlib import Path
 
 from deploy.k210.format import kmodel as km
+from deploy.k210.format import kmodel_io
+from deploy.k210.format.kmodel_io import MODEL_ALIGNMENT
 from hardware import k210
 from pipeline.atomic import write_text
 
 KPU_HEADER = "k210_kpu.h"
 LAYOUT_HEADER = "kmodel_layout.h"
 # what the headers are made from: a build whose inputs include these re-runs when a fact changes
-HEADER_SOURCES = (Path(k210.__file__), Path(km.__file__), Path(__file__))
+HEADER_SOURCES = tuple(Path(module.__file__) for module in (k210, km, kmodel_io)) + (Path(__file__),)
 FIELD_GROUPS = (("KPU_REG", k210.LAYER_FIELDS), ("KPU_BN", k210.BN_FIELDS), ("KPU_ACT", k210.ACTIVATION_FIELDS))
 
 
@@ -40,7 +42,9 @@ def kpu_header_text() -> str:
     body = [_define(name, value) for name, value in (
         ("K210_SRAM_BYTES", k210.SRAM_BYTES), ("K210_FLASH_BYTES", k210.FLASH_BYTES),
         ("KPU_RAM_BYTES", k210.KPU_RAM_BYTES), ("KPU_LINE_BYTES", k210.KPU_LINE_BYTES),
-        ("KPU_RAM_LINES", k210.KPU_RAM_LINES), ("KPU_MAX_CHANNELS", k210.KPU_MAX_CHANNELS),
+        ("KPU_RAM_LINES", k210.KPU_RAM_LINES),
+        *((f"KPU_LINE_{groups}_CHANNELS_MAX_WIDTH", widest) for widest, groups in k210.KPU_LINE_SHARING),
+        ("KPU_MAX_CHANNELS", k210.KPU_MAX_CHANNELS),
         ("KPU_MAX_WIDTH", k210.KPU_MAX_WIDTH), ("KPU_MAX_HEIGHT", k210.KPU_MAX_HEIGHT),
         ("KPU_MIN_SIZE", k210.KPU_MIN_SIZE), ("KPU_ACC_BITS", k210.KPU_ACC_BITS),
         ("KPU_WEIGHT_LOAD_BYTES", k210.KPU_WEIGHT_LOAD_BYTES), ("KPU_MAX_WEIGHT_LOADS", k210.KPU_MAX_WEIGHT_LOADS),
@@ -98,7 +102,7 @@ def layout_header_text() -> str:
         ("KMODEL_V3_VERSION", km.KMODEL_VERSION), ("KMODEL_HEADER_BYTES", km.HEADER_BYTES),
         ("KMODEL_OUTPUT_BYTES", struct.calcsize(km.OUTPUT_FMT)),
         ("KMODEL_LAYER_HEADER_BYTES", struct.calcsize(km.LAYER_HEADER_FMT)),
-        ("KMODEL_FLAG_8BIT_WEIGHTS", km.FLAG_EIGHT_BIT_WEIGHTS),
+        ("KMODEL_MODEL_ALIGNMENT", MODEL_ALIGNMENT), ("KMODEL_FLAG_8BIT_WEIGHTS", km.FLAG_EIGHT_BIT_WEIGHTS),
         ("KMODEL_LAYER_FLAG_MAIN_MEM_OUT", km.FLAG_MAIN_MEM_OUT))]
     body += ["", "enum kmodel_layer_type {"]
     body += [f"    KL_{t.name} = {t.value}," for t in km.LayerType if t in km.BODY_CLASSES] + ["};", ""]

@@ -12,12 +12,13 @@ import jinja2
 from deploy.firmware.atomic_folder import atomic_folder
 from deploy.firmware.c_names import c_float, c_json_string, model_identifier, unique_identifiers
 from deploy.firmware.model_spec import ModelSpec
+from deploy.k210.format.kmodel_io import MODEL_ALIGNMENT
 from pipeline.errors import PipelineError
 
 FIRMWARE_DIR = Path(__file__).resolve().parents[2] / "firmware"
 TEMPLATE_DIR = FIRMWARE_DIR / "templates"
 COPIED_SOURCE_DIRS = ("rt_ai", "app", "runtime")
-KMODEL_ALIGNMENT = 256
+KMODEL_ALIGNMENT = MODEL_ALIGNMENT
 HEX_BYTES_PER_LINE = 12
 STORAGES = ("embedded", "flash")
 CAMERA_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")

@@ -9,8 +9,6 @@
 #include "k210_kpu.h"
 #include "kmodel_layout.h"
 
-#define KMODEL_MODEL_ALIGNMENT 256u
-
 static inline uint32_t kmodel_u32(const uint8_t *p)
 {
     return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);

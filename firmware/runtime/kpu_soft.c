@@ -10,19 +10,17 @@
 struct kpu_layout kpu_layout_for_width(uint32_t width)
 {
     struct kpu_layout l;
-    if (width <= 16) {
+    if (width <= KPU_LINE_4_CHANNELS_MAX_WIDTH) {
         l.groups = 4;
         l.row_lines = 1;
-        l.pitch = 16;
-    } else if (width <= 32) {
+    } else if (width <= KPU_LINE_2_CHANNELS_MAX_WIDTH) {
         l.groups = 2;
         l.row_lines = 1;
-        l.pitch = 32;
     } else {
         l.groups = 1;
-        l.row_lines = (width + 63) / 64;
-        l.pitch = 64;
+        l.row_lines = (width + KPU_LINE_BYTES - 1) / KPU_LINE_BYTES;
     }
+    l.pitch = KPU_LINE_BYTES / l.groups;
     return l;
 }
 

@@ -15,12 +15,13 @@ from deploy.isp.packet import Op, Reason, Request, parse_request, read_reply, re
 from deploy.isp.simboard.faults import Faults
 from deploy.isp.simboard.flash_memory import BLOCK, SECTOR, FlashMemory
 from deploy.isp.simboard.options import SimOptions
+from hardware.k210 import KPU_RAM_BYTES, SRAM_BYTES
 from pipeline.errors import PipelineError
 
 ROM_BAUD = 115200
 MIN_BAUD, MAX_BAUD = 1200, 20_000_000
 SRAM_BASE = 0x80000000
-SRAM_SIZE = 8 * 1024 * 1024
+SRAM_SIZE = SRAM_BYTES + KPU_RAM_BYTES  # the ROM writes anywhere in the general SRAM and the AI RAM after it
 ROM_FRAME_MAX = 1024
 STUB_FRAME_MAX = 65536
 WHOLE_CHIP = 0xFFFFFFEE

@@ -11,9 +11,7 @@ import numpy as np
 from deploy.k210.compiler.cycles import CPU_HZ, KPU_HZ, kpu_weight_bytes, line_steps, step_cycles
 from deploy.k210.compiler.driver import Compiled
 from deploy.k210.compiler.program import KpuStep
-from hardware.k210 import KPU_LINE_BYTES, map_lines
-
-MIB = 1024 * 1024
+from hardware.k210 import KPU_LINE_BYTES, MIB, map_lines
 
 
 def _layer_rows(compiled: Compiled) -> list[dict[str, Any]]:

@@ -42,6 +42,8 @@ REGISTER_ALIGN = 8
 WEIGHTS_ALIGN = 128
 BN_ALIGN = 128
 ACTIVATION_ALIGN = 256
+# body offsets are absolute file offsets, so a model in memory must start at least as aligned as its blobs
+MODEL_ALIGNMENT = max(BODY_ALIGN, REGISTER_ALIGN, WEIGHTS_ALIGN, BN_ALIGN, ACTIVATION_ALIGN)
 # nncase never writes the last body's padding, so the recorded body sizes may run past the end of the file.
 MAX_BODY_OVERRUN = BODY_ALIGN - 1
 
