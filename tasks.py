@@ -200,7 +200,7 @@ def compile(c, config=None, set_=None, tflite=None, budget=None, inspect=None, c
     """Compile the uint8 TFLite to a K210 kmodel V3 + compile_report.json (layers, KPU RAM, cycles, FPS) + PNG."""
     from pathlib import Path
 
-    from deploy.k210.compile_stage import compile_stage, inspect_kmodel
+    from deploy.k210.compiler.compile_stage import compile_stage, inspect_kmodel
 
     if inspect:
         print(inspect_kmodel(Path(inspect)))
@@ -211,7 +211,8 @@ def compile(c, config=None, set_=None, tflite=None, budget=None, inspect=None, c
 
 
 @task(help={"kmodel": "kmodel V3 file to run",
-            "image": "input: an image (resized to the model input) or a .npy of exactly the input shape (uint8 CHW)",
+            "image": "input: an image (resized to the model input) or a .npy of exactly the input shape (uint8 CHW; "
+                     "float32 for a model whose first layer is a float FULLY_CONNECTED)",
             "out": "save every output, raw and dequantized, to this .npz",
             "rounding": "KPU activation rounding: reference (half to even, strict >) | v0.1 (half up, >=)"})
 @reports_errors
@@ -219,7 +220,7 @@ def simulate(c, kmodel, image, out=None, rounding="reference"):
     """Run a kmodel V3 on one input in the bit-exact KPU simulator; prints and saves its outputs."""
     from pathlib import Path
 
-    from deploy.k210.sim_cli import run_simulation
+    from deploy.k210.sim.sim_cli import run_simulation
 
     run_simulation(Path(kmodel), Path(image), Path(out) if out else None, rounding=rounding)
 

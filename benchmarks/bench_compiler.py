@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from deploy.k210.compiler import compile_tflite
-from deploy.k210.sim import simulate
+from deploy.k210.compiler.driver import compile_tflite
+from deploy.k210.sim.simulator import simulate
 from deploy.tflite import export_uint8
 
 WIDTH, HEIGHT = 320, 256

@@ -21,7 +21,7 @@ from deploy.firmware.reference_model import voc20_report
 from deploy.firmware.render import RenderOptions, render_firmware
 from deploy.firmware.rtthread_build import build_board
 from deploy.firmware.run import run_qemu
-from deploy.k210.sim import simulate
+from deploy.k210.sim.simulator import simulate
 from pipeline.config import SHARED_DATA
 from pipeline.errors import PipelineError
 

@@ -55,7 +55,7 @@ def build_for_board(cfg: Config, board: str, *, rtt_root: str | None = None, for
     """train -> (prune) -> export/quantize -> compile -> render -> build for `board`; returns the build metrics."""
     from deploy.export import export_stage
     from deploy.firmware.stages import build_stage, render_stage
-    from deploy.k210.compile_stage import compile_stage
+    from deploy.k210.compiler.compile_stage import compile_stage
     from models.prune_stage import prune_stage
     from models.train import train_stage
 

@@ -8,14 +8,17 @@ from typing import Any
 
 import keras
 
+from hardware.k210 import (
+    ACTIVATION_TABLE_BYTES,
+    BN_WORD_BYTES,
+    KPU_MAX_CHANNELS,
+    KPU_RAM_BYTES,
+    MIB,
+    map_bytes,
+)
 from models.yolo_head import build_detector
 from pipeline.errors import PipelineError
 
-MIB = 1024 * 1024
-KPU_RAM_BYTES = 2 * MIB
-KPU_MAX_CHANNELS = 1024
-BN_BYTES_PER_CHANNEL = 8  # one u64 batch-norm word per output channel (spec §3.2)
-ACT_TABLE_BYTES = 144  # one 16-segment activation table per layer (spec §3.3)
 WIDTH_STEP = 1 / 256  # 4 channels of a 1024-filter layer
 
 
@@ -36,12 +39,6 @@ class Budget:
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "uint8_mib": round(self.uint8_mib, 4), "macs_m": round(self.macs / 1e6, 2)}
-
-
-def kpu_map_bytes(channels: int, height: int, width: int) -> int:
-    """Bytes a uint8 C x H x W map takes in KPU RAM: 64-byte lines, channels grouped by row width (spec §1.3)."""
-    groups, row_lines = (4, 1) if width <= 16 else (2, 1) if width <= 32 else (1, math.ceil(width / 64))
-    return row_lines * height * math.ceil(channels / min(channels, groups)) * 64
 
 
 def _conv_layers(model: keras.Model) -> list[keras.layers.Layer]:
@@ -79,9 +76,9 @@ def measure(model: keras.Model) -> Budget:
         kernel = layer.kernel.shape
         per_pixel = kernel[0] * kernel[1] * (in_c if isinstance(layer, keras.layers.DepthwiseConv2D) else in_c * out_c)
         macs += out_h * out_w * per_pixel
-        weight_bytes += int(math.prod(kernel)) + BN_BYTES_PER_CHANNEL * out_c + ACT_TABLE_BYTES
+        weight_bytes += int(math.prod(kernel)) + BN_WORD_BYTES * out_c + ACTIVATION_TABLE_BYTES
         pad = 2 if layer.padding == "valid" and layer.strides[0] == 2 else 0  # the explicit pad is folded into the KPU
-        ram = max(ram, kpu_map_bytes(in_c, in_h - pad, in_w - pad) + kpu_map_bytes(*_chw(stored[layer.name])))
+        ram = max(ram, map_bytes(in_c, in_h - pad, in_w - pad) + map_bytes(*_chw(stored[layer.name])))
         max_channels = max(max_channels, in_c, out_c)
     return Budget(params=model.count_params(), macs=int(macs), uint8_bytes=int(weight_bytes), kpu_ram_bytes=ram,
                   max_channels=max_channels)
@@ -128,5 +125,6 @@ def check_budget(model_cfg: dict[str, Any], num_classes: int, budget_mib: float)
     raise PipelineError(
         f"{model_cfg['family']} at width {model_cfg['width']:g} is {budget.uint8_mib:.2f} MiB at uint8 "
         f"(budget {budget_mib:g} MiB), needs {budget.kpu_ram_bytes / MIB:.2f} MiB of KPU RAM for one layer "
-        f"(limit 2 MiB) and has up to {budget.max_channels} channels (limit {KPU_MAX_CHANNELS}); {advice}",
+        f"(limit {KPU_RAM_BYTES / MIB:g} MiB) and has up to {budget.max_channels} channels (limit {KPU_MAX_CHANNELS}); "
+        f"{advice}",
         field="model.width", expected=f"a model within {budget_mib:g} MiB and the KPU limits")

@@ -90,8 +90,8 @@ def tflite_predictor(runner) -> Predictor:
 def kmodel_predictor(path: Path, output_hwc: tuple[int, int, int]) -> Predictor:
     """The compiled kmodel in the bit-exact KPU simulator as a batch predictor: each letterboxed image goes in as
     its uint8 RGB codes (CHW, the kmodel's input), the dequantized flat CHW output comes back as (H, W, C)."""
-    from deploy.k210.kmodel_io import load_kmodel
-    from deploy.k210.sim import simulate
+    from deploy.k210.format.kmodel_io import load_kmodel
+    from deploy.k210.sim.simulator import simulate
 
     kmodel = load_kmodel(path)
 

@@ -5,15 +5,10 @@ from __future__ import annotations
 import keras
 import pytest
 
-from models.budget import (
-    ACT_TABLE_BYTES,
-    KPU_RAM_BYTES,
-    WIDTH_STEP,
-    check_budget,
-    kpu_map_bytes,
-    measure,
-    widest_fitting,
-)
+from hardware.k210 import ACTIVATION_TABLE_BYTES as ACT_TABLE_BYTES
+from hardware.k210 import KPU_RAM_BYTES
+from hardware.k210 import map_bytes as kpu_map_bytes
+from models.budget import WIDTH_STEP, check_budget, measure, widest_fitting
 from pipeline.errors import PipelineError
 
 

@@ -11,8 +11,8 @@ from deploy.firmware.frames import boxes_to_frame, model_input, write_ppm_frames
 from deploy.firmware.model_spec import model_spec
 from deploy.firmware.render import RenderOptions, render_firmware
 from deploy.firmware.run import run_host
-from deploy.k210.compiler import compile_tflite
-from deploy.k210.sim import simulate
+from deploy.k210.compiler.driver import compile_tflite
+from deploy.k210.sim.simulator import simulate
 from models.yolo_decode import chw_to_hwc, decode_yolov2, nms
 from models.yolo_head import build_detector, head_metadata
 from tests.conftest import shared_path

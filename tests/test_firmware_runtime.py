@@ -7,11 +7,11 @@ import pytest
 from PIL import Image
 
 from deploy.firmware.kmodel_runner import build_kmodel_runner, run_kmodel
-from deploy.k210 import kmodel as km
-from deploy.k210.kmodel_io import write_kmodel
-from deploy.k210.layout import map_lines, row_layout
-from deploy.k210.registers import ActivationTable, BatchNormTable, KpuLayerArgs
-from deploy.k210.sim import simulate
+from deploy.k210.format import kmodel as km
+from deploy.k210.format.kmodel_io import write_kmodel
+from deploy.k210.format.registers import ActivationTable, BatchNormTable, KpuLayerArgs
+from deploy.k210.sim.simulator import simulate
+from hardware.k210 import map_lines, row_layout
 from pipeline.errors import PipelineError
 from tests.conftest import shared_path
 

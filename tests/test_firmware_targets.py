@@ -22,7 +22,7 @@ from deploy.firmware.render import RenderOptions, render_firmware
 from deploy.firmware.rtthread_build import build_board
 from deploy.firmware.run import boot_flash_image, qemu_command, run_host, run_qemu
 from deploy.isp.image import firmware_image
-from deploy.k210.sim import simulate
+from deploy.k210.sim.simulator import simulate
 from models.yolo_decode import chw_to_hwc, decode_yolov2, nms
 from pipeline.errors import PipelineError
 from tests.conftest import rtthread_root, shared_path

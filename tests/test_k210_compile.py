@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deploy.k210.compiler import compile_tflite
-from deploy.k210.kmodel import LayerType
-from deploy.k210.kmodel_io import read_kmodel
-from deploy.k210.kpu_arith import activate
-from deploy.k210.kpu_params import Quant, fused_leaky_table, leaky_levels
-from deploy.k210.sim import simulate
-from deploy.k210.tflite_graph import read_tflite
+from deploy.k210.compiler.driver import compile_tflite
+from deploy.k210.compiler.kpu_params import Quant, fused_leaky_table, leaky_levels
+from deploy.k210.compiler.tflite_graph import read_tflite
+from deploy.k210.format.kmodel import LayerType
+from deploy.k210.format.kmodel_io import read_kmodel
+from deploy.k210.sim.kpu_arith import activate
+from deploy.k210.sim.simulator import simulate
 from pipeline.errors import PipelineError
 from tests.conftest import shared_path
 
@@ -264,6 +264,37 @@ def test_compiled_kmodel_round_trips(tflite_models):
     assert body.act_offset % 256 == 0 and body.weights_offset % 128 == 0
 
 
+# SHA-256 of (TFLite fixture, kmodel, kmodel with fuse_leaky) as the single-pass compiler of 9a00f60 made them,
+# before the compiler was split into passes: refactoring the compiler must not change a byte it writes.
+RECORDED_SHA256 = {
+    "conv_chain": ("d5dac6301ec64312c2def84dffeb0561f45e20566676b6d5dff6ba65956dcc68",
+                   "eb384d8764af888933ea193c2451f33c95fbf50766cecc9d62086737c2b1d513",
+                   "1ab27466f6740da05dec56aa9f82fda1d03a7bb28d4f6a688b301b2d6d452a9e"),
+    "strides": ("7e746d5990dd9026be6d9060c3b7570491f9ebe04626aaa5545647ba69dc93d8",
+                "723f3395dfccdc3ca02701a72771704f72eb5957ff5f286a8f368c3459ca8211",
+                "7aa7871118458a6424736aa6bb6583d0f3508b65c7c745d926bbd0e26018f333"),
+    "passthrough": ("93910c0f06e24acf0a627d54a15c91569f14289a09a32d17644bda30663c3ba0",
+                    "c377d3f0a0eacd814fb1dcdd68e9666968fa546537519f3b7d80ec087f3dac87",
+                    "93a70d57752fdcc43974e4f95f5202f2ae16c78a63e9ceff339dabc6fea07619"),
+    "classifier": ("47e93071a97c9cd543ecf626826e57bbd83a825c13d133902c4ff298f207ef1c",
+                   "de82844d0c98c1b86b407bb48644da31daab39ada73c260ca5bad2b29891b820",
+                   "de82844d0c98c1b86b407bb48644da31daab39ada73c260ca5bad2b29891b820"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(RECORDED_SHA256))
+def test_compiled_kmodels_are_byte_identical_to_the_recorded_compiler(tflite_models, name):
+    import hashlib
+
+    tflite_sha, kmodel_sha, fused_sha = RECORDED_SHA256[name]
+    data = tflite_models[name]
+    if hashlib.sha256(data).hexdigest() != tflite_sha:
+        pytest.skip("this TensorFlow converts the fixture to other TFLite bytes than the recorded run; the kmodel "
+                    "hashes only apply to the recorded TFLite")
+    assert hashlib.sha256(compile_tflite(data).data).hexdigest() == kmodel_sha
+    assert hashlib.sha256(compile_tflite(data, fuse_leaky=True).data).hexdigest() == fused_sha
+
+
 def _convert_single(build) -> bytes:
     return convert(build(), real_images()[:2])
 
@@ -295,7 +326,7 @@ def test_float_model_is_rejected():
 
 
 def test_tflite_reader_gives_per_tensor_and_per_channel_quantization(tflite_models):
-    from deploy.k210.tflite_graph import read_tflite
+    from deploy.k210.compiler.tflite_graph import read_tflite
 
     graph = read_tflite(tflite_models["conv_chain"])
     conv = next(op for op in graph.operators if op.opcode == "CONV_2D")

@@ -12,9 +12,9 @@ import uuid
 import numpy as np
 import pytest
 
-from deploy.k210.compile_stage import compile_stage, inspect_kmodel
-from deploy.k210.kmodel_io import load_kmodel
-from deploy.k210.sim import simulate
+from deploy.k210.compiler.compile_stage import compile_stage, inspect_kmodel
+from deploy.k210.format.kmodel_io import load_kmodel
+from deploy.k210.sim.simulator import simulate
 from pipeline.config import load_config
 from pipeline.errors import PipelineError
 from tests.conftest import shared_path
@@ -109,8 +109,8 @@ def test_inspect_prints_the_nncase_model():
 
 
 def test_cycle_model_line_steps_match_the_spec_for_the_nncase_yolo():
-    from deploy.k210.cycles import line_steps
-    from deploy.k210.kmodel import K210ConvBody
+    from deploy.k210.compiler.cycles import line_steps
+    from deploy.k210.format.kmodel import K210ConvBody
 
     model = load_kmodel(shared_path("kmodels", "voc20_yolov2_v3.kmodel"))
     convs = [layer.body.args for layer in model.layers if isinstance(layer.body, K210ConvBody)]

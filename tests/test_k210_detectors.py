@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from deploy.k210.compiler import compile_tflite
-from deploy.k210.kmodel import LayerType
-from deploy.k210.tflite_graph import read_tflite
+from deploy.k210.compiler.driver import compile_tflite
+from deploy.k210.compiler.tflite_graph import read_tflite
+from deploy.k210.format.kmodel import LayerType
 from tests.test_k210_compile import compare, convert, real_images
 
 WIDTH, HEIGHT = 160, 128

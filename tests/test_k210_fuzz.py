@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deploy.k210.compiler import compile_tflite
-from deploy.k210.kmodel_io import read_kmodel, write_kmodel
-from deploy.k210.sim import model_input_shape, simulate
+from deploy.k210.compiler.driver import compile_tflite
+from deploy.k210.format.kmodel_io import read_kmodel, write_kmodel
+from deploy.k210.sim.simulator import model_input_shape, simulate
 from pipeline.errors import PipelineError
 from tests.test_k210_kmodel import every_body_model
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deploy.k210 import kmodel as km
-from deploy.k210.inspect import describe_kmodel
-from deploy.k210.kmodel_io import load_kmodel, read_kmodel, write_kmodel
-from deploy.k210.registers import ActivationTable, BatchNormTable, KpuLayerArgs
+from deploy.k210.format import kmodel as km
+from deploy.k210.format.inspect import describe_kmodel
+from deploy.k210.format.kmodel_io import load_kmodel, read_kmodel, write_kmodel
+from deploy.k210.format.registers import ActivationTable, BatchNormTable, KpuLayerArgs
 from pipeline.errors import PipelineError
 from tests.conftest import shared_path
 
@@ -127,8 +127,8 @@ def test_register_field_out_of_range_is_named():
 
 
 def test_register_words_round_trip_random_fields():
-    from deploy.k210.binary import ByteReader
-    from deploy.k210.registers import LAYER_FIELDS
+    from deploy.k210.format.binary import ByteReader
+    from hardware.k210 import LAYER_FIELDS
 
     rng = np.random.default_rng(7)
     for _ in range(50):

@@ -18,7 +18,7 @@ import pytest
 from deploy.firmware.k210_board import HEADER_VALUES, K210_CAMERAS, write_k210_board_header
 from deploy.firmware.model_spec import model_spec
 from deploy.firmware.reference_model import voc20_report
-from deploy.firmware.render import RenderOptions, render_firmware
+from deploy.firmware.render import RenderOptions, model_folder, render_firmware
 from pipeline.errors import PipelineError
 from tests.conftest import shared_path
 
@@ -238,7 +238,7 @@ def rendered_board(tmp_path_factory) -> Path:
                       score_threshold=0.5, nms_iou=0.3, max_candidates=16)
     folder = tmp_path_factory.mktemp("rendered") / "face"
     render_firmware(spec, RenderOptions(name="face", storage="flash"), folder)
-    return folder / "face_board_k210.c"
+    return model_folder(folder, "face") / "face_board_k210.c"
 
 
 def port_sources() -> list[Path]:

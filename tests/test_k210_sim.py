@@ -6,13 +6,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deploy.k210 import kmodel as km
-from deploy.k210.cpu_ops import MainMemory, carry_shift, run_cpu_layer
-from deploy.k210.kpu_arith import activate, pool, round_shift, run_kpu_layer
-from deploy.k210.layout import KPU_RAM_BYTES, map_lines, read_map, row_layout, write_map
-from deploy.k210.registers import ActivationTable, BatchNormTable, KpuLayerArgs
-from deploy.k210.sim import simulate
-from deploy.k210.sim_cli import load_model_input, run_simulation
+from deploy.k210.format import kmodel as km
+from deploy.k210.format.kmodel_io import write_kmodel
+from deploy.k210.format.registers import ActivationTable, BatchNormTable, KpuLayerArgs
+from deploy.k210.sim.cpu_ops import MainMemory, carry_shift, run_cpu_layer
+from deploy.k210.sim.kpu_arith import activate, pool, round_shift, run_kpu_layer
+from deploy.k210.sim.kpu_ram import read_map, write_map
+from deploy.k210.sim.sim_cli import load_model_input, run_simulation
+from deploy.k210.sim.simulator import simulate
+from hardware.k210 import KPU_RAM_BYTES, map_lines, row_layout
 from models.yolo_decode import chw_to_hwc, decode_yolov2, nms
 from pipeline.errors import PipelineError
 from tests.conftest import shared_path
@@ -65,6 +67,30 @@ def test_simulate_cli_saves_raw_and_dequantized(tmp_path, dog_input):
     expected = np.load(shared_path("kmodels", "voc20_dog_expected_output.npy"))
     assert saved["output_0_raw"].tobytes() == expected.tobytes()
     assert saved["output_0_dequantized"].dtype == np.float32
+
+
+def test_simulate_cli_runs_a_model_whose_first_layer_is_a_float_fully_connected(tmp_path, capsys):
+    """Small nncase v0.1 models start on the CPU: FULLY_CONNECTED on a float32 vector, then back to uint8."""
+    weights = np.array([[1, 2, 0], [-3, 1, 0.5]], np.float32)
+    layers = [km.Layer(km.LayerType.FULLY_CONNECTED,
+                       km.FullyConnectedBody(0, 0, 16, 3, 2, 1, weights, np.array([0.5, 0], np.float32))),
+              km.Layer(km.LayerType.QUANTIZE, km.QuantizeBody(0, 16, 24, 2, 0.5, 0.0))]
+    model = km.KModel(flags=1, max_start_address=0, main_mem_usage=32, outputs=[km.OutputDesc(24, 2)],
+                      layers=layers)
+    path = tmp_path / "fc.kmodel"
+    path.write_bytes(write_kmodel(model))
+    vector = tmp_path / "x.npy"
+    np.save(vector, np.array([1.0, 1.0, 2.0]))  # float64 is accepted and converted
+    result = run_simulation(path, vector, tmp_path / "out.npz")
+    assert result.outputs[0].tolist() == [7, 0]  # relu([3.5, -1]) / 0.5
+    assert np.load(tmp_path / "out.npz")["output_0_raw"].tolist() == [7, 0]
+    image = tmp_path / "x.png"
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(image)
+    with pytest.raises(PipelineError, match="float input"):
+        run_simulation(path, image, None)
+    np.save(vector, np.zeros(4, np.float32))
+    with pytest.raises(PipelineError, match=r"shape \(3,\)"):
+        run_simulation(path, vector, None)
 
 
 def test_image_input_is_resized_and_npy_shape_checked(tmp_path):

@@ -11,9 +11,9 @@ from pathlib import Path
 from deploy.firmware.atomic_folder import atomic_folder
 from deploy.firmware.boards import HOST, rounding_flags
 from deploy.firmware.image_check import section_sizes
-from deploy.firmware.memory_map import K210_SRAM_BYTES
 from deploy.firmware.render import COMPONENT, COPIED_SOURCE_DIRS
 from deploy.firmware.rtthread_build import model_folders
+from hardware.k210 import SRAM_BYTES as K210_SRAM_BYTES
 from pipeline.errors import PipelineError
 
 

@@ -14,6 +14,7 @@ import numpy as np
 from deploy.firmware.atomic_folder import atomic_folder
 from deploy.firmware.boards import FIRMWARE_DIR, HOST, rounding_flags
 from deploy.firmware.build import require_tools
+from deploy.firmware.k210_headers import write_k210_headers
 from pipeline.errors import PipelineError
 
 RUNTIME_DIR = FIRMWARE_DIR / "runtime"
@@ -33,7 +34,9 @@ def build_kmodel_runner(out_dir: Path, *, rounding: str = "reference") -> Path:
     require_tools((host.cc,), host.apt_packages)
     flags = [f for f in host.cflags if f != "-std=c99"] + ["-std=c11"]  # C11: aligned_alloc
     with atomic_folder(Path(out_dir)) as tmp:
-        cmd = [host.cc, *flags, *rounding_flags(rounding), f"-I{RUNTIME_DIR}", str(RUNNER_SOURCE),
+        generated = tmp / "generated"
+        write_k210_headers(generated)
+        cmd = [host.cc, *flags, *rounding_flags(rounding), f"-I{RUNTIME_DIR}", f"-I{generated}", str(RUNNER_SOURCE),
                *map(str, sorted(RUNTIME_DIR.glob("*.c"))), "-o", str(tmp / "kmodel_run"), "-lm"]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:

@@ -8,20 +8,17 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from hardware.k210 import FLASH_BYTES, KPU_RAM_BYTES, MIB
 from pipeline.errors import PipelineError
-
-MIB = 1024 * 1024
-K210_SRAM_BYTES = 6 * MIB
 
 # virt machine with 256 MiB of RAM at 0x80000000: OpenSBI below 0x80200000, the RT-Thread kernel from there, its heap
 # right after the image (the BSP's board.h: 64 MiB). What QEMU's loader device places comes after that.
 QEMU_RAM_MIB = 256
-KERNEL_BASE = 0x8020_0000
 KERNEL_HEAP_BYTES = 64 * MIB
 BOOT_INFO_ADDR = 0x8800_0000
 FLASH_BASE = 0x8810_0000  # a window holding the 16 MiB SPI flash image (or single files at their flash offsets)
-FLASH_SIZE = 16 * MIB
-AI_RAM_BASE = 0x8920_0000  # 2 MiB for the software KPU, as the K210's AI SRAM
+FLASH_SIZE = FLASH_BYTES
+AI_RAM_BASE = 0x8920_0000  # KPU_RAM_BYTES for the software KPU, as the K210's AI SRAM
 FRAMES_BASE = 0x8A00_0000
 RAM_END = 0x8000_0000 + QEMU_RAM_MIB * MIB
 
@@ -35,7 +32,8 @@ FRAME_ALIGN = 4096
 
 HEADER_VALUES = {
     "FW_BOOT_INFO_ADDR": BOOT_INFO_ADDR, "FW_FLASH_BASE": FLASH_BASE, "FW_FLASH_SIZE": FLASH_SIZE,
-    "FW_AI_RAM_BASE": AI_RAM_BASE, "FW_FRAMES_BASE": FRAMES_BASE, "FW_BOOT_INFO_MAGIC": BOOT_INFO_MAGIC,
+    "FW_AI_RAM_BASE": AI_RAM_BASE,
+    "FW_AI_RAM_BYTES": KPU_RAM_BYTES, "FW_FRAMES_BASE": FRAMES_BASE, "FW_BOOT_INFO_MAGIC": BOOT_INFO_MAGIC,
     "FW_BOOT_INFO_VERSION": BOOT_INFO_VERSION, "FW_BOOT_FLAG_DUMP": BOOT_FLAG_DUMP,
     "FW_BOOT_FLAG_COUNT_INSTRUCTIONS": BOOT_FLAG_COUNT_INSTRUCTIONS, "FW_MAX_FLASH_REGIONS": MAX_FLASH_REGIONS,
     "FW_MAX_FRAMES": MAX_FRAMES,

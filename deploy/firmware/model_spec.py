@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deploy.k210.kmodel_io import load_kmodel
-from deploy.k210.sim import model_input_shape
+from deploy.k210.format.kmodel_io import load_kmodel
+from deploy.k210.sim.simulator import model_input_shape
 from models.augment import LETTERBOX_FILL
 from pipeline.errors import PipelineError
 

@@ -15,14 +15,16 @@ import jinja2
 
 from deploy.firmware.atomic_folder import atomic_folder
 from deploy.firmware.c_names import c_float, c_json_string, model_identifier, unique_identifiers
+from deploy.firmware.k210_headers import write_k210_headers
 from deploy.firmware.model_spec import ModelSpec
+from deploy.k210.format.kmodel_io import MODEL_ALIGNMENT
 from pipeline.errors import PipelineError
 
 FIRMWARE_DIR = Path(__file__).resolve().parents[2] / "firmware"
 TEMPLATE_DIR = FIRMWARE_DIR / "templates"
 COMPONENT = "face_ai"  # the folder a BSP gets
 COPIED_SOURCE_DIRS = ("rt_ai", "app", "runtime")
-KMODEL_ALIGNMENT = 256
+KMODEL_ALIGNMENT = MODEL_ALIGNMENT
 HEX_BYTES_PER_LINE = 12
 STORAGES = ("embedded", "flash")
 
@@ -129,4 +131,6 @@ def render_firmware(spec: ModelSpec, options: RenderOptions, folder: Path) -> Re
         for sub in COPIED_SOURCE_DIRS:
             shutil.copytree(FIRMWARE_DIR / sub, tmp / COMPONENT / sub)
             names += [f"{COMPONENT}/{sub}/{p.name}" for p in sorted((tmp / COMPONENT / sub).iterdir())]
+        # the C runtime's K210 facts and kmodel layout, generated from the Python side, beside the runtime
+        names += [f"{COMPONENT}/runtime/{p.name}" for p in write_k210_headers(tmp / COMPONENT / "runtime")]
     return RenderedFirmware(folder=folder, c_name=c_name, files=tuple(sorted(names)))

@@ -9,6 +9,7 @@ from deploy.firmware.boards import FIRMWARE_DIR, check_build_target
 from deploy.firmware.build import build_host, rendered_model_name, sram_report
 from deploy.firmware.console import ConsoleResult
 from deploy.firmware.frames import list_images, write_ppm_frames
+from deploy.firmware.k210_headers import HEADER_SOURCES
 from deploy.firmware.model_spec import model_spec
 from deploy.firmware.render import RenderOptions, render_firmware
 from deploy.firmware.rtthread_build import build_board
@@ -55,7 +56,7 @@ def render_stage(cfg: Config, *, kmodel: Path | None = None, report: Path | None
                 "kmodel_bytes": spec.kmodel_size, "work_buffer_bytes": spec.work_buffer_bytes}
 
     sources = [FIRMWARE_DIR / name for name in ("templates", "runtime", "app", "rt_ai")]  # copied into it
-    inputs = [kmodel, *sources] + ([report] if report.is_file() else [])
+    inputs = [kmodel, *sources, *HEADER_SOURCES] + ([report] if report.is_file() else [])  # + generated headers
     return run_stage(cfg.build_dir, "render", inputs=inputs, params={"options": options.__dict__, **fw},
                      outputs=[folder], work=work, force=force, tools=["jinja2"])
 

@@ -7,14 +7,15 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from hardware.k210 import FLASH_BYTES, SRAM_BYTES
 from pipeline.errors import PipelineError
 
 FLAG_AES = 0x01
 FLAG_DIO = 0x02  # kflash >= 1.1.5 default (`-i dio`)
 PREFIX_SIZE = 5
 DIGEST_SIZE = 32
-BOOT_SRAM_LIMIT = 6 * 1024 * 1024  # the ROM copies the payload to general SRAM 0x80000000..0x805FFFFF
-FLASH_SIZE = 16 * 1024 * 1024
+BOOT_SRAM_LIMIT = SRAM_BYTES  # the ROM copies the payload to general SRAM 0x80000000..0x805FFFFF
+FLASH_SIZE = FLASH_BYTES
 
 
 def firmware_image(payload: bytes, flags: int = FLAG_DIO) -> bytes:

@@ -11,6 +11,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from hardware.k210 import SRAM_BYTES
 from pipeline.errors import PipelineError
 
 
@@ -84,7 +85,7 @@ def load_flash_program(path: Path | None = None, dialect: str | None = None) -> 
         path = Path(path)
         if not path.is_file() or path.stat().st_size == 0:
             raise PipelineError("flash-stage program not found or empty", path=path, field="--isp-prog")
-        if path.stat().st_size > 6 * 1024 * 1024:
+        if path.stat().st_size > SRAM_BYTES:
             raise PipelineError("larger than the 6 MiB of SRAM", path=path, field="--isp-prog")
         return identify(path.read_bytes(), str(path), dialect)
     data, origin = kflash_program()

@@ -18,31 +18,46 @@ static float *f32_at(uint8_t *main, uint32_t addr)
 static uint32_t min_body_size(uint32_t type, const uint8_t *body, uint32_t body_size)
 {
     switch (type) {
-    case KL_ADD: case KL_GLOBAL_MAX_POOL2D: case KL_QUANTIZED_GLOBAL_MAX_POOL2D: case KL_GLOBAL_AVERAGE_POOL2D:
+    case KL_ADD:
+        return KMODEL_ADD_BYTES;
+    case KL_GLOBAL_MAX_POOL2D: case KL_QUANTIZED_GLOBAL_MAX_POOL2D: case KL_GLOBAL_AVERAGE_POOL2D:
     case KL_QUANTIZED_GLOBAL_AVERAGE_POOL2D:
-        return 20;
+        return KMODEL_GLOBAL_POOL_BYTES;
     case KL_QUANTIZED_ADD:
-        return 56;
+        return KMODEL_QUANTIZED_ADD_BYTES;
     case KL_QUANTIZED_MAX_POOL2D: case KL_QUANTIZED_AVERAGE_POOL2D:
-        return 60;
+        return KMODEL_POOL2D_BYTES;
     case KL_MAX_POOL2D: case KL_AVERAGE_POOL2D:
-        return 64;
-    case KL_QUANTIZE: case KL_DEQUANTIZE: case KL_TENSORFLOW_FLATTEN: case KL_QUANTIZED_TENSORFLOW_FLATTEN:
+        return KMODEL_FLOAT_POOL2D_BYTES;
+    case KL_QUANTIZE: case KL_DEQUANTIZE:
+        return KMODEL_QUANTIZE_BYTES;
+    case KL_TENSORFLOW_FLATTEN: case KL_QUANTIZED_TENSORFLOW_FLATTEN:
+        return KMODEL_FLATTEN_BYTES;
     case KL_K210_UPLOAD:
-        return 24;
+        return KMODEL_UPLOAD_BYTES;
     case KL_REQUANTIZE:
-        return 272;
-    case KL_L2_NORMALIZATION: case KL_SOFTMAX: case KL_LOGISTIC: case KL_K210_ADD_PADDING:
+        return KMODEL_REQUANTIZE_BYTES + 256;
+    case KL_L2_NORMALIZATION: case KL_SOFTMAX: case KL_LOGISTIC:
+        return KMODEL_CHANNELS_BYTES;
+    case KL_K210_ADD_PADDING:
+        return KMODEL_ADD_PADDING_BYTES;
     case KL_K210_REMOVE_PADDING:
-        return 16;
+        return KMODEL_REMOVE_PADDING_BYTES;
     case KL_CONCAT: case KL_QUANTIZED_CONCAT:
-        return body_size < 12 ? 12 : 12 + 8 * F(body, 8);
+        return body_size < KMODEL_CONCAT_BYTES ? KMODEL_CONCAT_BYTES
+                                               : KMODEL_CONCAT_BYTES + 8 * F(body, KMODEL_CONCAT_INPUT_COUNT);
     case KL_FULLY_CONNECTED:
-        return body_size < 24 ? 24 : 24 + 4 * (F(body, 12) * F(body, 16) + F(body, 16));
+        return body_size < KMODEL_FULLY_CONNECTED_BYTES
+                   ? KMODEL_FULLY_CONNECTED_BYTES
+                   : KMODEL_FULLY_CONNECTED_BYTES + 4 * (F(body, KMODEL_FULLY_CONNECTED_IN_CHANNELS) *
+                                                             F(body, KMODEL_FULLY_CONNECTED_OUT_CHANNELS) +
+                                                         F(body, KMODEL_FULLY_CONNECTED_OUT_CHANNELS));
     case KL_RESIZE_NEAREST_NEIGHBOR: case KL_QUANTIZED_RESIZE_NEAREST_NEIGHBOR:
-        return 36;
+        return KMODEL_RESIZE_NEAREST_BYTES;
     case KL_CHANNELWISE_DEQUANTIZE:
-        return body_size < 20 ? 20 : 20 + 8 * F(body, 12);
+        return body_size < KMODEL_CHANNELWISE_DEQUANTIZE_BYTES
+                   ? KMODEL_CHANNELWISE_DEQUANTIZE_BYTES
+                   : KMODEL_CHANNELWISE_DEQUANTIZE_BYTES + 8 * F(body, KMODEL_CHANNELWISE_DEQUANTIZE_CHANNELS);
     default:
         return 0;
     }
@@ -88,78 +103,99 @@ static void check_ranges(uint32_t type, const uint8_t *body, struct range_check 
     uint32_t i;
     switch (type) {
     case KL_ADD:
-        n = (uint64_t)F(body, 16) * 4;
-        need(rc, body, 4, n), need(rc, body, 8, n), need(rc, body, 12, n);
+        n = (uint64_t)F(body, KMODEL_ADD_COUNT) * 4;
+        need(rc, body, KMODEL_ADD_IN_A_ADDR, n);
+        need(rc, body, KMODEL_ADD_IN_B_ADDR, n);
+        need(rc, body, KMODEL_ADD_OUT_ADDR, n);
         break;
     case KL_QUANTIZED_ADD:
-        n = ((uint64_t)F(body, 16) + 7) / 8 * 8;
-        need(rc, body, 4, n), need(rc, body, 8, n), need(rc, body, 12, n);
-        for (i = 28; i <= 52; i += 12)
+        n = ((uint64_t)F(body, KMODEL_QUANTIZED_ADD_COUNT) + 7) / 8 * 8;
+        need(rc, body, KMODEL_QUANTIZED_ADD_IN_A_ADDR, n);
+        need(rc, body, KMODEL_QUANTIZED_ADD_IN_B_ADDR, n);
+        need(rc, body, KMODEL_QUANTIZED_ADD_OUT_ADDR, n);
+        for (i = KMODEL_QUANTIZED_ADD_IN_A_SHIFT; i <= KMODEL_QUANTIZED_ADD_OUT_SHIFT;
+             i += KMODEL_QUANTIZED_ADD_IN_B_SHIFT - KMODEL_QUANTIZED_ADD_IN_A_SHIFT)
             if (F(body, i) > 62 && !rc->failed)
                 rc->failed = 1, rc->bad_field = i;
         break;
     case KL_GLOBAL_MAX_POOL2D: case KL_QUANTIZED_GLOBAL_MAX_POOL2D: case KL_GLOBAL_AVERAGE_POOL2D:
     case KL_QUANTIZED_GLOBAL_AVERAGE_POOL2D:
         n = (type == KL_GLOBAL_AVERAGE_POOL2D || type == KL_GLOBAL_MAX_POOL2D) ? 4 : 1;
-        need(rc, body, 4, n * F(body, 12) * F(body, 16)), need(rc, body, 8, n * F(body, 16));
-        if (F(body, 12) == 0 && !rc->failed)
-            rc->failed = 1, rc->bad_field = 12;
+        need(rc, body, KMODEL_GLOBAL_POOL_IN_ADDR,
+             n * F(body, KMODEL_GLOBAL_POOL_KERNEL_SIZE) * F(body, KMODEL_GLOBAL_POOL_CHANNELS));
+        need(rc, body, KMODEL_GLOBAL_POOL_OUT_ADDR, n * F(body, KMODEL_GLOBAL_POOL_CHANNELS));
+        if (F(body, KMODEL_GLOBAL_POOL_KERNEL_SIZE) == 0 && !rc->failed)
+            rc->failed = 1, rc->bad_field = KMODEL_GLOBAL_POOL_KERNEL_SIZE;
         break;
     case KL_QUANTIZED_MAX_POOL2D: case KL_QUANTIZED_AVERAGE_POOL2D: case KL_MAX_POOL2D: case KL_AVERAGE_POOL2D:
         n = (type == KL_AVERAGE_POOL2D || type == KL_MAX_POOL2D) ? 4 : 1;
-        need(rc, body, 4, n * shape_count(body, 12)), need(rc, body, 8, n * shape_count(body, 24));
-        for (i = 36; i < 52; i += 4)
+        need(rc, body, KMODEL_POOL2D_IN_ADDR, n * shape_count(body, KMODEL_POOL2D_IN_WIDTH));
+        need(rc, body, KMODEL_POOL2D_OUT_ADDR, n * shape_count(body, KMODEL_POOL2D_OUT_WIDTH));
+        for (i = KMODEL_POOL2D_KERNEL_WIDTH; i <= KMODEL_POOL2D_STRIDE_HEIGHT; i += 4)
             if (F(body, i) == 0 && !rc->failed)
                 rc->failed = 1, rc->bad_field = i;
-        if (F(body, 20) != F(body, 32) && !rc->failed)
-            rc->failed = 1, rc->bad_field = 32;
+        if (F(body, KMODEL_POOL2D_IN_CHANNELS) != F(body, KMODEL_POOL2D_OUT_CHANNELS) && !rc->failed)
+            rc->failed = 1, rc->bad_field = KMODEL_POOL2D_OUT_CHANNELS;
         break;
     case KL_QUANTIZE: case KL_DEQUANTIZE:
-        n = F(body, 12);
-        need(rc, body, 4, n * (type == KL_QUANTIZE ? 4 : 1)), need(rc, body, 8, n * (type == KL_QUANTIZE ? 1 : 4));
+        n = F(body, KMODEL_QUANTIZE_COUNT);
+        need(rc, body, KMODEL_QUANTIZE_IN_ADDR, n * (type == KL_QUANTIZE ? 4 : 1));
+        need(rc, body, KMODEL_QUANTIZE_OUT_ADDR, n * (type == KL_QUANTIZE ? 1 : 4));
         break;
     case KL_REQUANTIZE:
-        need(rc, body, 4, F(body, 12)), need(rc, body, 8, F(body, 12));
+        need(rc, body, KMODEL_REQUANTIZE_IN_ADDR, F(body, KMODEL_REQUANTIZE_COUNT));
+        need(rc, body, KMODEL_REQUANTIZE_OUT_ADDR, F(body, KMODEL_REQUANTIZE_COUNT));
         break;
     case KL_L2_NORMALIZATION: case KL_SOFTMAX: case KL_LOGISTIC:
-        need(rc, body, 4, (uint64_t)F(body, 12) * 4), need(rc, body, 8, (uint64_t)F(body, 12) * 4);
+        need(rc, body, KMODEL_CHANNELS_IN_ADDR, (uint64_t)F(body, KMODEL_CHANNELS_CHANNELS) * 4);
+        need(rc, body, KMODEL_CHANNELS_OUT_ADDR, (uint64_t)F(body, KMODEL_CHANNELS_CHANNELS) * 4);
         break;
     case KL_CONCAT: case KL_QUANTIZED_CONCAT:
         n = 0;
-        for (i = 0; i < F(body, 8); i++) {
-            need(rc, body, 12 + 8 * i, F(body, 16 + 8 * i));
-            n += F(body, 16 + 8 * i);
+        for (i = 0; i < F(body, KMODEL_CONCAT_INPUT_COUNT); i++) {
+            need(rc, body, KMODEL_CONCAT_BYTES + 8 * i, F(body, KMODEL_CONCAT_BYTES + 4 + 8 * i));
+            n += F(body, KMODEL_CONCAT_BYTES + 4 + 8 * i);
         }
-        need(rc, body, 4, n);
+        need(rc, body, KMODEL_CONCAT_OUT_ADDR, n);
         break;
     case KL_FULLY_CONNECTED:
-        need(rc, body, 4, (uint64_t)F(body, 12) * 4), need(rc, body, 8, (uint64_t)F(body, 16) * 4);
+        need(rc, body, KMODEL_FULLY_CONNECTED_IN_ADDR, (uint64_t)F(body, KMODEL_FULLY_CONNECTED_IN_CHANNELS) * 4);
+        need(rc, body, KMODEL_FULLY_CONNECTED_OUT_ADDR, (uint64_t)F(body, KMODEL_FULLY_CONNECTED_OUT_CHANNELS) * 4);
         break;
     case KL_TENSORFLOW_FLATTEN: case KL_QUANTIZED_TENSORFLOW_FLATTEN:
-        n = shape_count(body, 12) * (type == KL_TENSORFLOW_FLATTEN ? 4 : 1);
-        need(rc, body, 4, n), need(rc, body, 8, n);
+        n = shape_count(body, KMODEL_FLATTEN_WIDTH) * (type == KL_TENSORFLOW_FLATTEN ? 4 : 1);
+        need(rc, body, KMODEL_FLATTEN_IN_ADDR, n), need(rc, body, KMODEL_FLATTEN_OUT_ADDR, n);
         break;
     case KL_RESIZE_NEAREST_NEIGHBOR: case KL_QUANTIZED_RESIZE_NEAREST_NEIGHBOR:
         n = type == KL_RESIZE_NEAREST_NEIGHBOR ? 4 : 1;
-        need(rc, body, 4, n * shape_count(body, 12));
-        need(rc, body, 8, n * F(body, 20) * F(body, 24) * F(body, 28));
-        if ((F(body, 24) == 0 || F(body, 28) == 0) && !rc->failed)
-            rc->failed = 1, rc->bad_field = 24;
+        need(rc, body, KMODEL_RESIZE_NEAREST_IN_ADDR, n * shape_count(body, KMODEL_RESIZE_NEAREST_IN_WIDTH));
+        need(rc, body, KMODEL_RESIZE_NEAREST_OUT_ADDR,
+             n * F(body, KMODEL_RESIZE_NEAREST_CHANNELS) * F(body, KMODEL_RESIZE_NEAREST_OUT_WIDTH) *
+                 F(body, KMODEL_RESIZE_NEAREST_OUT_HEIGHT));
+        if ((F(body, KMODEL_RESIZE_NEAREST_OUT_WIDTH) == 0 || F(body, KMODEL_RESIZE_NEAREST_OUT_HEIGHT) == 0) &&
+            !rc->failed)
+            rc->failed = 1, rc->bad_field = KMODEL_RESIZE_NEAREST_OUT_WIDTH;
         break;
     case KL_CHANNELWISE_DEQUANTIZE:
-        n = (uint64_t)F(body, 12) * F(body, 16);
-        need(rc, body, 4, n), need(rc, body, 8, n * 4);
+        n = (uint64_t)F(body, KMODEL_CHANNELWISE_DEQUANTIZE_CHANNELS) *
+            F(body, KMODEL_CHANNELWISE_DEQUANTIZE_CHANNEL_SIZE);
+        need(rc, body, KMODEL_CHANNELWISE_DEQUANTIZE_IN_ADDR, n);
+        need(rc, body, KMODEL_CHANNELWISE_DEQUANTIZE_OUT_ADDR, n * 4);
         break;
     case KL_K210_ADD_PADDING:
-        need(rc, body, 4, F(body, 12));
-        need_kpu(rc, 8, F(body, 8), ((uint64_t)F(body, 12) + 3) / 4 * 4 * KPU_LINE_BYTES);
+        need(rc, body, KMODEL_ADD_PADDING_IN_ADDR, F(body, KMODEL_ADD_PADDING_CHANNELS));
+        need_kpu(rc, KMODEL_ADD_PADDING_KPU_OUT_LINE, F(body, KMODEL_ADD_PADDING_KPU_OUT_LINE),
+                 ((uint64_t)F(body, KMODEL_ADD_PADDING_CHANNELS) + 3) / 4 * 4 * KPU_LINE_BYTES);
         break;
     case KL_K210_REMOVE_PADDING:
-        need(rc, body, 4, (uint64_t)F(body, 12) * 16), need(rc, body, 8, F(body, 12));
+        need(rc, body, KMODEL_REMOVE_PADDING_IN_ADDR, (uint64_t)F(body, KMODEL_REMOVE_PADDING_CHANNELS) * 16);
+        need(rc, body, KMODEL_REMOVE_PADDING_OUT_ADDR, F(body, KMODEL_REMOVE_PADDING_CHANNELS));
         break;
     case KL_K210_UPLOAD:
-        need(rc, body, 4, shape_count(body, 12));
-        need_kpu(rc, 8, F(body, 8), kpu_map_bytes(F(body, 20), F(body, 16), F(body, 12)));
+        need(rc, body, KMODEL_UPLOAD_IN_ADDR, shape_count(body, KMODEL_UPLOAD_WIDTH));
+        need_kpu(rc, KMODEL_UPLOAD_KPU_OUT_LINE, F(body, KMODEL_UPLOAD_KPU_OUT_LINE),
+                 kpu_map_bytes(F(body, KMODEL_UPLOAD_CHANNELS), F(body, KMODEL_UPLOAD_HEIGHT),
+                               F(body, KMODEL_UPLOAD_WIDTH)));
         break;
     default:
         rc->failed = 1;
@@ -197,12 +233,18 @@ static int64_t carry_shift(int64_t v, int32_t s)
 
 static void quantized_add(const uint8_t *b, uint8_t *main)
 {
-    const uint8_t *in_a = main + F(b, 4), *in_b = main + F(b, 8);
-    uint8_t *out = main + F(b, 12);
-    uint32_t count = (F(b, 16) + 7) / 8 * 8, i;
-    int32_t off_a = kmodel_i32(b + 20), mul_a = kmodel_i32(b + 24), sh_a = kmodel_i32(b + 28);
-    int32_t off_b = kmodel_i32(b + 32), mul_b = kmodel_i32(b + 36), sh_b = kmodel_i32(b + 40);
-    int32_t off_o = kmodel_i32(b + 44), mul_o = kmodel_i32(b + 48), sh_o = kmodel_i32(b + 52);
+    const uint8_t *in_a = main + F(b, KMODEL_QUANTIZED_ADD_IN_A_ADDR);
+    const uint8_t *in_b = main + F(b, KMODEL_QUANTIZED_ADD_IN_B_ADDR);
+    uint8_t *out = main + F(b, KMODEL_QUANTIZED_ADD_OUT_ADDR);
+    uint32_t count = (F(b, KMODEL_QUANTIZED_ADD_COUNT) + 7) / 8 * 8, i;
+    int32_t off_a = kmodel_i32(b + KMODEL_QUANTIZED_ADD_IN_A_OFFSET);
+    int32_t mul_a = kmodel_i32(b + KMODEL_QUANTIZED_ADD_IN_A_MUL);
+    int32_t sh_a = kmodel_i32(b + KMODEL_QUANTIZED_ADD_IN_A_SHIFT);
+    int32_t off_b = kmodel_i32(b + KMODEL_QUANTIZED_ADD_IN_B_OFFSET);
+    int32_t mul_b = kmodel_i32(b + KMODEL_QUANTIZED_ADD_IN_B_MUL);
+    int32_t sh_b = kmodel_i32(b + KMODEL_QUANTIZED_ADD_IN_B_SHIFT);
+    int32_t off_o = kmodel_i32(b + KMODEL_QUANTIZED_ADD_OUT_OFFSET);
+    int32_t mul_o = kmodel_i32(b + KMODEL_QUANTIZED_ADD_OUT_MUL), sh_o = kmodel_i32(b + KMODEL_QUANTIZED_ADD_OUT_SHIFT);
     for (i = 0; i < count; i++) {
         int64_t va = ((int64_t)in_a[i] + off_a) * mul_a, vb = ((int64_t)in_b[i] + off_b) * mul_b, v;
         if (sh_a == sh_b)
@@ -216,24 +258,24 @@ static void quantized_add(const uint8_t *b, uint8_t *main)
 /* Per channel over kernel_size values: max or (truncating for u8) mean. */
 static void global_pool(const uint8_t *b, uint8_t *main, int quantized, int is_max)
 {
-    uint32_t ks = F(b, 12), ch = F(b, 16), c, i;
+    uint32_t ks = F(b, KMODEL_GLOBAL_POOL_KERNEL_SIZE), ch = F(b, KMODEL_GLOBAL_POOL_CHANNELS), c, i;
     for (c = 0; c < ch; c++) {
         if (quantized) {
-            const uint8_t *in = main + F(b, 4) + (size_t)c * ks;
+            const uint8_t *in = main + F(b, KMODEL_GLOBAL_POOL_IN_ADDR) + (size_t)c * ks;
             uint32_t sum = 0, best = 0;
             for (i = 0; i < ks; i++) {
                 sum += in[i];
                 best = in[i] > best ? in[i] : best;
             }
-            main[F(b, 8) + c] = (uint8_t)(is_max ? best : sum / ks);
+            main[F(b, KMODEL_GLOBAL_POOL_OUT_ADDR) + c] = (uint8_t)(is_max ? best : sum / ks);
         } else {
-            const float *in = f32_at(main, F(b, 4)) + (size_t)c * ks;
+            const float *in = f32_at(main, F(b, KMODEL_GLOBAL_POOL_IN_ADDR)) + (size_t)c * ks;
             float sum = 0.0f, best = in[0];
             for (i = 0; i < ks; i++) {
                 sum += in[i];
                 best = in[i] > best ? in[i] : best;
             }
-            f32_at(main, F(b, 8))[c] = is_max ? best : sum / (float)ks;
+            f32_at(main, F(b, KMODEL_GLOBAL_POOL_OUT_ADDR))[c] = is_max ? best : sum / (float)ks;
         }
     }
 }
@@ -253,9 +295,12 @@ static void pool2d(uint32_t type, const uint8_t *b, uint8_t *main)
 {
     int quantized = type == KL_QUANTIZED_MAX_POOL2D || type == KL_QUANTIZED_AVERAGE_POOL2D;
     int is_max = type == KL_QUANTIZED_MAX_POOL2D || type == KL_MAX_POOL2D;
-    uint32_t iw = F(b, 12), ih = F(b, 16), ch = F(b, 20), ow = F(b, 24), oh = F(b, 28);
-    uint32_t kw = F(b, 36), kh = F(b, 40), sw = F(b, 44), sh = F(b, 48);
-    int32_t pw = (int32_t)F(b, 52), ph = (int32_t)F(b, 56);
+    uint32_t iw = F(b, KMODEL_POOL2D_IN_WIDTH), ih = F(b, KMODEL_POOL2D_IN_HEIGHT);
+    uint32_t ch = F(b, KMODEL_POOL2D_IN_CHANNELS), ow = F(b, KMODEL_POOL2D_OUT_WIDTH);
+    uint32_t oh = F(b, KMODEL_POOL2D_OUT_HEIGHT);
+    uint32_t kw = F(b, KMODEL_POOL2D_KERNEL_WIDTH), kh = F(b, KMODEL_POOL2D_KERNEL_HEIGHT);
+    uint32_t sw = F(b, KMODEL_POOL2D_STRIDE_WIDTH), sh = F(b, KMODEL_POOL2D_STRIDE_HEIGHT);
+    int32_t pw = (int32_t)F(b, KMODEL_POOL2D_PADDING_WIDTH), ph = (int32_t)F(b, KMODEL_POOL2D_PADDING_HEIGHT);
     uint32_t c, oy, ox;
     for (c = 0; c < ch; c++)
         for (oy = 0; oy < oh; oy++)
@@ -273,57 +318,60 @@ static void pool2d(uint32_t type, const uint8_t *b, uint8_t *main)
                     for (x = x0; x < x1; x++) {
                         size_t idx = ((size_t)c * ih + (size_t)y) * iw + (size_t)x;
                         if (quantized) {
-                            uint32_t v = main[F(b, 4) + idx];
+                            uint32_t v = main[F(b, KMODEL_POOL2D_IN_ADDR) + idx];
                             qsum += v;
                             qbest = v > qbest ? v : qbest;
                         } else {
-                            float v = f32_at(main, F(b, 4))[idx];
+                            float v = f32_at(main, F(b, KMODEL_POOL2D_IN_ADDR))[idx];
                             sum += v;
                             best = v > best ? v : best;
                         }
                         count++;
                     }
                 if (quantized)
-                    main[F(b, 8) + out] = (uint8_t)(is_max ? qbest : (count ? qsum / count : 0));
+                    main[F(b, KMODEL_POOL2D_OUT_ADDR) + out] = (uint8_t)(is_max ? qbest : (count ? qsum / count : 0));
                 else
-                    f32_at(main, F(b, 8))[out] = is_max ? apply_activation(best, F(b, 60))
+                    f32_at(main, F(b, KMODEL_POOL2D_OUT_ADDR))[out] =
+                        is_max ? apply_activation(best, F(b, KMODEL_FLOAT_POOL2D_ACT))
                                                         : (count ? sum / (float)count : 0.0f);
             }
 }
 
 static void quantize(const uint8_t *b, uint8_t *main)
 {
-    uint32_t n = F(b, 12), i;
-    float scale = kmodel_f32(b + 16), bias = kmodel_f32(b + 20), inv = 1.0f / scale;
-    const float *in = f32_at(main, F(b, 4));
+    uint32_t n = F(b, KMODEL_QUANTIZE_COUNT), i;
+    float scale = kmodel_f32(b + KMODEL_QUANTIZE_SCALE), bias = kmodel_f32(b + KMODEL_QUANTIZE_BIAS);
+    float inv = 1.0f / scale;
+    const float *in = f32_at(main, F(b, KMODEL_QUANTIZE_IN_ADDR));
     for (i = 0; i < n; i++) {
         float q = roundf((in[i] - bias) * inv);
-        main[F(b, 8) + i] = (uint8_t)(q != q || q < 0.0f ? 0.0f : (q > 255.0f ? 255.0f : q));
+        main[F(b, KMODEL_QUANTIZE_OUT_ADDR) + i] = (uint8_t)(q != q || q < 0.0f ? 0.0f : (q > 255.0f ? 255.0f : q));
     }
 }
 
 static void dequantize(const uint8_t *b, uint8_t *main)
 {
-    uint32_t n = F(b, 12), i;
-    float scale = kmodel_f32(b + 16), bias = kmodel_f32(b + 20);
-    const uint8_t *in = main + F(b, 4);
-    float *out = f32_at(main, F(b, 8));
+    uint32_t n = F(b, KMODEL_QUANTIZE_COUNT), i;
+    float scale = kmodel_f32(b + KMODEL_QUANTIZE_SCALE), bias = kmodel_f32(b + KMODEL_QUANTIZE_BIAS);
+    const uint8_t *in = main + F(b, KMODEL_QUANTIZE_IN_ADDR);
+    float *out = f32_at(main, F(b, KMODEL_QUANTIZE_OUT_ADDR));
     for (i = 0; i < n; i++)
         out[i] = (float)in[i] * scale + bias;
 }
 
 static void requantize(const uint8_t *b, uint8_t *main)
 {
-    uint32_t n = F(b, 12), i;
+    uint32_t n = F(b, KMODEL_REQUANTIZE_COUNT), i;
     for (i = 0; i < n; i++)
-        main[F(b, 8) + i] = b[16 + main[F(b, 4) + i]];
+        main[F(b, KMODEL_REQUANTIZE_OUT_ADDR) + i] =
+            b[KMODEL_REQUANTIZE_BYTES + main[F(b, KMODEL_REQUANTIZE_IN_ADDR) + i]];
 }
 
 static void channel_vector(uint32_t type, const uint8_t *b, uint8_t *main)
 {
-    uint32_t n = F(b, 12), i;
-    const float *in = f32_at(main, F(b, 4));
-    float *out = f32_at(main, F(b, 8));
+    uint32_t n = F(b, KMODEL_CHANNELS_CHANNELS), i;
+    const float *in = f32_at(main, F(b, KMODEL_CHANNELS_IN_ADDR));
+    float *out = f32_at(main, F(b, KMODEL_CHANNELS_OUT_ADDR));
     float acc = 0.0f, max;
     if (n == 0)
         return;
@@ -354,40 +402,44 @@ static void channel_vector(uint32_t type, const uint8_t *b, uint8_t *main)
 
 static void concat(const uint8_t *b, uint8_t *main)
 {
-    uint32_t n = F(b, 8), i, at = F(b, 4);
+    uint32_t n = F(b, KMODEL_CONCAT_INPUT_COUNT), i, at = F(b, KMODEL_CONCAT_OUT_ADDR);
     for (i = 0; i < n; i++) {
-        memmove(main + at, main + F(b, 12 + 8 * i), F(b, 16 + 8 * i));
-        at += F(b, 16 + 8 * i);
+        memmove(main + at, main + F(b, KMODEL_CONCAT_BYTES + 8 * i), F(b, KMODEL_CONCAT_BYTES + 4 + 8 * i));
+        at += F(b, KMODEL_CONCAT_BYTES + 4 + 8 * i);
     }
 }
 
 static void fully_connected(const uint8_t *b, uint8_t *main)
 {
-    uint32_t in_n = F(b, 12), out_n = F(b, 16), act = F(b, 20), o, i;
-    const float *in = f32_at(main, F(b, 4));
-    float *out = f32_at(main, F(b, 8));
+    uint32_t in_n = F(b, KMODEL_FULLY_CONNECTED_IN_CHANNELS), out_n = F(b, KMODEL_FULLY_CONNECTED_OUT_CHANNELS);
+    uint32_t act = F(b, KMODEL_FULLY_CONNECTED_ACT), o, i;
+    const float *in = f32_at(main, F(b, KMODEL_FULLY_CONNECTED_IN_ADDR));
+    float *out = f32_at(main, F(b, KMODEL_FULLY_CONNECTED_OUT_ADDR));
     for (o = 0; o < out_n; o++) {
         float sum = 0.0f;
         for (i = 0; i < in_n; i++)
-            sum += kmodel_f32(b + 24 + 4 * ((size_t)o * in_n + i)) * in[i];
-        sum += kmodel_f32(b + 24 + 4 * ((size_t)in_n * out_n + o));
+            sum += kmodel_f32(b + KMODEL_FULLY_CONNECTED_BYTES + 4 * ((size_t)o * in_n + i)) * in[i];
+        sum += kmodel_f32(b + KMODEL_FULLY_CONNECTED_BYTES + 4 * ((size_t)in_n * out_n + o));
         out[o] = apply_activation(sum, act);
     }
 }
 
 static void flatten(const uint8_t *b, uint8_t *main, uint32_t elem)
 {
-    uint32_t w = F(b, 12), h = F(b, 16), ch = F(b, 20), c, y, x;
+    uint32_t w = F(b, KMODEL_FLATTEN_WIDTH), h = F(b, KMODEL_FLATTEN_HEIGHT), ch = F(b, KMODEL_FLATTEN_CHANNELS);
+    uint32_t c, y, x;
     for (c = 0; c < ch; c++)
         for (y = 0; y < h; y++)
             for (x = 0; x < w; x++)
-                memcpy(main + F(b, 8) + (((size_t)y * w + x) * ch + c) * elem,
-                       main + F(b, 4) + (((size_t)c * h + y) * w + x) * elem, elem);
+                memcpy(main + F(b, KMODEL_FLATTEN_OUT_ADDR) + (((size_t)y * w + x) * ch + c) * elem,
+                       main + F(b, KMODEL_FLATTEN_IN_ADDR) + (((size_t)c * h + y) * w + x) * elem, elem);
 }
 
 static void resize_nearest(const uint8_t *b, uint8_t *main, uint32_t elem)
 {
-    uint32_t iw = F(b, 12), ih = F(b, 16), ch = F(b, 20), ow = F(b, 24), oh = F(b, 28), c, oy, ox;
+    uint32_t iw = F(b, KMODEL_RESIZE_NEAREST_IN_WIDTH), ih = F(b, KMODEL_RESIZE_NEAREST_IN_HEIGHT);
+    uint32_t ch = F(b, KMODEL_RESIZE_NEAREST_CHANNELS), ow = F(b, KMODEL_RESIZE_NEAREST_OUT_WIDTH);
+    uint32_t oh = F(b, KMODEL_RESIZE_NEAREST_OUT_HEIGHT), c, oy, ox;
     float sy = (float)ih / (float)oh, sx = (float)iw / (float)ow;
     for (c = 0; c < ch; c++)
         for (oy = 0; oy < oh; oy++) {
@@ -396,19 +448,21 @@ static void resize_nearest(const uint8_t *b, uint8_t *main, uint32_t elem)
             for (ox = 0; ox < ow; ox++) {
                 uint32_t ix = (uint32_t)floorf((float)ox * sx);
                 ix = ix < iw ? ix : iw - 1;
-                memcpy(main + F(b, 8) + (((size_t)c * oh + oy) * ow + ox) * elem,
-                       main + F(b, 4) + (((size_t)c * ih + iy) * iw + ix) * elem, elem);
+                memcpy(main + F(b, KMODEL_RESIZE_NEAREST_OUT_ADDR) + (((size_t)c * oh + oy) * ow + ox) * elem,
+                       main + F(b, KMODEL_RESIZE_NEAREST_IN_ADDR) + (((size_t)c * ih + iy) * iw + ix) * elem, elem);
             }
         }
 }
 
 static void channelwise_dequantize(const uint8_t *b, uint8_t *main)
 {
-    uint32_t ch = F(b, 12), size = F(b, 16), c, i;
-    const uint8_t *in = main + F(b, 4);
-    float *out = f32_at(main, F(b, 8));
+    uint32_t ch = F(b, KMODEL_CHANNELWISE_DEQUANTIZE_CHANNELS), size = F(b, KMODEL_CHANNELWISE_DEQUANTIZE_CHANNEL_SIZE);
+    uint32_t c, i;
+    const uint8_t *in = main + F(b, KMODEL_CHANNELWISE_DEQUANTIZE_IN_ADDR);
+    float *out = f32_at(main, F(b, KMODEL_CHANNELWISE_DEQUANTIZE_OUT_ADDR));
     for (c = 0; c < ch; c++) {
-        float scale = kmodel_f32(b + 20 + 8 * c), bias = kmodel_f32(b + 24 + 8 * c);
+        float scale = kmodel_f32(b + KMODEL_CHANNELWISE_DEQUANTIZE_BYTES + 8 * c);
+        float bias = kmodel_f32(b + KMODEL_CHANNELWISE_DEQUANTIZE_BYTES + 4 + 8 * c);
         for (i = 0; i < size; i++)
             out[(size_t)c * size + i] = (float)in[(size_t)c * size + i] * scale + bias;
     }
@@ -416,24 +470,24 @@ static void channelwise_dequantize(const uint8_t *b, uint8_t *main)
 
 static void add_padding(const uint8_t *b, uint8_t *main, uint8_t *kpu_ram)
 {
-    uint32_t ch = F(b, 12), c;
-    uint8_t *base = kpu_ram + (size_t)F(b, 8) * KPU_LINE_BYTES;
+    uint32_t ch = F(b, KMODEL_ADD_PADDING_CHANNELS), c;
+    uint8_t *base = kpu_ram + (size_t)F(b, KMODEL_ADD_PADDING_KPU_OUT_LINE) * KPU_LINE_BYTES;
     for (c = 0; c < ch; c++)
-        base[(c / 4) * 4 * KPU_LINE_BYTES + (c % 4) * 16] = main[F(b, 4) + c];
+        base[(c / 4) * 4 * KPU_LINE_BYTES + (c % 4) * 16] = main[F(b, KMODEL_ADD_PADDING_IN_ADDR) + c];
 }
 
 static void remove_padding(const uint8_t *b, uint8_t *main)
 {
-    uint32_t ch = F(b, 12), c;
+    uint32_t ch = F(b, KMODEL_REMOVE_PADDING_CHANNELS), c;
     for (c = 0; c < ch; c++)
-        main[F(b, 8) + c] = main[F(b, 4) + 16 * c];
+        main[F(b, KMODEL_REMOVE_PADDING_OUT_ADDR) + c] = main[F(b, KMODEL_REMOVE_PADDING_IN_ADDR) + 16 * c];
 }
 
 static void float_add(const uint8_t *b, uint8_t *main)
 {
-    uint32_t n = F(b, 16), i;
-    const float *x = f32_at(main, F(b, 4)), *y = f32_at(main, F(b, 8));
-    float *out = f32_at(main, F(b, 12));
+    uint32_t n = F(b, KMODEL_ADD_COUNT), i;
+    const float *x = f32_at(main, F(b, KMODEL_ADD_IN_A_ADDR)), *y = f32_at(main, F(b, KMODEL_ADD_IN_B_ADDR));
+    float *out = f32_at(main, F(b, KMODEL_ADD_OUT_ADDR));
     for (i = 0; i < n; i++)
         out[i] = x[i] + y[i];
 }
@@ -464,7 +518,8 @@ void cpu_layer_run(uint32_t type, const uint8_t *body, uint8_t *main, uint8_t *k
     case KL_K210_ADD_PADDING: add_padding(body, main, kpu_ram); break;
     case KL_K210_REMOVE_PADDING: remove_padding(body, main); break;
     case KL_K210_UPLOAD:
-        kpu_upload(kpu_ram, F(body, 8), main + F(body, 4), F(body, 20), F(body, 16), F(body, 12));
+        kpu_upload(kpu_ram, F(body, KMODEL_UPLOAD_KPU_OUT_LINE), main + F(body, KMODEL_UPLOAD_IN_ADDR),
+                   F(body, KMODEL_UPLOAD_CHANNELS), F(body, KMODEL_UPLOAD_HEIGHT), F(body, KMODEL_UPLOAD_WIDTH));
         break;
     default: break;
     }

@@ -8,8 +8,6 @@
 #include "kmodel_format.h"
 #include "kpu_soft.h"
 
-#define K210_CONV_HEAD_BYTES 24u
-#define KPU_ACT_TABLE_BYTES 144u
 #define MAIN_SLACK_BYTES 8u
 
 static enum kmodel_status fail(struct kmodel *m, enum kmodel_status s, int32_t layer, uint32_t offset)
@@ -40,11 +38,12 @@ static enum kmodel_status check_conv(struct kmodel *m, uint32_t index, uint32_t 
     enum kpu_status st;
     uint32_t regs, weights, bn, act;
     uint64_t weight_bytes;
-    if (size < K210_CONV_HEAD_BYTES)
+    if (size < KMODEL_K210_CONV_BYTES)
         return fail(m, KM_TRUNCATED, (int32_t)index, at);
-    regs = kmodel_u32(b + 8), weights = kmodel_u32(b + 12), bn = kmodel_u32(b + 16), act = kmodel_u32(b + 20);
-    if ((uint64_t)regs + KPU_REG_WORDS * 8 > m->size)
-        return fail(m, KM_TRUNCATED, (int32_t)index, at + 8);
+    regs = kmodel_u32(b + KMODEL_K210_CONV_LAYER_OFFSET), weights = kmodel_u32(b + KMODEL_K210_CONV_WEIGHTS_OFFSET);
+    bn = kmodel_u32(b + KMODEL_K210_CONV_BN_OFFSET), act = kmodel_u32(b + KMODEL_K210_CONV_ACT_OFFSET);
+    if ((uint64_t)regs + KPU_REG_BYTES > m->size)
+        return fail(m, KM_TRUNCATED, (int32_t)index, at + KMODEL_K210_CONV_LAYER_OFFSET);
     st = kpu_decode_conv(m->model + regs, &a);
     if (st != KPU_OK) {
         m->error.kpu_status = (int)st;
@@ -53,14 +52,15 @@ static enum kmodel_status check_conv(struct kmodel *m, uint32_t index, uint32_t 
     weight_bytes = (uint64_t)a.out_c * (a.depthwise ? 1 : a.in_c) * a.kernel * a.kernel *
                    ((m->flags & KMODEL_FLAG_8BIT_WEIGHTS) ? 1 : 2);
     if ((uint64_t)weights + weight_bytes > m->size)
-        return fail(m, KM_TRUNCATED, (int32_t)index, at + 12);
-    if ((uint64_t)bn + 8u * a.out_c > m->size)
-        return fail(m, KM_TRUNCATED, (int32_t)index, at + 16);
+        return fail(m, KM_TRUNCATED, (int32_t)index, at + KMODEL_K210_CONV_WEIGHTS_OFFSET);
+    if ((uint64_t)bn + KPU_BN_WORD_BYTES * a.out_c > m->size)
+        return fail(m, KM_TRUNCATED, (int32_t)index, at + KMODEL_K210_CONV_BN_OFFSET);
     if ((uint64_t)act + KPU_ACT_TABLE_BYTES > m->size)
-        return fail(m, KM_TRUNCATED, (int32_t)index, at + 20);
-    if ((kmodel_u32(b) & KMODEL_LAYER_FLAG_MAIN_MEM_OUT) &&
-        (uint64_t)kmodel_u32(b + 4) + (uint64_t)a.out_c * a.out_h * a.out_w > m->main_bytes)
-        return fail(m, KM_BAD_FIELD, (int32_t)index, at + 4);
+        return fail(m, KM_TRUNCATED, (int32_t)index, at + KMODEL_K210_CONV_ACT_OFFSET);
+    if ((kmodel_u32(b + KMODEL_K210_CONV_FLAGS) & KMODEL_LAYER_FLAG_MAIN_MEM_OUT) &&
+        (uint64_t)kmodel_u32(b + KMODEL_K210_CONV_MAIN_MEM_OUT_ADDR) + (uint64_t)a.out_c * a.out_h * a.out_w >
+            m->main_bytes)
+        return fail(m, KM_BAD_FIELD, (int32_t)index, at + KMODEL_K210_CONV_MAIN_MEM_OUT_ADDR);
     if (kpu_conv_scratch_bytes(&a) > m->scratch_bytes)
         m->scratch_bytes = kpu_conv_scratch_bytes(&a);
     if (index == 0) {
@@ -93,7 +93,7 @@ static enum kmodel_status check_layers(struct kmodel *m)
         }
         if (i == 0 && type == KL_FULLY_CONNECTED) {
             m->input_is_float = 1;
-            m->input_c = kmodel_u32(m->model + at + 12), m->input_h = 1, m->input_w = 1;
+            m->input_c = kmodel_u32(m->model + at + KMODEL_FULLY_CONNECTED_IN_CHANNELS), m->input_h = 1, m->input_w = 1;
             m->input_bytes = 4 * m->input_c;
         }
         at += size;
@@ -156,13 +156,14 @@ static enum kmodel_status run_conv(struct kmodel *m, uint32_t index, const uint8
     struct kpu_conv_args a;
     struct kpu_conv_params p;
     enum kpu_status st;
-    kpu_decode_conv(m->model + kmodel_u32(b + 8), &a);
-    p.weights = m->model + kmodel_u32(b + 12);
-    p.bn = m->model + kmodel_u32(b + 16);
-    p.act = m->model + kmodel_u32(b + 20);
+    kpu_decode_conv(m->model + kmodel_u32(b + KMODEL_K210_CONV_LAYER_OFFSET), &a);
+    p.weights = m->model + kmodel_u32(b + KMODEL_K210_CONV_WEIGHTS_OFFSET);
+    p.bn = m->model + kmodel_u32(b + KMODEL_K210_CONV_BN_OFFSET);
+    p.act = m->model + kmodel_u32(b + KMODEL_K210_CONV_ACT_OFFSET);
     p.eight_bit = (m->flags & KMODEL_FLAG_8BIT_WEIGHTS) != 0;
     st = kpu_conv(m->kpu_ram, &a, &p,
-                  (kmodel_u32(b) & KMODEL_LAYER_FLAG_MAIN_MEM_OUT) ? m->main + kmodel_u32(b + 4) : NULL, m->scratch);
+                  (kmodel_u32(b + KMODEL_K210_CONV_FLAGS) & KMODEL_LAYER_FLAG_MAIN_MEM_OUT)
+                      ? m->main + kmodel_u32(b + KMODEL_K210_CONV_MAIN_MEM_OUT_ADDR) : NULL, m->scratch);
     if (st != KPU_OK) {
         m->error.kpu_status = (int)st;
         return fail(m, KM_KPU, (int32_t)index, (uint32_t)(b - m->model));
@@ -174,10 +175,10 @@ static void place_input(struct kmodel *m, const uint8_t *input)
 {
     const uint8_t *b = m->model + m->first_body;
     if (m->input_is_float) {
-        memcpy(m->main + kmodel_u32(b + 4), input, m->input_bytes);
+        memcpy(m->main + kmodel_u32(b + KMODEL_FULLY_CONNECTED_IN_ADDR), input, m->input_bytes);
     } else {
         struct kpu_conv_args a;
-        kpu_decode_conv(m->model + kmodel_u32(b + 8), &a);
+        kpu_decode_conv(m->model + kmodel_u32(b + KMODEL_K210_CONV_LAYER_OFFSET), &a);
         kpu_upload(m->kpu_ram, a.src_line, input, a.in_c, a.in_h, a.in_w);
     }
 }

@@ -5,24 +5,22 @@
 
 #include "kpu_arith.h"
 
-#define KPU_RANGE_36 ((int64_t)1 << 35)
+#define KPU_RANGE_36 ((int64_t)1 << (KPU_ACC_BITS - 1))
 
 struct kpu_layout kpu_layout_for_width(uint32_t width)
 {
     struct kpu_layout l;
-    if (width <= 16) {
+    if (width <= KPU_LINE_4_CHANNELS_MAX_WIDTH) {
         l.groups = 4;
         l.row_lines = 1;
-        l.pitch = 16;
-    } else if (width <= 32) {
+    } else if (width <= KPU_LINE_2_CHANNELS_MAX_WIDTH) {
         l.groups = 2;
         l.row_lines = 1;
-        l.pitch = 32;
     } else {
         l.groups = 1;
-        l.row_lines = (width + 63) / 64;
-        l.pitch = 64;
+        l.row_lines = (width + KPU_LINE_BYTES - 1) / KPU_LINE_BYTES;
     }
+    l.pitch = KPU_LINE_BYTES / l.groups;
     return l;
 }
 
@@ -53,47 +51,35 @@ void kpu_download(const uint8_t *ram, uint32_t line, uint8_t *chw, uint32_t c, u
             memcpy(chw + ((size_t)ci * h + y) * w, base + kpu_offset(&l, h, ci, y, 0), w);
 }
 
-static uint32_t pool_stride(uint32_t pool_type)
-{
-    switch (pool_type) {
-    case 0: case 8: case 9:
-        return 1;
-    case 1: case 2: case 5: case 6:
-        return 2;
-    default:
-        return 4;
-    }
-}
-
 enum kpu_status kpu_decode_conv(const uint8_t *regs, struct kpu_conv_args *a)
 {
     uint64_t w[KPU_REG_WORDS];
     uint32_t i, kernel_type, stride;
     for (i = 0; i < KPU_REG_WORDS; i++)
         w[i] = kmodel_u64(regs + 8 * i);
-    a->depthwise = (uint32_t)kpu_field(w[0], 3, 1);
-    a->src_line = (uint32_t)kpu_field(w[1], 0, 15);
-    a->dst_line = (uint32_t)kpu_field(w[1], 32, 15);
-    a->in_c = (uint32_t)kpu_field(w[2], 0, 10) + 1;
-    a->out_c = (uint32_t)kpu_field(w[2], 32, 10) + 1;
-    a->in_w = (uint32_t)kpu_field(w[3], 0, 10) + 1;
-    a->in_h = (uint32_t)kpu_field(w[3], 10, 9) + 1;
-    a->out_w = (uint32_t)kpu_field(w[3], 32, 10) + 1;
-    a->out_h = (uint32_t)kpu_field(w[3], 42, 9) + 1;
-    kernel_type = (uint32_t)kpu_field(w[4], 0, 3);
-    a->pool_type = (uint32_t)kpu_field(w[4], 4, 4);
-    a->pad_value = (uint32_t)kpu_field(w[4], 24, 8);
-    a->shr_w = (uint32_t)kpu_field(w[9], 0, 4);
-    a->shr_x = (uint32_t)kpu_field(w[9], 4, 4);
-    a->arg_w = kpu_sign_extend(kpu_field(w[9], 8, 24), 24);
-    a->arg_x = kpu_sign_extend(kpu_field(w[9], 32, 24), 24);
-    a->arg_add = kpu_sign_extend(kpu_field(w[10], 0, 40), 40);
-    if (kernel_type > 1)
+    a->depthwise = (uint32_t)KPU_REG_GET(w, DEPTH_WISE_LAYER);
+    a->src_line = (uint32_t)KPU_REG_GET(w, IMAGE_SRC_ADDR);
+    a->dst_line = (uint32_t)KPU_REG_GET(w, IMAGE_DST_ADDR);
+    a->in_c = (uint32_t)KPU_REG_GET(w, I_CH_NUM) + 1;
+    a->out_c = (uint32_t)KPU_REG_GET(w, O_CH_NUM) + 1;
+    a->in_w = (uint32_t)KPU_REG_GET(w, I_ROW_WID) + 1;
+    a->in_h = (uint32_t)KPU_REG_GET(w, I_COL_HIGH) + 1;
+    a->out_w = (uint32_t)KPU_REG_GET(w, O_ROW_WID) + 1;
+    a->out_h = (uint32_t)KPU_REG_GET(w, O_COL_HIGH) + 1;
+    kernel_type = (uint32_t)KPU_REG_GET(w, KERNEL_TYPE);
+    a->pool_type = (uint32_t)KPU_REG_GET(w, POOL_TYPE);
+    a->pad_value = (uint32_t)KPU_REG_GET(w, PAD_VALUE);
+    a->shr_w = (uint32_t)KPU_REG_GET(w, SHR_W);
+    a->shr_x = (uint32_t)KPU_REG_GET(w, SHR_X);
+    a->arg_w = kpu_sign_extend(KPU_REG_GET(w, ARG_W), KPU_REG_ARG_W_WIDTH);
+    a->arg_x = kpu_sign_extend(KPU_REG_GET(w, ARG_X), KPU_REG_ARG_X_WIDTH);
+    a->arg_add = kpu_sign_extend(KPU_REG_GET(w, ARG_ADD), KPU_REG_ARG_ADD_WIDTH);
+    if (kernel_type > KPU_KERNEL_TYPE_3X3)
         return KPU_BAD_KERNEL;
-    a->kernel = kernel_type == 1 ? 3 : 1;
-    if (a->pool_type > 9)
+    a->kernel = kernel_type == KPU_KERNEL_TYPE_3X3 ? 3 : 1;
+    if (a->pool_type >= KPU_POOL_TYPE_COUNT)
         return KPU_BAD_POOL;
-    stride = pool_stride(a->pool_type);
+    stride = kpu_pool_stride(a->pool_type);
     if (a->out_h != a->in_h / stride || a->out_w != a->in_w / stride || (a->depthwise && a->out_c != a->in_c))
         return KPU_BAD_SHAPE;
     if ((uint64_t)a->src_line * KPU_LINE_BYTES + kpu_map_bytes(a->in_c, a->in_h, a->in_w) > KPU_RAM_BYTES ||
@@ -302,10 +288,10 @@ static enum kpu_status decode_activation(const uint8_t *table, struct activation
     uint32_t i;
     for (i = 0; i < KPU_ACT_SEGMENTS; i++) {
         uint64_t w = kmodel_u64(table + 8 * i);
-        act->shift[i] = (uint32_t)kpu_field(w, 0, 8);
-        act->mul[i] = kpu_sign_extend(kpu_field(w, 8, 16), 16);
-        act->start[i] = kpu_sign_extend(kpu_field(w, 24, 36), 36);
-        act->bias[i] = table[128 + i];
+        act->shift[i] = (uint32_t)KPU_ACT_GET(w, SHIFT_NUMBER);
+        act->mul[i] = kpu_sign_extend(KPU_ACT_GET(w, Y_MUL), KPU_ACT_Y_MUL_WIDTH);
+        act->start[i] = kpu_sign_extend(KPU_ACT_GET(w, X_START), KPU_ACT_X_START_WIDTH);
+        act->bias[i] = table[KPU_ACT_BIAS_OFFSET + i];
         if (i > 0 && act->start[i] < act->start[i - 1])
             return KPU_BAD_ACTIVATION;
     }
@@ -365,10 +351,10 @@ static int activation_is_monotone(const struct activation *act)
 static enum kpu_status batch_norm_channel(const struct kpu_conv_args *a, const struct kpu_conv_params *p,
                                           const struct conv_scratch *s, uint32_t o, int64_t sum_w)
 {
-    uint64_t bn = kmodel_u64(p->bn + 8 * (size_t)o);
-    const int64_t bn_mul = kpu_sign_extend(kpu_field(bn, 0, 24), 24);
-    const int64_t bn_add = kpu_sign_extend(kpu_field(bn, 24, 32), 32);
-    const uint32_t bn_shift = (uint32_t)kpu_field(bn, 56, 4), shr_x = a->shr_x;
+    uint64_t bn = kmodel_u64(p->bn + KPU_BN_WORD_BYTES * (size_t)o);
+    const int64_t bn_mul = kpu_sign_extend(KPU_BN_GET(bn, NORM_MUL), KPU_BN_NORM_MUL_WIDTH);
+    const int64_t bn_add = kpu_sign_extend(KPU_BN_GET(bn, NORM_ADD), KPU_BN_NORM_ADD_WIDTH);
+    const uint32_t bn_shift = (uint32_t)KPU_BN_GET(bn, NORM_SHIFT), shr_x = a->shr_x;
     const int64_t arg_x = a->arg_x, hi_scale = p->eight_bit ? 0 : 256;
     const int64_t constant = kpu_floor_shift(a->arg_w * sum_w, a->shr_w) + a->arg_add * (a->depthwise ? 1 : a->in_c);
     const size_t n = (size_t)a->in_h * a->in_w;
@@ -431,29 +417,29 @@ static uint8_t pool_at(const uint8_t *z, uint32_t h, uint32_t w, uint32_t type, 
 {
     uint32_t s, dy, dx, best = 0, sum = 0;
     switch (type) {
-    case 0:
+    case KPU_POOL_BYPASS:
         return z_at(z, w, oy, ox);
-    case 5:
+    case KPU_POOL_LEFT_TOP_2_S2:
         return z_at(z, w, 2 * oy, 2 * ox);
-    case 6:
+    case KPU_POOL_RIGHT_TOP_2_S2:
         return 2 * ox + 1 < w ? z_at(z, w, 2 * oy, 2 * ox + 1) : 0;
-    case 7:
+    case KPU_POOL_LEFT_TOP_4_S4:
         return z_at(z, w, 4 * oy, 4 * ox);
-    case 8:
+    case KPU_POOL_MEAN_2_S1:
         return (uint8_t)pool_s1(z, h, w, oy, ox, 1);
-    case 9:
+    case KPU_POOL_MAX_2_S1:
         return (uint8_t)pool_s1(z, h, w, oy, ox, 0);
     default:
         break;
     }
-    s = (type == 1 || type == 2) ? 2 : 4;
+    s = kpu_pool_stride(type);
     for (dy = 0; dy < s; dy++)
         for (dx = 0; dx < s; dx++) {
             uint32_t v = z_at(z, w, s * oy + dy, s * ox + dx);
             best = v > best ? v : best;
             sum += v;
         }
-    return (uint8_t)((type == 1 || type == 3) ? best : sum / (s * s));
+    return (uint8_t)((type == KPU_POOL_MAX_2_S2 || type == KPU_POOL_MAX_4_S4) ? best : sum / (s * s));
 }
 
 /* Pool channel o's activated plane z (h x w) with pool type `type` and write it to KPU RAM (layout of out_w) and,
@@ -473,11 +459,12 @@ static void write_back(uint8_t *ram, const struct kpu_conv_args *a, const uint8_
     }
 }
 
-/* Can this pool run on t before the activation? Picking (5, 6, 7) always; max pools (1, 3, 9) when the activation
- * is non-decreasing, since then max(f(t)) = f(max(t)). The activation then runs on the pooled plane only. */
+/* Can this pool run on t before the activation? Picking pools always; max pools when the activation is
+ * non-decreasing, since then max(f(t)) = f(max(t)). The activation then runs on the pooled plane only. */
 static int pools_before_activation(uint32_t type, int monotone)
 {
-    return type == 5 || type == 6 || type == 7 || ((type == 1 || type == 3 || type == 9) && monotone);
+    return type == KPU_POOL_LEFT_TOP_2_S2 || type == KPU_POOL_RIGHT_TOP_2_S2 || type == KPU_POOL_LEFT_TOP_4_S4 ||
+           ((type == KPU_POOL_MAX_2_S2 || type == KPU_POOL_MAX_4_S4 || type == KPU_POOL_MAX_2_S1) && monotone);
 }
 
 /* In-place pool of the BN plane t (in_h x in_w) to out_h x out_w: every write lands at or before the smallest
@@ -485,9 +472,11 @@ static int pools_before_activation(uint32_t type, int monotone)
 static void pool_bn_plane(int64_t *t, const struct kpu_conv_args *a)
 {
     const uint32_t w = a->in_w, h = a->in_h, type = a->pool_type;
-    const uint32_t step = type == 9 ? 1 : (type == 3 || type == 7 ? 4 : 2);
-    const uint32_t window = (type == 5 || type == 6 || type == 7) ? 1 : (type == 9 ? 2 : step);
-    const uint32_t dx0 = type == 6 ? 1 : 0;
+    const uint32_t step = kpu_pool_stride(type);
+    const int picks =
+        type == KPU_POOL_LEFT_TOP_2_S2 || type == KPU_POOL_RIGHT_TOP_2_S2 || type == KPU_POOL_LEFT_TOP_4_S4;
+    const uint32_t window = picks ? 1 : (type == KPU_POOL_MAX_2_S1 ? 2 : step);
+    const uint32_t dx0 = type == KPU_POOL_RIGHT_TOP_2_S2 ? 1 : 0;
     uint32_t oy, ox, dy, dx;
     for (oy = 0; oy < a->out_h; oy++)
         for (ox = 0; ox < a->out_w; ox++) {
@@ -545,7 +534,7 @@ const char *kpu_status_text(enum kpu_status s)
     case KPU_BAD_KERNEL:
         return "kernel_type is not 0 (1x1) or 1 (3x3)";
     case KPU_BAD_POOL:
-        return "pool_type is not 0..9";
+        return "pool_type is not a KPU pool type (0..9)";
     case KPU_BAD_SHAPE:
         return "output shape does not match input shape and pool stride";
     case KPU_MAP_OUTSIDE_RAM:

@@ -9,18 +9,19 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from deploy.isp import slip
-from deploy.isp.image import parse_firmware_image
+from deploy.isp.image import BOOT_SRAM_LIMIT, DIGEST_SIZE, PREFIX_SIZE, parse_firmware_image
 from deploy.isp.isp_prog import DIALECTS, KNOWN_SHA256
 from deploy.isp.packet import Op, Reason, Request, parse_request, read_reply, reply, request
 from deploy.isp.simboard.faults import Faults
 from deploy.isp.simboard.flash_memory import BLOCK, SECTOR, FlashMemory
 from deploy.isp.simboard.options import SimOptions
+from hardware.k210 import KPU_RAM_BYTES, SRAM_BYTES
 from pipeline.errors import PipelineError
 
 ROM_BAUD = 115200
 MIN_BAUD, MAX_BAUD = 1200, 20_000_000
 SRAM_BASE = 0x80000000
-SRAM_SIZE = 8 * 1024 * 1024
+SRAM_SIZE = SRAM_BYTES + KPU_RAM_BYTES  # the ROM writes anywhere in the general SRAM and the AI RAM after it
 ROM_FRAME_MAX = 1024
 STUB_FRAME_MAX = 65536
 WHOLE_CHIP = 0xFFFFFFEE
@@ -103,7 +104,8 @@ class Board:
     def boot_from_flash(self) -> list[Emit]:
         """The ROM's flash boot: a valid image at offset 0 starts the 'application', which prints a banner."""
         try:
-            image = parse_firmware_image(self.flash.read(0, 5 + 6 * 1024 * 1024 + 32), where="flash@0")
+            largest = PREFIX_SIZE + BOOT_SRAM_LIMIT + DIGEST_SIZE
+            image = parse_firmware_image(self.flash.read(0, largest), where="flash@0")
         except PipelineError:
             self.state = State.SILENT
             return []

@@ -1,5 +1,6 @@
-"""`invoke simulate`: load an input (image resized to the model input, or an exact-shape .npy), run the simulator,
-save every output raw and dequantized to an .npz."""
+"""`invoke simulate`: load an input (image resized to the model input, or an exact-shape .npy; a .npy of floats for
+a model whose first layer is a float FULLY_CONNECTED on the CPU), run the simulator, save every output raw and
+dequantized to an .npz."""
 
 from __future__ import annotations
 
@@ -8,23 +9,23 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from deploy.k210.kmodel_io import load_kmodel
-from deploy.k210.sim import SimResult, model_input_shape, simulate
+from deploy.k210.format.kmodel_io import load_kmodel
+from deploy.k210.sim.simulator import SimResult, model_input_shape, simulate
 from pipeline.atomic import atomic_path
 from pipeline.errors import PipelineError
 
 
-def load_model_input(path: Path, shape: tuple[int, ...]) -> np.ndarray:
-    """A uint8 CHW input of `shape`: a .npy used as is (exact shape, uint8), or an image converted to RGB (or
-    grayscale for 1 channel) and resized to the model's width x height."""
+def load_model_input(path: Path, shape: tuple[int, ...], dtype: np.dtype = np.dtype(np.uint8)) -> np.ndarray:
+    """The model input of `shape` and `dtype`. uint8 CHW: a .npy used as is (exact shape, uint8), or an image
+    converted to RGB (or grayscale for 1 channel) and resized to the model's width x height. float32 (a model that
+    starts on the CPU): a .npy of floats of exactly that shape."""
     path = Path(path)
+    if np.dtype(dtype) == np.float32:
+        return _float_input(path, shape)
     if not path.is_file():
         raise PipelineError("input file not found", path=path, expected="an image or a .npy file")
     if path.suffix.lower() == ".npy":
-        try:
-            array = np.load(path, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as exc:
-            raise PipelineError(f"not a readable .npy: {exc}", path=path) from None
+        array = _read_npy(path)
         if array.shape != shape or array.dtype != np.uint8:
             raise PipelineError(f"array has shape {array.shape} dtype {array.dtype}", path=path,
                                 expected=f"uint8 CHW of shape {shape}")
@@ -44,6 +45,26 @@ def load_model_input(path: Path, shape: tuple[int, ...]) -> np.ndarray:
     return pixels.reshape(height, width, channels).transpose(2, 0, 1).copy()
 
 
+def _float_input(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+    expected = f"a .npy of {int(np.prod(shape))} floats, shape {shape} (the first layer's float32 input)"
+    if not path.is_file():
+        raise PipelineError("input file not found", path=path, expected=expected)
+    if path.suffix.lower() != ".npy":
+        raise PipelineError("the model's first layer runs on the CPU with float input, not on an image", path=path,
+                            expected=expected)
+    array = _read_npy(path)
+    if array.shape != shape or not np.issubdtype(array.dtype, np.floating):
+        raise PipelineError(f"array has shape {array.shape} dtype {array.dtype}", path=path, expected=expected)
+    return array.astype(np.float32)
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise PipelineError(f"not a readable .npy: {exc}", path=path) from None
+
+
 def save_outputs(result: SimResult, out: Path) -> None:
     """output_<i>_raw and output_<i>_dequantized arrays in one .npz, written atomically."""
     arrays = {}
@@ -57,11 +78,8 @@ def save_outputs(result: SimResult, out: Path) -> None:
 def run_simulation(kmodel: Path, image: Path, out: Path | None, rounding: str = "reference") -> SimResult:
     """Simulate one input and (when `out` is given) save its outputs; prints a summary."""
     model = load_kmodel(kmodel)
-    shape, _ = model_input_shape(model)
-    if len(shape) != 3:
-        raise PipelineError(f"model input is {shape} float32", path=kmodel,
-                            expected="a model whose first layer is K210_CONV (uint8 CHW input)")
-    result = simulate(model, load_model_input(Path(image), shape), rounding=rounding)
+    shape, dtype = model_input_shape(model)
+    result = simulate(model, load_model_input(Path(image), shape, dtype), rounding=rounding)
     for index, raw in enumerate(result.outputs):
         print(f"output[{index}]: {raw.dtype} {tuple(raw.shape)}  min {raw.min()} max {raw.max()}")
     if out is not None:

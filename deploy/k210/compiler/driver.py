@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploy.k210.emit import emit_kmodel
-from deploy.k210.kmodel import KModel
-from deploy.k210.kmodel_io import write_kmodel
-from deploy.k210.lower import lower_graph
-from deploy.k210.memory_plan import MemoryPlan, plan_memory
-from deploy.k210.program import Program
-from deploy.k210.tflite_graph import read_tflite
+from deploy.k210.compiler.emit import emit_kmodel
+from deploy.k210.compiler.lower import lower_graph
+from deploy.k210.compiler.memory_plan import MemoryPlan, plan_memory
+from deploy.k210.compiler.program import Program
+from deploy.k210.compiler.tflite_graph import read_tflite
+from deploy.k210.format.kmodel import KModel
+from deploy.k210.format.kmodel_io import write_kmodel
 
 
 @dataclass

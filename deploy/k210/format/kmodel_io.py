@@ -12,11 +12,16 @@ from pathlib import Path
 
 import numpy as np
 
-from deploy.k210.binary import ByteReader, ByteWriter
-from deploy.k210.kmodel import (
+from deploy.k210.format.binary import ByteReader, ByteWriter
+from deploy.k210.format.kmodel import (
     BODY_CLASSES,
+    ENTRY_BYTES,
     HEADER_BYTES,
+    K210_CONV_HEAD_FIELDS,
+    K210_CONV_HEAD_FMT,
     KMODEL_VERSION,
+    LAYER_HEADER_FMT,
+    OUTPUT_FMT,
     Body,
     ChannelwiseDequantizeBody,
     ConcatBody,
@@ -28,13 +33,8 @@ from deploy.k210.kmodel import (
     OutputDesc,
     RequantizeBody,
 )
-from deploy.k210.registers import (
-    ACTIVATION_TABLE_BYTES,
-    LAYER_ARGUMENT_BYTES,
-    ActivationTable,
-    BatchNormTable,
-    KpuLayerArgs,
-)
+from deploy.k210.format.registers import ActivationTable, BatchNormTable, KpuLayerArgs
+from hardware.k210 import ACTIVATION_TABLE_BYTES, BN_WORD_BYTES, LAYER_ARGUMENT_BYTES
 from pipeline.errors import PipelineError
 
 BODY_ALIGN = 8
@@ -42,6 +42,8 @@ REGISTER_ALIGN = 8
 WEIGHTS_ALIGN = 128
 BN_ALIGN = 128
 ACTIVATION_ALIGN = 256
+# body offsets are absolute file offsets, so a model in memory must start at least as aligned as its blobs
+MODEL_ALIGNMENT = max(BODY_ALIGN, REGISTER_ALIGN, WEIGHTS_ALIGN, BN_ALIGN, ACTIVATION_ALIGN)
 # nncase never writes the last body's padding, so the recorded body sizes may run past the end of the file.
 MAX_BODY_OVERRUN = BODY_ALIGN - 1
 
@@ -68,9 +70,9 @@ def read_kmodel(data: bytes, *, path: str | Path | None = None) -> KModel:
         raise reader.fail(f"version is {version}", "header.version", expected="3", offset=0)
     if arch != 0:
         raise reader.fail(f"arch is {arch}", "header.arch", expected="0 (the SDK rejects anything else)", offset=8)
-    reader.need(8 * (output_count + layer_count), "header.output_count/layers_length")
-    outputs = [OutputDesc(*reader.unpack("<2I", f"outputs[{i}]")) for i in range(output_count)]
-    headers = [reader.unpack("<2I", f"layer_headers[{i}]") for i in range(layer_count)]
+    reader.need(ENTRY_BYTES * (output_count + layer_count), "header.output_count/layers_length")
+    outputs = [OutputDesc(*reader.unpack(OUTPUT_FMT, f"outputs[{i}]")) for i in range(output_count)]
+    headers = [reader.unpack(LAYER_HEADER_FMT, f"layer_headers[{i}]") for i in range(layer_count)]
     layers = []
     start = reader.offset
     for index, (type_value, body_size) in enumerate(headers):
@@ -78,7 +80,7 @@ def read_kmodel(data: bytes, *, path: str | Path | None = None) -> KModel:
         try:
             layer_type = LayerType(type_value)
         except ValueError:
-            header_at = HEADER_BYTES + 8 * (output_count + index)
+            header_at = HEADER_BYTES + ENTRY_BYTES * (output_count + index)
             raise reader.fail(f"unknown layer type {type_value}", f"{name}.type",
                               expected="a kpu_model_layer_type_t value", offset=header_at) from None
         if layer_type not in BODY_CLASSES:
@@ -119,7 +121,8 @@ def _read_body(reader: ByteReader, layer_type: LayerType, eight_bit: bool, name:
 
 
 def _read_conv(reader: ByteReader, eight_bit: bool, name: str, start: int) -> K210ConvBody:
-    flags, main_out, layer_off, weights_off, bn_off, act_off = reader.unpack("<6I", f"{name}.k210_conv_head")
+    head = reader.unpack(K210_CONV_HEAD_FMT, f"{name}.k210_conv_head")
+    flags, main_out, layer_off, weights_off, bn_off, act_off = head
     body_end = len(reader.data)
 
     def jump(offset: int, size: int, field: str) -> None:
@@ -135,7 +138,7 @@ def _read_conv(reader: ByteReader, eight_bit: bool, name: str, start: int) -> K2
     dtype = "u1" if eight_bit else "<u2"
     jump(weights_off, count * np.dtype(dtype).itemsize, "weights_offset")
     weights = reader.array(dtype, count, f"{name}.weights")
-    jump(bn_off, 8 * args.out_channels, "bn_offset")
+    jump(bn_off, BN_WORD_BYTES * args.out_channels, "bn_offset")
     bn = BatchNormTable.read(reader, args.out_channels)
     jump(act_off, ACTIVATION_TABLE_BYTES, "act_offset")
     activation = ActivationTable.read(reader)
@@ -150,9 +153,9 @@ def write_kmodel(model: KModel) -> bytes:
     out.pack("<7I", KMODEL_VERSION, model.flags, model.arch, len(model.layers), model.max_start_address,
              model.main_mem_usage, len(model.outputs))
     for desc in model.outputs:
-        out.pack("<2I", desc.address, desc.size)
+        out.pack(OUTPUT_FMT, desc.address, desc.size)
     headers_at = out.offset
-    out.raw(bytes(8 * len(model.layers)))
+    out.raw(bytes(ENTRY_BYTES * len(model.layers)))
     for index, layer in enumerate(model.layers):
         start = out.offset
         try:
@@ -161,7 +164,8 @@ def write_kmodel(model: KModel) -> bytes:
             raise PipelineError(f"a value does not fit its field: {exc}", field=f"layers[{index}]",
                                 expected="values within the V3 field widths") from None
         out.align(BODY_ALIGN)
-        struct.pack_into("<2I", out.buffer, headers_at + 8 * index, int(layer.type), out.offset - start)
+        struct.pack_into(LAYER_HEADER_FMT, out.buffer, headers_at + ENTRY_BYTES * index, int(layer.type),
+                         out.offset - start)
     return bytes(out.buffer)
 
 
@@ -189,12 +193,11 @@ def _align(value: int, alignment: int) -> int:
 
 def _write_conv(out: ByteWriter, body: K210ConvBody, eight_bit: bool) -> None:
     weights = np.asarray(body.weights, dtype="u1" if eight_bit else "<u2").tobytes()
-    body.layer_offset = _align(out.offset + 24, REGISTER_ALIGN)
+    body.layer_offset = _align(out.offset + struct.calcsize(K210_CONV_HEAD_FMT), REGISTER_ALIGN)
     body.weights_offset = _align(body.layer_offset + LAYER_ARGUMENT_BYTES, WEIGHTS_ALIGN)
     body.bn_offset = _align(body.weights_offset + len(weights), BN_ALIGN)
-    body.act_offset = _align(body.bn_offset + 8 * len(body.bn), ACTIVATION_ALIGN)
-    out.pack("<6I", body.flags, body.main_mem_out_addr, body.layer_offset, body.weights_offset, body.bn_offset,
-             body.act_offset)
+    body.act_offset = _align(body.bn_offset + BN_WORD_BYTES * len(body.bn), ACTIVATION_ALIGN)
+    out.pack(K210_CONV_HEAD_FMT, *(getattr(body, name) for name in K210_CONV_HEAD_FIELDS))
     for offset, blob in ((body.layer_offset, body.args.to_bytes()), (body.weights_offset, weights),
                          (body.bn_offset, body.bn.to_bytes()), (body.act_offset, body.activation.to_bytes())):
         out.raw(bytes(offset - out.offset))

@@ -10,8 +10,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from deploy.k210 import kmodel as km
-from deploy.k210.layout import LINE_BYTES, write_map
+from deploy.k210.format import kmodel as km
+from deploy.k210.sim.kpu_ram import write_map
+from hardware.k210 import KPU_LINE_BYTES
 from pipeline.errors import PipelineError
 
 F32 = np.float32
@@ -214,7 +215,7 @@ def add_padding(body: km.AddPaddingBody, mem: MainMemory, ram: np.ndarray, name:
     """in[c] to pixel (0, 0) of channel c of a 4x4 KPU map (other pixels untouched)."""
     values = mem.read(body.in_addr, body.channels, "u1", f"{name}.in")
     index = np.arange(body.channels)
-    addresses = LINE_BYTES * body.kpu_out_line + (index // 4) * 4 * LINE_BYTES + (index % 4) * 16
+    addresses = KPU_LINE_BYTES * body.kpu_out_line + (index // 4) * 4 * KPU_LINE_BYTES + (index % 4) * 16
     if body.channels and addresses[-1] >= len(ram):
         raise PipelineError("padded map runs past the end of KPU RAM", field=f"{name}.kpu_out_line")
     ram[addresses] = values

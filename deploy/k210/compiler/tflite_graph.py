@@ -52,6 +52,8 @@ class Operator:
     inputs: list[int]  # tensor indices, -1 for an omitted optional input
     outputs: list[int]
     options: dict[str, Any] = field(default_factory=dict)
+    # what the compiler's graph rewrites decided about this op (compiler/passes): e.g. "fused_into", "leaky", "pool"
+    attrs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -67,6 +69,13 @@ class Graph:
 
     def producer(self, tensor: int) -> Operator | None:
         return next((op for op in self.operators if tensor in op.outputs), None)
+
+    def sole_consumer(self, tensor: int) -> Operator | None:
+        """The only op reading `tensor`, or None when several do or it is also a model output."""
+        users = self.consumers(tensor)
+        if len(users) != 1 or tensor in self.outputs:
+            return None
+        return users[0]
 
 
 class _Context:

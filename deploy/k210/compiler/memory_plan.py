@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from deploy.k210 import kmodel as km
-from deploy.k210.layout import KPU_RAM_LINES, map_lines, row_layout
-from deploy.k210.program import CpuStep, KpuStep, LTensor, Program
+from deploy.k210.compiler.program import CpuStep, KpuStep, LTensor, Program
+from deploy.k210.format import kmodel as km
+from hardware.k210 import KPU_RAM_LINES, map_lines, row_layout
 from pipeline.errors import PipelineError
 
 MAIN_ALIGN = 8

@@ -6,9 +6,8 @@ import dataclasses
 
 import numpy as np
 
-from deploy.k210 import kmodel as km
-from deploy.k210.kpu_arith import POOL_NAMES
-from deploy.k210.registers import LAYER_FIELDS
+from deploy.k210.format import kmodel as km
+from hardware.k210 import ACTIVATION_SEGMENTS, LAYER_FIELDS, PoolType
 
 
 def _value(value: object) -> str:
@@ -20,6 +19,10 @@ def _value(value: object) -> str:
     return str(value)
 
 
+def _pool_label(value: int) -> str:
+    return PoolType(value).label if value in PoolType._value2member_map_ else "invalid"
+
+
 def _conv_lines(body: km.K210ConvBody, eight_bit: bool) -> list[str]:
     a = body.args
     kind = "depthwise" if a.depth_wise_layer else "conv"
@@ -27,7 +30,7 @@ def _conv_lines(body: km.K210ConvBody, eight_bit: bool) -> list[str]:
     oc, oh, ow = a.out_shape
     lines = [
         f"    {kind} {a.kernel_size}x{a.kernel_size}  in {c}x{h}x{w} (CxHxW) -> out {oc}x{oh}x{ow}  "
-        f"pool {a.pool_type} ({POOL_NAMES.get(a.pool_type, 'invalid')})",
+        f"pool {a.pool_type} ({_pool_label(a.pool_type)})",
         f"    KPU lines in @{a.image_src_addr}  out @{a.image_dst_addr}  main-memory output: "
         f"{'yes @' + str(body.main_mem_out_addr) if body.flags & km.FLAG_MAIN_MEM_OUT else 'no'}",
         f"    offsets: registers {body.layer_offset}  weights {body.weights_offset} ({body.weights.size} x "
@@ -41,7 +44,7 @@ def _conv_lines(body: km.K210ConvBody, eight_bit: bool) -> list[str]:
                  f"add {_value(body.bn.add)}")
     t = body.activation
     lines += [f"    act[{i:2d}] x_start={t.x_start[i]} y_mul={t.y_mul[i]} shift={t.shift[i]} bias={t.bias[i]}"
-              for i in range(16)]
+              for i in range(ACTIVATION_SEGMENTS)]
     return lines
 
 

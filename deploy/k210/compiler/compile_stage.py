@@ -9,10 +9,10 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from deploy.k210.compile_report import MIB, build_report, format_report, plot_layers
-from deploy.k210.compiler import compile_tflite
-from deploy.k210.inspect import describe_kmodel
-from deploy.k210.kmodel_io import load_kmodel
+from deploy.k210.compiler.compile_report import MIB, build_report, format_report, plot_layers
+from deploy.k210.compiler.driver import compile_tflite
+from deploy.k210.format.inspect import describe_kmodel
+from deploy.k210.format.kmodel_io import load_kmodel
 from pipeline.atomic import write_bytes, write_json
 from pipeline.config import Config
 from pipeline.errors import PipelineError

@@ -1,7 +1,7 @@
 """Bit-exact NumPy simulator of kmodel V3 files: the executable definition of what the firmware computes.
 
 State follows spec §7.5b: a 2 MiB KPU RAM (never cleared between layers), a main buffer of main_mem_usage bytes,
-and the layers run strictly in file order. KPU layers follow `deploy.k210.kpu_arith` (reference rounding by
+and the layers run strictly in file order. KPU layers follow `deploy.k210.sim.kpu_arith` (reference rounding by
 default, `rounding="v0.1"` for the documented alternative); CPU layers follow the SDK runtime in float32.
 """
 
@@ -12,11 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from deploy.k210 import kmodel as km
-from deploy.k210.cpu_ops import MainMemory, run_cpu_layer
-from deploy.k210.kmodel_io import load_kmodel
-from deploy.k210.kpu_arith import POOL_STRIDE, ConvStages, check_rounding, run_kpu_layer
-from deploy.k210.layout import KPU_RAM_BYTES, read_map, row_layout, write_map
+from deploy.k210.format import kmodel as km
+from deploy.k210.format.kmodel_io import load_kmodel
+from deploy.k210.sim.cpu_ops import MainMemory, run_cpu_layer
+from deploy.k210.sim.kpu_arith import ConvStages, check_rounding, run_kpu_layer
+from deploy.k210.sim.kpu_ram import read_map, write_map
+from hardware.k210 import KERNEL_TYPE_1X1, KERNEL_TYPE_3X3, KPU_RAM_BYTES, PoolType, row_layout
 from pipeline.errors import PipelineError
 
 
@@ -61,11 +62,11 @@ def check_conv_layer(body: km.K210ConvBody, name: str) -> None:
     def bad(what: str, expected: str) -> PipelineError:
         return PipelineError(what, field=f"{name}.kpu_layer_argument", expected=expected)
 
-    if a.kernel_type not in (0, 1):
-        raise bad(f"kernel_type {a.kernel_type}", "0 (1x1) or 1 (3x3)")
-    if a.pool_type not in POOL_STRIDE:
-        raise bad(f"pool_type {a.pool_type}", "0..9")
-    stride = POOL_STRIDE[a.pool_type]
+    if a.kernel_type not in (KERNEL_TYPE_1X1, KERNEL_TYPE_3X3):
+        raise bad(f"kernel_type {a.kernel_type}", f"{KERNEL_TYPE_1X1} (1x1) or {KERNEL_TYPE_3X3} (3x3)")
+    if a.pool_type not in PoolType._value2member_map_:
+        raise bad(f"pool_type {a.pool_type}", f"0..{max(PoolType)}")
+    stride = PoolType(a.pool_type).stride
     if (out_h, out_w) != (in_h // stride, in_w // stride):
         raise bad(f"output {out_h}x{out_w} for input {in_h}x{in_w} and pool_type {a.pool_type}",
                   f"{in_h // stride}x{in_w // stride}")

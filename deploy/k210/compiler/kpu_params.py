@@ -13,14 +13,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from deploy.k210.kpu_arith import activate
-from deploy.k210.registers import ACTIVATION_SEGMENTS, X_START_MAX, ActivationTable, BatchNormTable
+from deploy.k210.format.registers import X_START_MAX, ActivationTable, BatchNormTable
+from deploy.k210.sim.kpu_arith import activate
+from hardware.k210 import ACTIVATION_SEGMENTS, BN_FIELDS, KPU_ACC_BITS
 from pipeline.errors import PipelineError
 
 WEIGHT_ZERO_POINT = 128
-BN_MUL_BITS = 23  # |norm_mul| < 2^23
-BN_MAX_SHIFT = 15
-T_LIMIT_BITS = 34  # keep |t| < 2^34, inside the 36-bit signed range with margin
+BN_MUL_BITS = BN_FIELDS[0].width - 1  # |norm_mul| < 2^23 (a 24-bit signed field)
+BN_MAX_SHIFT = (1 << BN_FIELDS[2].width) - 1
+T_LIMIT_BITS = KPU_ACC_BITS - 2  # keep |t| < 2^34, inside the 36-bit signed range with margin
 MIN_FRACTION_BITS = 4
 MAX_FRACTION_BITS = 20
 SAMPLES_PER_CODE = 16  # points per conv output code cell when a fused table's linear pieces are placed

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-from deploy.k210 import kmodel as km
-from deploy.k210.kpu_arith import POOL_STRIDE
-from deploy.k210.layout import row_layout
-from deploy.k210.memory_plan import MemoryPlan
-from deploy.k210.program import KpuStep, Program
-from deploy.k210.registers import KpuLayerArgs
+from deploy.k210.compiler.memory_plan import MemoryPlan
+from deploy.k210.compiler.program import KpuStep, Program
+from deploy.k210.format import kmodel as km
+from deploy.k210.format.registers import KpuLayerArgs
+from hardware.k210 import KERNEL_TYPE_1X1, KERNEL_TYPE_3X3, KPU_WEIGHT_LOAD_BYTES, PoolType, row_layout
 from pipeline.errors import PipelineError
-
-EIGHT_BIT_LOAD_LIMIT = 30 * 1024
 
 
 def conv_registers(step: KpuStep, src_line: int, dst_line: int) -> KpuLayerArgs:
     """The 12 register words of one KPU layer (8-bit weights)."""
     in_c, in_h, in_w = step.in_shape
     out_c, out_h, out_w = step.out_shape
-    stride = POOL_STRIDE[step.pool_type]
+    stride = PoolType(step.pool_type).stride
     if (out_h, out_w) != (in_h // stride, in_w // stride):
         raise PipelineError(f"output {out_h}x{out_w} of a {in_h}x{in_w} map with pool type {step.pool_type}",
                             field=step.source, expected=f"{in_h // stride}x{in_w // stride} (the KPU pool stride)")
@@ -28,13 +25,14 @@ def conv_registers(step: KpuStep, src_line: int, dst_line: int) -> KpuLayerArgs:
         per_load, para_size, loads = out_c, step.weights.size, 1
     else:
         one_channel = step.kernel ** 2 * in_c
-        per_load = min(out_c, EIGHT_BIT_LOAD_LIMIT // one_channel)
+        per_load = min(out_c, KPU_WEIGHT_LOAD_BYTES // one_channel)
         para_size, loads = per_load * one_channel, -(-out_c // per_load)
     return KpuLayerArgs(
         depth_wise_layer=int(step.depthwise), image_src_addr=src_line, image_dst_addr=dst_line,
         i_ch_num=in_c - 1, o_ch_num=out_c - 1, o_ch_num_coef=per_load - 1,
         i_row_wid=in_w - 1, i_col_high=in_h - 1, o_row_wid=out_w - 1, o_col_high=out_h - 1,
-        kernel_type=1 if step.kernel == 3 else 0, pool_type=step.pool_type, pad_value=a.pad_value,
+        kernel_type=KERNEL_TYPE_3X3 if step.kernel == 3 else KERNEL_TYPE_1X1, pool_type=int(step.pool_type),
+        pad_value=a.pad_value,
         load_time=loads - 1, para_size=para_size,
         channel_switch_addr=rl_in * in_h, row_switch_addr=rl_in, coef_group=g_in,
         wb_channel_switch_addr=rl_out * out_h, wb_row_switch_addr=rl_out, wb_group=g_out,

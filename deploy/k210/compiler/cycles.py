@@ -9,8 +9,8 @@ LAYER_OVERHEAD_CYCLES for the interrupt / dispatch.
 
 from __future__ import annotations
 
-from deploy.k210.layout import row_layout
-from deploy.k210.program import CpuStep, KpuStep
+from deploy.k210.compiler.program import CpuStep, KpuStep
+from hardware.k210 import ACTIVATION_TABLE_BYTES, BN_WORD_BYTES, row_layout
 
 KPU_HZ = 400_000_000
 CPU_HZ = 400_000_000
@@ -32,7 +32,7 @@ def line_steps(in_shape: tuple[int, int, int], out_channels: int, depthwise: boo
 
 def kpu_weight_bytes(step: KpuStep) -> int:
     """Weights plus batch-norm words plus the activation table."""
-    return int(step.weights.size) + 8 * step.out_shape[0] + 144
+    return int(step.weights.size) + BN_WORD_BYTES * step.out_shape[0] + ACTIVATION_TABLE_BYTES
 
 
 def step_cycles(step: KpuStep | CpuStep, output_bytes: int) -> tuple[int, str]:

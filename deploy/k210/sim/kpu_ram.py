@@ -1,30 +1,12 @@
-"""KPU RAM geometry (spec §1.3): 2 MiB in 64-byte lines, feature maps stored per channel block and row, with
-2 or 4 channels sharing a line when the map is at most 32 or 16 pixels wide."""
+"""Feature maps in the simulated KPU RAM: read and write a (C, H, W) map in the K210 layout (spec §1.3; the geometry
+itself is in hardware.k210)."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from hardware.k210 import KPU_LINE_BYTES, KPU_RAM_LINES, map_lines, row_layout
 from pipeline.errors import PipelineError
-
-KPU_RAM_BYTES = 2 * 1024 * 1024
-LINE_BYTES = 64
-KPU_RAM_LINES = KPU_RAM_BYTES // LINE_BYTES
-
-
-def row_layout(width: int) -> tuple[int, int, int]:
-    """(groups, row_len, row_pitch) for a map `width` pixels wide."""
-    if width <= 16:
-        return 4, 1, 16
-    if width <= 32:
-        return 2, 1, 32
-    return 1, -(-width // LINE_BYTES), LINE_BYTES
-
-
-def map_lines(channels: int, height: int, width: int) -> int:
-    """KPU RAM lines taken by a C x H x W uint8 map."""
-    groups, row_len, _ = row_layout(width)
-    return row_len * height * -(-channels // min(channels, groups))
 
 
 def _block_view(ram: np.ndarray, line: int, shape: tuple[int, int, int], what: str) -> np.ndarray:
@@ -36,9 +18,9 @@ def _block_view(ram: np.ndarray, line: int, shape: tuple[int, int, int], what: s
         raise PipelineError(f"map of {channels}x{height}x{width} at line {line} needs {lines} lines, beyond the "
                             f"{KPU_RAM_LINES} lines of KPU RAM", field=what, expected="a map inside the 2 MiB KPU RAM")
     blocks = -(-channels // groups)
-    region = ram[line * LINE_BYTES:(line + blocks * height * row_len) * LINE_BYTES]
+    region = ram[line * KPU_LINE_BYTES:(line + blocks * height * row_len) * KPU_LINE_BYTES]
     if groups == 1:
-        return region.reshape(blocks, 1, height, row_len * LINE_BYTES)
+        return region.reshape(blocks, 1, height, row_len * KPU_LINE_BYTES)
     return region.reshape(blocks, height, groups, pitch).transpose(0, 2, 1, 3)
 
 

@@ -9,8 +9,8 @@ from typing import Protocol
 
 import numpy as np
 
-from deploy.k210.kmodel import Body, LayerType
-from deploy.k210.kpu_params import ConvArithmetic, Quant
+from deploy.k210.compiler.kpu_params import ConvArithmetic, Quant
+from deploy.k210.format.kmodel import Body, LayerType
 
 
 @dataclass

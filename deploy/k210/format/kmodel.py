@@ -15,10 +15,15 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from deploy.k210.registers import ActivationTable, BatchNormTable, KpuLayerArgs
+from deploy.k210.format.registers import ActivationTable, BatchNormTable, KpuLayerArgs
 
 KMODEL_VERSION = 3
-HEADER_BYTES = 28
+HEADER_BYTES = 28  # version, flags, arch, layers_length, max_start_address, main_mem_usage, output_count (u32)
+OUTPUT_FMT = "<2I"  # kpu_model_output_t: address, size
+LAYER_HEADER_FMT = "<2I"  # kpu_model_layer_header_t: type, body_size
+ENTRY_BYTES = 8  # the size of either
+K210_CONV_HEAD_FMT = "<6I"  # flags, main_mem_out_address, then the absolute offsets of the four blobs
+K210_CONV_HEAD_FIELDS = ("flags", "main_mem_out_addr", "layer_offset", "weights_offset", "bn_offset", "act_offset")
 FLAG_MAIN_MEM_OUT = 1
 FLAG_EIGHT_BIT_WEIGHTS = 1
 

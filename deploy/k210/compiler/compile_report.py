@@ -8,12 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from deploy.k210.compiler import Compiled
-from deploy.k210.cycles import CPU_HZ, KPU_HZ, kpu_weight_bytes, line_steps, step_cycles
-from deploy.k210.layout import LINE_BYTES, map_lines
-from deploy.k210.program import KpuStep
-
-MIB = 1024 * 1024
+from deploy.k210.compiler.cycles import CPU_HZ, KPU_HZ, kpu_weight_bytes, line_steps, step_cycles
+from deploy.k210.compiler.driver import Compiled
+from deploy.k210.compiler.program import KpuStep
+from hardware.k210 import KPU_LINE_BYTES, MIB, map_lines
 
 
 def _layer_rows(compiled: Compiled) -> list[dict[str, Any]]:
@@ -32,7 +30,7 @@ def _layer_rows(compiled: Compiled) -> list[dict[str, Any]]:
             row.update(kernel=step.kernel, depthwise=step.depthwise, pool_type=step.pool_type,
                        weight_bytes=kpu_weight_bytes(step),
                        line_steps=line_steps(step.in_shape, step.out_shape[0], step.depthwise),
-                       kpu_ram_bytes=LINE_BYTES * (map_lines(*step.in_shape) + map_lines(*step.out_shape)),
+                       kpu_ram_bytes=KPU_LINE_BYTES * (map_lines(*step.in_shape) + map_lines(*step.out_shape)),
                        main_memory_output=step.main_out)
         else:
             tables = [v for v in vars(layer.body).values() if isinstance(v, np.ndarray)]
@@ -67,7 +65,7 @@ def build_report(compiled: Compiled, *, source: Path, budget_mib: float, detecto
             "weight_bytes": sum(r["weight_bytes"] for r in rows), "macs": sum(r["macs"] for r in rows),
             "cycles": sum(r["cycles"] for r in rows), "kpu_time_ms": round(kpu_us / 1000, 3),
             "latency_ms": round(total_us / 1000, 3), "fps": round(1e6 / total_us, 1) if total_us else None,
-            "kpu_ram_peak_bytes": compiled.plan.kpu_lines_used * LINE_BYTES,
+            "kpu_ram_peak_bytes": compiled.plan.kpu_lines_used * KPU_LINE_BYTES,
             "main_memory_bytes": compiled.model.main_mem_usage,
         },
         "cycle_model": "spec §12.3 [I]: 1.03 line-steps + weight fetch at 400 MHz; CPU layers estimated",

@@ -12,14 +12,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from deploy.k210.registers import ActivationTable, BatchNormTable, KpuLayerArgs
+from deploy.k210.format.registers import ActivationTable, BatchNormTable, KpuLayerArgs
+from hardware.k210 import KPU_ACC_BITS, PoolType
 from pipeline.errors import PipelineError
 
 ROUNDING_MODES = ("reference", "v0.1")
-POOL_STRIDE = {0: 1, 1: 2, 2: 2, 3: 4, 4: 4, 5: 2, 6: 2, 7: 4, 8: 1, 9: 1}
-POOL_NAMES = {0: "bypass", 1: "max_2_s2", 2: "mean_2_s2", 3: "max_4_s4", 4: "mean_4_s4", 5: "left_top_2_s2",
-              6: "right_top_2_s2", 7: "left_top_4_s4", 8: "mean_2_s1", 9: "max_2_s1"}
-ACC_LIMIT = 1 << 35  # accumulator and BN output must lie in [-2^35, 2^35)
+ACC_LIMIT = 1 << (KPU_ACC_BITS - 1)  # accumulator and BN output must lie in [-2^35, 2^35)
 
 
 @dataclass
@@ -110,20 +108,21 @@ def activate(t: np.ndarray, table: ActivationTable, rounding: str) -> np.ndarray
 def pool(z: np.ndarray, pool_type: int, rounding: str) -> np.ndarray:
     """The KPU write-back pooling / decimation (spec §5.5) on a (C, H, W) uint8 map."""
     channels, height, width = z.shape
-    stride = POOL_STRIDE[pool_type]
+    kind = PoolType(pool_type)
+    stride = kind.stride
     out_h, out_w = height // stride, width // stride
-    if pool_type == 0:
+    if kind == PoolType.BYPASS:
         return z
-    if pool_type in (5, 6, 7):
-        column = 1 if pool_type == 6 else 0
+    if kind.is_pick:
+        column = 1 if kind == PoolType.RIGHT_TOP_2_S2 else 0
         return z[:, 0:out_h * stride:stride, column:out_w * stride:stride][:, :out_h, :out_w]
-    if pool_type in (1, 2, 3, 4):
+    if stride > 1:
         windows = z[:, :out_h * stride, :out_w * stride].reshape(channels, out_h, stride, out_w, stride)
-        if pool_type in (1, 3):
+        if kind.is_max:
             return windows.max(axis=(2, 4))
         return (windows.astype(np.int64).sum(axis=(2, 4)) // (stride * stride)).astype(np.uint8)
     wide = z.astype(np.int64)
-    if pool_type == 9:
+    if kind == PoolType.MAX_2_S1:
         padded = np.pad(wide, ((0, 0), (0, 1), (0, 1)), constant_values=0)
         return np.max([padded[:, dy:dy + height, dx:dx + width] for dy in (0, 1) for dx in (0, 1)],
                       axis=0).astype(np.uint8)
