@@ -70,6 +70,8 @@ def conv(ctx: Lowering, op: Operator) -> None:
                            f"{o.get('DilationHFactor')}x{o.get('DilationWFactor')}",
                        "stride 1 or 2 in both directions and dilation 1")
     pads = conv_pads(ctx.g, op)
+    if pads is None:
+        raise ctx.fail(op, f"input map of shape {ctx.g.tensors[conv_input(op)].shape}", "a batch-1 NHWC input map")
     centred = (1, 1) if k == 3 else (0, 0)
     if stride == 2 and (height % 2 or width % 2):
         raise ctx.fail(op, f"stride 2 on an odd size {height}x{width}",
