@@ -57,8 +57,10 @@ DEFAULTS: dict[str, Any] = {
                "board_type": "auto", "baud": 1500000, "isp_prog": None, "stub_dialect": None},
     # firmware: rendered RT-Thread glue; name None -> the config's name; kmodel_storage embedded | flash (at
     # deploy.kmodel_address); rounding reference | v0.1 (soft-KPU activation rounding, compile-time switch)
+    # camera: the k210 board's sensor (ov5640 | ov2640); rt_ai: the model runtime the RT-Thread builds use, ours
+    # (face_ai/rt_ai) | rtak (RT-AK's rt_ai_lib: the BSP's own, else rtak_lib, else $RTAK_LIB, else ../shared)
     "firmware": {"name": None, "kmodel_storage": "flash", "max_candidates": 256, "camera": "ov5640",
-                 "rounding": "reference", "run_timeout_s": 300},
+                 "rounding": "reference", "run_timeout_s": 300, "rt_ai": "ours", "rtak_lib": None},
 }
 
 

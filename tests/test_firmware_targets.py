@@ -134,6 +134,17 @@ def test_rtthread_console_lists_the_command_and_runs_it_as_typed(qemu_build, kmo
 
 
 @needs_qemu
+def test_the_generated_model_runs_on_rt_aks_own_rt_ai_lib(rendered, kmodel, frames, workdir):
+    build = build_board("qemu", [rendered], workdir / "qemu_rtak", workdir / "qemu_rtak_bsp", rt_ai="rtak")
+    bsp = workdir / "qemu_rtak_bsp"
+    assert (bsp / "rt_ai_lib" / "rt_ai_core.c").is_file() and not (bsp / "face_ai" / "rt_ai" / "rt_ai.c").exists()
+    assert "rt_ai_lib" in build.report.components  # RT-AK's runtime is what the image links
+    result = run_qemu(build.image, frames[:1], command="voc20_detect", flash_files={MODEL_ADDRESS: kmodel},
+                      dump=True)
+    assert_matches_simulator(result, kmodel, frames[:1])
+
+
+@needs_qemu
 def test_qemu_boots_from_a_whole_flash_image_and_counts_instructions(qemu_build, kmodel, frames, workdir):
     flash = bytearray(b"\xff" * FLASH_SIZE)
     boot = firmware_image(qemu_build.image.read_bytes())  # what the flash stage writes at offset 0

@@ -19,11 +19,21 @@ from deploy.firmware.image_check import ImageReport, check_image
 from deploy.firmware.k210_board import k210_board_header
 from deploy.firmware.memory_map import check_kernel_fits, memory_map_header
 from deploy.firmware.render import COMPONENT
-from deploy.firmware.rtthread_tree import Toolchain, find_bsp, find_k210_sdk, find_rtt_root, find_toolchain
+from deploy.firmware.rtthread_tree import (
+    RTAK_LIB_FOLDER,
+    Toolchain,
+    find_bsp,
+    find_k210_sdk,
+    find_rtak_lib,
+    find_rtt_root,
+    find_toolchain,
+)
 from pipeline.errors import PipelineError
 
 SCONS_TIMEOUT_S = 1800
 AI_ENABLE_LINE = "#define RT_AI_USE_K210"
+RTAK_ENABLE_LINE = "#define RT_AI_USE_RTAK"
+RT_AI_RUNTIMES = ("ours", "rtak")
 PORT_FOLDER = "face_port"
 COMPAT_SYSCALL_H = ("/* face-k210 build copy: picolibc has no <machine/syscall.h>, which the K210 SDK's syscalls.h "
                     "includes;\n * the SDK sources built here use none of its SYS_* numbers. */\n")
@@ -181,7 +191,8 @@ def _source_kconfig(kconfig: Path) -> None:
 
 def _build_outputs(bsp: Path):
     """copytree ignore: what an earlier build left in the BSP itself (objects, images, our folders)."""
-    top = {"build", "rtthread.elf", "rtthread.bin", "rtthread.map", ".sconsign.dblite", COMPONENT, PORT_FOLDER}
+    top = {"build", "rtthread.elf", "rtthread.bin", "rtthread.map", ".sconsign.dblite", COMPONENT, PORT_FOLDER,
+           RTAK_LIB_FOLDER}
 
     def ignore(folder: str, names: list[str]) -> set[str]:
         return top & set(names) if Path(folder) == bsp else set()
@@ -213,6 +224,24 @@ def prepare_bsp_copy(target: BspTarget, root: Path, toolchain: Toolchain, bsp_co
     _source_kconfig(bsp_copy / "Kconfig")
 
 
+def use_rt_ai_runtime(runtime: str, source_bsp: Path, bsp_copy: Path, rtak_lib: str | Path | None) -> None:
+    """Our rt_ai (in face_ai/rt_ai) or RT-AK's rt_ai_lib in <bsp>/rt_ai_lib, never both: their rt_ai_* clash."""
+    if runtime not in RT_AI_RUNTIMES:
+        raise PipelineError(f"got {runtime!r}", field="firmware.rt_ai", expected=" or ".join(RT_AI_RUNTIMES))
+    if runtime == "ours":
+        if (source_bsp / RTAK_LIB_FOLDER).is_dir():
+            raise PipelineError("the BSP holds RT-AK's rt_ai_lib, whose rt_ai_* functions clash with ours",
+                                path=source_bsp / RTAK_LIB_FOLDER, field="firmware.rt_ai",
+                                expected="rtak (build the models on RT-AK's runtime), or remove that folder")
+        return
+    lib = find_rtak_lib(rtak_lib, source_bsp)
+    shutil.copytree(lib, bsp_copy / RTAK_LIB_FOLDER)
+    for ours in ("rt_ai.c", "rt_ai.h"):
+        (bsp_copy / COMPONENT / "rt_ai" / ours).unlink()
+    rtconfig_h = bsp_copy / "rtconfig.h"
+    rtconfig_h.write_text("\n".join(_before_last_endif(rtconfig_h.read_text().splitlines(), [RTAK_ENABLE_LINE])) + "\n")
+
+
 def run_scons(bsp_copy: Path, root: Path, toolchain: Toolchain, jobs: int) -> str:
     env = dict(os.environ, RTT_ROOT=str(root), RTT_EXEC_PATH=str(toolchain.exec_path), RTT_CC="gcc")
     try:
@@ -233,7 +262,7 @@ def run_scons(bsp_copy: Path, root: Path, toolchain: Toolchain, jobs: int) -> st
 def build_rtthread(target: BspTarget, renders: list[Path], out: Path, work: Path, *,
                    rtt_root: str | Path | None = None, generated: dict[str, str] | None = None,
                    embedded_kmodels: dict[str, Path] | None = None, cflags: tuple[str, ...] = (),
-                   jobs: int = 2) -> RtthreadBuild:
+                   rt_ai: str = "ours", rtak_lib: str | Path | None = None, jobs: int = 2) -> RtthreadBuild:
     """Build `renders` (rendered folders, one model each) into target's BSP copied to `work`; the image goes to
     `out` (atomically) only after check_image found every model's command, registration and kmodel in it."""
     if shutil.which("scons") is None:
@@ -243,6 +272,8 @@ def build_rtthread(target: BspTarget, renders: list[Path], out: Path, work: Path
     work.mkdir(parents=True, exist_ok=True)
     prepare_bsp_copy(target, root, toolchain, work, cflags)
     names = install_component(renders, work)
+    shutil.rmtree(work / RTAK_LIB_FOLDER, ignore_errors=True)
+    use_rt_ai_runtime(rt_ai, find_bsp(root, target.bsp), work, rtak_lib)
     install_port(target, toolchain, work, generated or {})
     for stale in ("rtthread.elf", "rtthread.bin", "rtthread.map"):
         (work / stale).unlink(missing_ok=True)
@@ -257,15 +288,16 @@ def build_rtthread(target: BspTarget, renders: list[Path], out: Path, work: Path
 
 
 def build_board(board: str, renders: list[Path], out: Path, work: Path, *, rtt_root: str | Path | None = None,
-                camera: str = "ov5640", rounding: str = "reference",
-                embedded_kmodels: dict[str, Path] | None = None) -> RtthreadBuild:
+                camera: str = "ov5640", rounding: str = "reference", rt_ai: str = "ours",
+                rtak_lib: str | Path | None = None, embedded_kmodels: dict[str, Path] | None = None) -> RtthreadBuild:
     """build_rtthread for the qemu or k210 board with what that board's port needs: the generated memory map (qemu,
     whose kernel must end below it) or the K210 board header (camera), and the soft KPU's rounding switch."""
     target = BSP_TARGETS[board]
     generated = {"memory_map.h": memory_map_header()} if board == "qemu" else \
         {"k210_board.h": k210_board_header(camera)}
     result = build_rtthread(target, renders, out, work, rtt_root=rtt_root, generated=generated,
-                            embedded_kmodels=embedded_kmodels, cflags=rounding_flags(rounding))
+                            embedded_kmodels=embedded_kmodels, cflags=rounding_flags(rounding), rt_ai=rt_ai,
+                            rtak_lib=rtak_lib)
     if board == "qemu":
         check_kernel_fits(result.report.bss_end)
     return result

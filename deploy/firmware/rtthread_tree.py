@@ -14,6 +14,8 @@ from pipeline.config import REPO_ROOT
 from pipeline.errors import PipelineError
 
 SHARED_RTT_ROOT = REPO_ROOT.parent / "shared" / "rtthread" / "rt-thread"
+SHARED_RTAK_LIB = REPO_ROOT.parent / "shared" / "rtthread" / "RT-AK" / "RT-AK" / "rt_ai_lib"
+RTAK_LIB_FOLDER = "rt_ai_lib"  # where RT-AK's tool puts its runtime in a BSP
 RTT_MIN_VERSION = (4, 1, 1)  # bsp/k210 uses the K210-SDK package (PKG_USING_K210_SDK) since 4.1.1
 K210_SDK_PACKAGE = "K210-SDK-latest"
 LEGACY_SDK_GLOB = "kendryte*sdk*"
@@ -126,3 +128,16 @@ def find_toolchain(bsp_prefix: str) -> Toolchain:
                         expected=f"the BSP's toolchain ({bsp_prefix}gcc; for bsp/k210 the xPack riscv-none-embed-gcc "
                                  f"8.3.0-1.2) with RTT_EXEC_PATH set to its bin folder, or the Debian packages "
                                  f"{DEBIAN_PACKAGES} (run `invoke setup`)")
+
+
+def find_rtak_lib(given: str | Path | None, bsp: Path) -> Path:
+    """RT-AK's rt_ai_lib for firmware.rt_ai: rtak: the one in the BSP (where RT-AK's tool put it), else
+    firmware.rtak_lib, else $RTAK_LIB, else ../shared/rtthread/RT-AK/RT-AK/rt_ai_lib."""
+    chosen = given or os.environ.get("RTAK_LIB")
+    candidates = [bsp / RTAK_LIB_FOLDER] + ([Path(chosen).expanduser()] if chosen else [SHARED_RTAK_LIB])
+    for folder in candidates:
+        if (folder / "rt_ai.c").is_file() and (folder / "include" / "rt_ai.h").is_file():
+            return folder
+    raise PipelineError("RT-AK's rt_ai_lib not found", path=candidates[-1], field="firmware.rtak_lib",
+                        expected="a folder with rt_ai.c and include/rt_ai.h (RT-AK/rt_ai_lib of "
+                                 "https://github.com/RT-Thread/RT-AK), or firmware.rt_ai: ours")

@@ -77,6 +77,7 @@ def build_on_rtthread(cfg: Config, board: str, out: Path, *, rtt_root: str | Non
     kmodels = {rendered_model_name(rendered): Path(render["kmodel"])} if embedded else {}
     result = build_board(board, [rendered], out, firmware_dir(cfg) / f"{board}_bsp", rtt_root=rtt_root,
                          camera=cfg.get("firmware.camera"), rounding=cfg.get("firmware.rounding"),
+                         rt_ai=cfg.get("firmware.rt_ai"), rtak_lib=cfg.get("firmware.rtak_lib"),
                          embedded_kmodels=kmodels)
     report = result.report
     size = sram_report((report.text, report.data, report.bss), render["kmodel_bytes"], render["work_buffer_bytes"],
@@ -104,7 +105,8 @@ def build_stage(cfg: Config, board: str, *, rtt_root: str | None = None, force: 
 
     return run_stage(cfg.build_dir, f"build_{board}", inputs=[rendered_dir(cfg), FIRMWARE_DIR / "port"],
                      params={"board": board, "rounding": rounding, "rtt_root": rtt_root,
-                             "camera": cfg.get("firmware.camera")}, outputs=[out], work=work, force=force)
+                             "camera": cfg.get("firmware.camera"), "rt_ai": cfg.get("firmware.rt_ai"),
+                             "rtak_lib": cfg.get("firmware.rtak_lib")}, outputs=[out], work=work, force=force)
 
 
 def format_build(metrics: dict[str, Any]) -> str:

@@ -24,7 +24,7 @@ static const rt_uint8_t *k210_model(rt_ai_t ai)
     if (model == RT_NULL) {
         model = rt_port_flash_map(k->flash_offset, k->model_size);
         if (model == RT_NULL)
-            rt_kprintf("rt_ai %s: no kmodel of %lu bytes in flash at 0x%lx\n", ai->name, (unsigned long)k->model_size,
+            rt_kprintf("rt_ai %s: no kmodel of %lu bytes in flash at 0x%lx\n", RT_AI_NAME(ai), (unsigned long)k->model_size,
                        (unsigned long)k->flash_offset);
     }
     return model;
@@ -37,11 +37,11 @@ static int k210_init(rt_ai_t ai, rt_ai_buffer_t *buf)
     if (model == RT_NULL)
         return -1;
     if ((uintptr_t)model % 256u != 0) {
-        rt_kprintf("rt_ai %s: kmodel is not 256-byte aligned\n", ai->name);
+        rt_kprintf("rt_ai %s: kmodel is not 256-byte aligned\n", RT_AI_NAME(ai));
         return -1;
     }
     if (kpu_load_kmodel(&k->task, model) != 0) {
-        rt_kprintf("rt_ai %s: kpu_load_kmodel refused the model\n", ai->name);
+        rt_kprintf("rt_ai %s: kpu_load_kmodel refused the model\n", RT_AI_NAME(ai));
         return -1;
     }
     k->dmac = DMAC_CHANNEL_MAX;
@@ -65,14 +65,14 @@ static int k210_run(rt_ai_t ai, void (*callback)(void *arg), void *arg)
     /* dmalock hands its timeout to rt_sem_take, which counts ticks */
     if (dmalock_sync_take(&k->dmac, (int)rt_tick_from_millisecond(K210_KPU_DMA_WAIT_MS)) != RT_EOK ||
         k->dmac >= DMAC_CHANNEL_MAX) {
-        rt_kprintf("rt_ai %s: no free DMA channel within %d ms (msh: dma_ch_info)\n", ai->name, K210_KPU_DMA_WAIT_MS);
+        rt_kprintf("rt_ai %s: no free DMA channel within %d ms (msh: dma_ch_info)\n", RT_AI_NAME(ai), K210_KPU_DMA_WAIT_MS);
         k->dmac = DMAC_CHANNEL_MAX;
         return -1;
     }
     k->done = callback;
     k->done_arg = arg;
     if (kpu_run_kmodel(&k->task, ai->input[0], k->dmac, k210_done, k) != 0) {
-        rt_kprintf("rt_ai %s: kpu_run_kmodel failed\n", ai->name);
+        rt_kprintf("rt_ai %s: kpu_run_kmodel failed\n", RT_AI_NAME(ai));
         dmalock_release(k->dmac);
         k->dmac = DMAC_CHANNEL_MAX;
         return -1;
@@ -87,7 +87,7 @@ static int k210_get_output(rt_ai_t ai, rt_uint32_t index)
     if (kpu_get_output(&k210(ai)->task, index, &data, &size) != 0)
         return -1;
     ai->output[index] = data;
-    ai->output_size[index] = (rt_uint32_t)size;
+    RT_AI_KEEP_OUTPUT_SIZE(ai, index, (rt_uint32_t)size);
     return 0;
 }
 
@@ -95,7 +95,7 @@ static int k210_config(rt_ai_t ai, int cmd, rt_ai_buffer_t *arg)
 {
     (void)arg;
     if (cmd == RT_AI_CFG_DMAC)
-        rt_kprintf("rt_ai %s: the KPU's DMA channel comes from dmalock for each run; not settable\n", ai->name);
+        rt_kprintf("rt_ai %s: the KPU's DMA channel comes from dmalock for each run; not settable\n", RT_AI_NAME(ai));
     return -1;
 }
 

@@ -9,7 +9,7 @@
 #include <dmac.h>
 #include <kpu.h>
 
-#include "rt_ai.h"
+#include "rt_ai_port.h"
 
 struct k210_kpu {
     struct rt_ai parent;

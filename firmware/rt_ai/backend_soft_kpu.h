@@ -3,7 +3,7 @@
 #define BACKEND_SOFT_KPU_H
 
 #include "kmodel_v3.h"
-#include "rt_ai.h"
+#include "rt_ai_port.h"
 
 struct soft_kpu {
     struct rt_ai parent;
