@@ -1,5 +1,5 @@
 /* RT-AK style model registry and call-through to the backend. */
-#include "rt_ai.h"
+#include "rt_ai_port.h"
 
 #include <string.h>
 

@@ -61,17 +61,6 @@ struct rt_ai {
 
 #define RT_AI_T(h) ((rt_ai_t)(h))
 
-/* What a backend provides; a backend constructor hands it to rt_ai_plug_backend. */
-struct rt_ai_backend_ops {
-    int (*init)(rt_ai_t ai, rt_ai_buffer_t *buf);
-    int (*run)(rt_ai_t ai, void (*callback)(void *arg), void *arg);
-    int (*get_output)(rt_ai_t ai, rt_uint32_t index);
-    int (*config)(rt_ai_t ai, int cmd, rt_ai_buffer_t *arg);
-    rt_uint32_t mem_flag;
-};
-
-void rt_ai_plug_backend(rt_ai_t ai, const struct rt_ai_backend_ops *ops);
-
 rt_err_t rt_ai_register(rt_ai_t ai, const char *name, rt_uint16_t flags, int (*call)(void *arg), void *arg);
 rt_ai_t rt_ai_find(const char *name);
 rt_err_t rt_ai_init(rt_ai_t ai, rt_ai_buffer_t *work_buf);

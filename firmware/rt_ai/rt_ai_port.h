@@ -8,11 +8,7 @@
 
 #include "rt_ai.h"
 
-#ifdef RT_AI_USE_RTAK
-/* RT-AK keeps the name in its core object and no output sizes; the backend functions are fields of struct rt_ai. */
-#define RT_AI_NAME(ai) ((ai)->parent.name)
-#define RT_AI_KEEP_OUTPUT_SIZE(ai, index, size) ((void)(ai), (void)(index), (void)(size))
-
+/* What a backend provides; a backend constructor hands it to rt_ai_plug_backend. */
 struct rt_ai_backend_ops {
     int (*init)(rt_ai_t ai, rt_ai_buffer_t *buf);
     int (*run)(rt_ai_t ai, void (*callback)(void *arg), void *arg);
@@ -21,6 +17,11 @@ struct rt_ai_backend_ops {
     rt_uint32_t mem_flag;
 };
 void rt_ai_plug_backend(rt_ai_t ai, const struct rt_ai_backend_ops *ops);
+
+#ifdef RT_AI_USE_RTAK
+/* RT-AK keeps the name in its core object and no output sizes; the backend functions are fields of struct rt_ai. */
+#define RT_AI_NAME(ai) ((ai)->parent.name)
+#define RT_AI_KEEP_OUTPUT_SIZE(ai, index, size) ((void)(ai), (void)(index), (void)(size))
 /* Bytes of output `index`: what the generated header declared (the backends check it against the kmodel). */
 rt_uint32_t rt_ai_output_size(rt_ai_t ai, rt_uint32_t index);
 #else
