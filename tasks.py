@@ -32,8 +32,11 @@ def reports_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from pipeline.lock import task_scope
+
         try:
-            return fn(*args, **kwargs)
+            with task_scope():
+                return fn(*args, **kwargs)
         except PipelineError as exc:
             print(f"error: {exc}", file=sys.stderr)
             raise SystemExit(2) from None
@@ -46,18 +49,23 @@ def reports_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def load(config: str | None, sets: list[str] | None = None, **flags: Any):
-    """The config named by --config, with `--set key=value` overrides and then explicit flags applied.
+def load(config: str | None, sets: list[str] | None = None, *, lock: bool = True, **flags: Any):
+    """The config named by --config, with `--set key=value` overrides and then explicit flags (text, parsed by the
+    config's rules) applied; its build folder stays locked until the task ends (lock=False: only read its path).
 
     Invoke hands flags only to the task they follow, so --config and --set given to any task of the command line
     (`invoke build flash --config c.yaml`) apply to all of its tasks."""
     from pipeline.config import parse_override
     from pipeline.invocation import shared_settings, shared_value
+    from pipeline.lock import hold_for_task
 
     config = shared_value(config, sys.argv, "--config")
     overrides = dict(parse_override(text) for text in shared_settings(sets, sys.argv))
     overrides.update({key: value for key, value in flags.items() if value is not None})
-    return load_config(config, overrides)
+    cfg = load_config(config, overrides)
+    if lock:
+        hold_for_task(cfg.build_dir)
+    return cfg
 
 
 SET_HELP = "override any config value, e.g. --set train.epochs=5 (repeatable)"
@@ -391,6 +399,6 @@ def simboard(c, config=None, flash=None, port=None, wiring="dan", personality="v
                                    corrupt_in=corrupt_in, corrupt_out=corrupt_out, drop_reply=drop_reply,
                                    stall_rate=stall_rate, stall_s=stall_s, disconnect_after=disconnect_after,
                                    seed=seed, log=log)
-    target = Path(flash) if flash else load(config).build_dir / "sim_flash.img"
+    target = Path(flash) if flash else load(config, lock=False).build_dir / "sim_flash.img"
     print(f"simulated K210, flash image {target}; stop with Ctrl-C or after {options.idle_timeout_s:g} s idle")
     print(f"stopped: {serve_simboard(target, options.fast() if fast else options)}")

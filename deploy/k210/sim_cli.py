@@ -56,6 +56,9 @@ def save_outputs(result: SimResult, out: Path) -> None:
 
 def run_simulation(kmodel: Path, image: Path, out: Path | None, rounding: str = "reference") -> SimResult:
     """Simulate one input and (when `out` is given) save its outputs; prints a summary."""
+    if out is not None and (Path(out).is_dir() or Path(out).parent.is_file()):
+        raise PipelineError("is a folder" if Path(out).is_dir() else "its parent is a file", path=out, field="--out",
+                            expected="the path of an .npz file to write")
     model = load_kmodel(kmodel)
     shape, _ = model_input_shape(model)
     if len(shape) != 3:
