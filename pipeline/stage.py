@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.atomic import remove_stale_temps
+from pipeline.errors import PipelineError
 from pipeline.lock import build_lock
 from pipeline.manifest import Manifest
 
@@ -34,6 +35,10 @@ def run_stage(build_dir: Path, name: str, *, inputs: list[Path], params: dict[st
             say(f"[{name}] skipped: inputs and parameters unchanged since the last run (use --force to re-run)")
             return StageResult(name, skipped=True, metrics=manifest.stage(name).get("metrics", {}))
         metrics = work() or {}
+        missing = [path for path in outputs if not Path(path).exists()]
+        if missing:
+            raise PipelineError(f"stage '{name}' finished without writing this output, so it is not recorded as done",
+                                path=missing[0], expected="every output of the stage")
         Manifest(build_dir).record(name, inputs=inputs, params=params, outputs=outputs, metrics=metrics, tools=tools,
                                    input_hashes=hashes)
     return StageResult(name, skipped=False, metrics=metrics)
