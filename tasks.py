@@ -134,10 +134,10 @@ def data(c, config=None, set_=None, stats=False, strict=False, anchors=False, fo
 @reports_errors
 def train(c, config=None, set_=None, family=None, width=None, epochs=None, fresh=False, force=False):
     """Train the YOLOv2 face detector (refuses a model over train.budget_mib first); resumes after an interrupt."""
-    from models.train import format_train, train_stage
-
     cfg = load(config, set_, **{"model.family": family, "model.width": width,
                                 "train.epochs": epochs})
+    from models.train import format_train, train_stage  # TensorFlow loads only once the settings are valid
+
     print(format_train(train_stage(cfg, force=force, resume=not fresh).metrics))
 
 
@@ -162,9 +162,9 @@ def eval(c, config=None, set_=None, split="val", model=None):
 @reports_errors
 def prune(c, config=None, set_=None, sparsity=None, epochs=None, force=False):
     """Remove the least important conv filters (BN |gamma|), fine-tune, and write pruned.keras with the AP change."""
-    from models.prune_stage import format_prune, prune_stage
-
     cfg = load(config, set_, **{"prune.sparsity": sparsity, "prune.finetune_epochs": epochs})
+    from models.prune_stage import format_prune, prune_stage  # TensorFlow loads only once the settings are valid
+
     print(format_prune(prune_stage(cfg, force=force).metrics))
 
 
