@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,13 +25,18 @@ def _alive(pid: int) -> bool:
 
 
 def remove_stale_temps(folder: str | Path) -> list[Path]:
-    """Delete temp files below `folder` left by atomic writes of processes that no longer run (killed mid-write)."""
+    """Delete temp files (and temp folders) below `folder` named `.tmp-<pid>-...` whose process no longer runs:
+    leftovers of writers killed mid-write."""
     removed = []
-    for path in Path(folder).rglob(f"{TEMP_PREFIX}*"):
+    for path in sorted(Path(folder).rglob(f"{TEMP_PREFIX}*")):
         pid = path.name[len(TEMP_PREFIX):].split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)) and path.is_file():
+        if not pid.isdigit() or _alive(int(pid)) or not path.exists():
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
             path.unlink(missing_ok=True)
-            removed.append(path)
+        removed.append(path)
     return removed
 
 

@@ -158,7 +158,7 @@ class Config:
                 node = node[part]
             if last not in node:
                 raise PipelineError("unknown key", path=self.path, field=key)
-            node[last] = value
+            node[last] = rule_for(key).check(value, field=key, path=self.path) if _is_leaf(key) else value
         return Config(self.name, self.path, values)
 
     def resolve_path(self, value: str | None) -> Path | None:
