@@ -148,7 +148,7 @@ def read_kfpkg(path: Path, flash_size: int = FLASH_SIZE) -> list[FlashEntry]:
         raise PipelineError("wrong extension", path=path, expected="a .kfpkg file")
     try:
         archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except (zipfile.BadZipFile, OSError, NotImplementedError, ValueError, EOFError) as exc:
         raise PipelineError(f"not a zip archive: {exc}", path=path, expected="a kfpkg (zip)") from exc
     with archive:
         infos = {info.filename: info for info in archive.infolist()}
