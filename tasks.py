@@ -24,32 +24,48 @@ CONFIG_HELP = "pipeline config YAML (default configs/demo.yaml)"
 FORCE_HELP = "re-run the stage even if its inputs are unchanged"
 
 
+INTERRUPTED_EXIT = 130  # the shell's code for a command stopped by Ctrl-C (128 + SIGINT)
+
+
 def reports_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Print a PipelineError as one clear line and exit 2 instead of a traceback."""
+    """Print a PipelineError as one clear line and exit 2 instead of a traceback; Ctrl-C says how to go on."""
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from pipeline.lock import task_scope
+
         try:
-            return fn(*args, **kwargs)
+            with task_scope():
+                return fn(*args, **kwargs)
         except PipelineError as exc:
             print(f"error: {exc}", file=sys.stderr)
             raise SystemExit(2) from None
+        except KeyboardInterrupt:
+            print(f"interrupted: `invoke {fn.__name__}` stopped before its stage was recorded as done; run the same "
+                  "command again to continue (training resumes from its last finished epoch)", file=sys.stderr)
+            raise SystemExit(INTERRUPTED_EXIT) from None
 
+    wrapper.reports_errors = True  # type: ignore[attr-defined]  # tests check that every task has it
     return wrapper
 
 
-def load(config: str | None, sets: list[str] | None = None, **flags: Any):
-    """The config named by --config, with `--set key=value` overrides and then explicit flags applied.
+def load(config: str | None, sets: list[str] | None = None, *, lock: bool = True, **flags: Any):
+    """The config named by --config, with `--set key=value` overrides and then explicit flags (text, parsed by the
+    config's rules) applied; its build folder stays locked until the task ends (lock=False: only read its path).
 
     Invoke hands flags only to the task they follow, so --config and --set given to any task of the command line
     (`invoke build flash --config c.yaml`) apply to all of its tasks."""
     from pipeline.config import parse_override
     from pipeline.invocation import shared_settings, shared_value
+    from pipeline.lock import hold_for_task
 
     config = shared_value(config, sys.argv, "--config")
     overrides = dict(parse_override(text) for text in shared_settings(sets, sys.argv))
     overrides.update({key: value for key, value in flags.items() if value is not None})
-    return load_config(config, overrides)
+    cfg = load_config(config, overrides)
+    if lock:
+        hold_for_task(cfg.build_dir)
+    return cfg
 
 
 SET_HELP = "override any config value, e.g. --set train.epochs=5 (repeatable)"
@@ -65,6 +81,7 @@ def setup(c, check=False):
 
 
 @task(help={"slow": "also run tests marked slow", "k": "only tests matching this pytest -k expression"})
+@reports_errors
 def test(c, slow=False, k=None):
     """Run the test suite (pytest); the default suite skips tests marked slow."""
     marker = "" if slow else '-m "not slow"'
@@ -73,6 +90,7 @@ def test(c, slow=False, k=None):
 
 
 @task(help={"config": "only clean this config's build folder (default: all of build/)"})
+@reports_errors
 def clean(c, config=None):
     """Delete build artifacts."""
     import shutil
@@ -116,10 +134,10 @@ def data(c, config=None, set_=None, stats=False, strict=False, anchors=False, fo
 @reports_errors
 def train(c, config=None, set_=None, family=None, width=None, epochs=None, fresh=False, force=False):
     """Train the YOLOv2 face detector (refuses a model over train.budget_mib first); resumes after an interrupt."""
-    from models.train import format_train, train_stage
+    cfg = load(config, set_, **{"model.family": family, "model.width": width,
+                                "train.epochs": epochs})
+    from models.train import format_train, train_stage  # TensorFlow loads only once the settings are valid
 
-    cfg = load(config, set_, **{"model.family": family, "model.width": float(width) if width else None,
-                                "train.epochs": int(epochs) if epochs else None})
     print(format_train(train_stage(cfg, force=force, resume=not fresh).metrics))
 
 
@@ -144,10 +162,9 @@ def eval(c, config=None, set_=None, split="val", model=None):
 @reports_errors
 def prune(c, config=None, set_=None, sparsity=None, epochs=None, force=False):
     """Remove the least important conv filters (BN |gamma|), fine-tune, and write pruned.keras with the AP change."""
-    from models.prune_stage import format_prune, prune_stage
+    cfg = load(config, set_, **{"prune.sparsity": sparsity, "prune.finetune_epochs": epochs})
+    from models.prune_stage import format_prune, prune_stage  # TensorFlow loads only once the settings are valid
 
-    cfg = load(config, set_, **{"prune.sparsity": float(sparsity) if sparsity is not None else None,
-                                "prune.finetune_epochs": int(epochs) if epochs is not None else None})
     print(format_prune(prune_stage(cfg, force=force).metrics))
 
 
@@ -162,9 +179,9 @@ def tflite_stage(stage, config, set_, model, calib_images, held_images, force) -
     """Run the export or quantize stage and print its sizes and output agreement."""
     from deploy.export import format_export
 
-    cfg = load(config, set_)
-    result = stage(cfg, model_path=model, calib_images=int(calib_images) if calib_images else None,
-                   held_images=int(held_images) if held_images else None, force=force)
+    cfg = load(config, set_, **{"quantize.calib_images": calib_images, "export.held_images": held_images})
+    result = stage(cfg, model_path=model, calib_images=cfg.get("quantize.calib_images") if calib_images else None,
+                   held_images=cfg.get("export.held_images") if held_images else None, force=force)
     print(format_export(result.metrics))
 
 
@@ -205,7 +222,7 @@ def compile(c, config=None, set_=None, tflite=None, budget=None, inspect=None, c
     if inspect:
         print(inspect_kmodel(Path(inspect)))
         return
-    cfg = load(config, set_, **{"compile.budget_mib": float(budget) if budget else None})
+    cfg = load(config, set_, **{"compile.budget_mib": budget})
     compile_stage(cfg, tflite=Path(tflite) if tflite else None, compiler=compiler,
                   dataset=Path(dataset) if dataset else None, force=force)
 
@@ -323,7 +340,7 @@ def run(c, config=None, set_=None, board=None, images=None, dump=False, icount=F
     "stub_dialect": "dialect of an --isp-prog whose SHA-256 is not known: vowstar | sipeed | ktool"})
 @reports_errors
 def flash(c, config=None, set_=None, image=None, kmodel=None, address=None, kfpkg=None, board=None, board_type=None,
-          port=None, baud=None, isp_prog=None, stub_dialect=None, demo_images=4):
+          port=None, baud=None, isp_prog=None, stub_dialect=None, demo_images="4"):
     """Flash the built firmware (+ kmodel) or given files over the serial ISP; on sim, boot it and show detections.
 
     Writes to a real K210 (--board k210) or the simulated board (sim), which then boots from its flash image and
@@ -332,12 +349,13 @@ def flash(c, config=None, set_=None, image=None, kmodel=None, address=None, kfpk
 
     from deploy.end_to_end import board_config, built_artifacts, show_on_sim
     from deploy.end_to_end import demo_images as sample_images
-    from deploy.isp.flasher import flash_stage, parse_address
+    from deploy.isp.flasher import flash_stage
+    from pipeline.values import count
 
+    demo_count = count(0, "images").parse(demo_images, field="--demo-images")
     cfg = load(config, set_, **{
         "deploy.board_type": board_type, "deploy.port": port,
-        "deploy.baud": int(parse_address(baud)) if baud else None,
-        "deploy.kmodel_address": parse_address(address) if address else None,
+        "deploy.baud": baud, "deploy.kmodel_address": address,
         "deploy.isp_prog": str(Path(isp_prog).resolve()) if isp_prog else None, "deploy.stub_dialect": stub_dialect})
     board = board_of(board, cfg)
     cfg = board_config(cfg, board)
@@ -345,8 +363,8 @@ def flash(c, config=None, set_=None, image=None, kmodel=None, address=None, kfpk
     if not any(given):
         given = [*built_artifacts(cfg, board), None]
     flash_stage(cfg, image=given[0], kmodel=given[1], kfpkg=given[2])
-    if board == "sim" and int(demo_images) > 0:
-        shown = show_on_sim(cfg, sample_images(cfg, int(demo_images)))
+    if board == "sim" and demo_count > 0:
+        shown = show_on_sim(cfg, sample_images(cfg, demo_count))
         for path, png, detections in zip(shown.images, shown.pngs, shown.detections, strict=True):
             found = ", ".join(f"{d.get('label', d['class'])} {d['score']:.2f}" for d in detections) or "nothing"
             print(f"[sim] {path.name}: {found} -> {png}")
@@ -370,19 +388,19 @@ def flash(c, config=None, set_=None, image=None, kmodel=None, address=None, kfpk
     "seed": "seed of the fault generator",
     "log": "append one JSON line per frame to this file"})
 @reports_errors
-def simboard(c, config=None, flash=None, port=0, wiring="dan", personality="vowstar", fast=False, idle_timeout=600.0,
-             corrupt_in=0.0, corrupt_out=0.0, drop_reply=0.0, stall_rate=0.0, stall_s=0.0, disconnect_after=0,
-             seed=0, log=None):
+def simboard(c, config=None, flash=None, port=None, wiring="dan", personality="vowstar", fast=False,
+             idle_timeout="600", corrupt_in=None, corrupt_out=None, drop_reply=None, stall_rate=None, stall_s=None,
+             disconnect_after=None, seed=None, log=None):
     """Run the simulated K210 (ROM ISP + flash stage, 16 MiB flash image) as an RFC 2217 port on 127.0.0.1."""
     from pathlib import Path
 
     from deploy.isp.simboard.options import SimOptions
     from deploy.isp.simboard.server import serve_simboard
 
-    options = SimOptions(port=int(port), wiring=wiring, personality=personality, idle_timeout_s=float(idle_timeout),
-                         corrupt_in=float(corrupt_in), corrupt_out=float(corrupt_out), drop_reply=float(drop_reply),
-                         stall_rate=float(stall_rate), stall_s=float(stall_s), disconnect_after=int(disconnect_after),
-                         seed=int(seed), log=log or "")
-    target = Path(flash) if flash else load(config).build_dir / "sim_flash.img"
-    print(f"simulated K210, flash image {target}; stop with Ctrl-C or after {idle_timeout} s idle")
+    options = SimOptions.from_text(port=port, wiring=wiring, personality=personality, idle_timeout_s=idle_timeout,
+                                   corrupt_in=corrupt_in, corrupt_out=corrupt_out, drop_reply=drop_reply,
+                                   stall_rate=stall_rate, stall_s=stall_s, disconnect_after=disconnect_after,
+                                   seed=seed, log=log)
+    target = Path(flash) if flash else load(config, lock=False).build_dir / "sim_flash.img"
+    print(f"simulated K210, flash image {target}; stop with Ctrl-C or after {options.idle_timeout_s:g} s idle")
     print(f"stopped: {serve_simboard(target, options.fast() if fast else options)}")

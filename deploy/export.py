@@ -14,6 +14,7 @@ from models.pipeline import prepare_image
 from pipeline.atomic import write_json
 from pipeline.config import Config
 from pipeline.errors import PipelineError
+from pipeline.manifest import Manifest, tree_sha256
 from pipeline.stage import StageResult, run_stage
 
 FLOAT_NAME, UINT8_NAME, REPORT_NAME, META_NAME = ("model_float.tflite", "model_uint8.tflite",
@@ -24,6 +25,21 @@ def default_model_path(cfg: Config) -> Path:
     """The pruned model when the config prunes (prune.sparsity > 0), else the trained model."""
     pruned = float(cfg.values["prune"]["sparsity"]) > 0
     return cfg.build_dir / ("pruned.keras" if pruned else "model.keras")
+
+
+def finished_model_path(cfg: Config) -> Path:
+    """default_model_path, refused when no finished stage recorded it as it is now: an interrupted `invoke train`
+    leaves its best epoch so far in model.keras, which must not be exported as if training had finished."""
+    path = default_model_path(cfg)
+    stage = "prune" if path.name == "pruned.keras" else "train"
+    entry = Manifest(cfg.build_dir).stage(stage) or {}
+    recorded = entry.get("outputs", {}).get(path.name)
+    if path.is_file() and recorded != tree_sha256(path):
+        raise PipelineError(f"not recorded by a finished `invoke {stage}` (it was interrupted, or the file was "
+                            "changed since)", path=path,
+                            expected=f"run `invoke {stage}` again to finish it (it resumes), or pass --model FILE "
+                                     "to export that file anyway")
+    return path
 
 
 def _images(cfg: Config, split: str, count: int, seed: int) -> list[np.ndarray]:
@@ -129,7 +145,7 @@ def quantize_stage(cfg: Config, *, model_path: Path | None = None, calib_images:
 def export_stage(cfg: Config, *, model_path: Path | None = None, calib_images: int | None = None,
                  held_images: int | None = None, force: bool = False) -> StageResult:
     """Float export, then quantization: both TFLite models and the agreement report."""
-    model_path = Path(model_path) if model_path else default_model_path(cfg)
+    model_path = Path(model_path) if model_path else finished_model_path(cfg)
     float_stage(cfg, model_path, force=force)
     return quantize_stage(cfg, model_path=model_path, calib_images=calib_images, held_images=held_images,
                           force=force)

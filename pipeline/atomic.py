@@ -5,10 +5,39 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
+
+TEMP_PREFIX = ".tmp-"  # every temp file of an atomic write is named .tmp-<pid>-<target name>.<random><suffix>
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temps(folder: str | Path) -> list[Path]:
+    """Delete temp files (and temp folders) below `folder` named `.tmp-<pid>-...` whose process no longer runs:
+    leftovers of writers killed mid-write."""
+    removed = []
+    for path in sorted(Path(folder).rglob(f"{TEMP_PREFIX}*")):
+        pid = path.name[len(TEMP_PREFIX):].split("-", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)) or not path.exists():
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
 
 
 @contextlib.contextmanager
@@ -16,8 +45,10 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temp path beside `target`; it replaces `target` only if the block finishes without error."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    # the temp name ends like the target, for writers that check the extension (Keras wants ".keras")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{target.suffix}", dir=target.parent)
+    # the temp name carries this process's id, so a later run can tell a killed writer's leftover (see
+    # remove_stale_temps), and ends like the target for writers that check the extension (Keras wants ".keras")
+    fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-{target.name}.", suffix=target.suffix,
+                               dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:

@@ -11,6 +11,8 @@ from typing import Any
 import yaml
 
 from pipeline.errors import PipelineError
+from pipeline.text_files import read_utf8
+from pipeline.values import Rule, count, fraction, number, positive, yaml_value
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "demo.yaml"
@@ -26,6 +28,7 @@ DEFAULTS: dict[str, Any] = {
         "class_map": {},  # source name -> class name (merge classes)
         "classes_file": None,  # YOLO txt: classes file
         "images_root": None,  # WIDER FACE: image folder
+        "paths_outside_root": False,  # allow annotation files to name images outside their split/image folder
         "synthetic": {"train_count": 240, "val_count": 60, "size": [320, 256], "seed": 20261122},
     },
     "model": {
@@ -64,6 +67,68 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+# The type, range and units of every key above: the config file, `--set` and task flags are all checked by these
+# (pipeline.values.Rule). Names whose list lives with the code that uses them (model.family, dataset.format,
+# deploy.board, deploy.board_type, firmware.rounding, ...) are checked there and only typed here.
+NAME = Rule("str")
+PATH = Rule("str", nullable=True)
+RULES: dict[str, Rule] = {
+    "dataset.format": NAME, "dataset.train": PATH, "dataset.val": PATH, "dataset.classes": Rule("names"),
+    "dataset.class_map": Rule("map"), "dataset.classes_file": PATH, "dataset.images_root": PATH,
+    "dataset.paths_outside_root": Rule("bool"),
+    "dataset.synthetic.train_count": count(1, "images"), "dataset.synthetic.val_count": count(1, "images"),
+    "dataset.synthetic.size": Rule("size", length=2, low=32, unit="width, height in pixels"),
+    "dataset.synthetic.seed": count(0),
+    "model.family": NAME, "model.width": number(0, 4, open_low=True, unit="width multiplier"),
+    "model.input_size": Rule("size", length=2, low=8, unit="width, height in pixels"),
+    "model.anchors": Rule("pairs", nullable=True), "model.num_anchors": count(1),
+    "model.activation": NAME, "model.passthrough_filters": count(0, nullable=True),
+    "model.output_stride": Rule("int", choices=(16, 32)), "model.min_channels": count(4, "filters"),
+    "train.epochs": count(1), "train.batch_size": count(1, "images"), "train.learning_rate": positive(),
+    "train.warmup_epochs": count(0), "train.patience": count(1, "epochs"), "train.seed": count(0),
+    "train.budget_mib": positive("MiB"), "train.weight_decay": number(0), "train.ignore_thresh": fraction("IoU"),
+    "train.rescore": Rule("bool"), "train.augment": Rule("bool"), "train.max_boxes": count(1, "boxes per image"),
+    "train.loss_weights.coord": number(0), "train.loss_weights.obj": number(0),
+    "train.loss_weights.noobj": number(0), "train.loss_weights.class": number(0),
+    "train.time_limit_minutes": number(0, unit="minutes, 0 = no limit"), "train.quiet": Rule("bool"),
+    "prune.sparsity": number(0, 1, open_high=True, unit="fraction of filters"), "prune.finetune_epochs": count(0),
+    "prune.finetune_lr_scale": positive(), "prune.min_filters": count(1, "filters"),
+    "quantize.calib_images": count(1, "images"), "export.held_images": count(0, "images"),
+    "compile.budget_mib": positive("MiB"), "compile.fuse_leaky": Rule("bool"),
+    "deploy.board": NAME, "deploy.port": PATH, "deploy.kmodel_address": count(0, "flash byte address"),
+    "deploy.score_threshold": fraction("score"), "deploy.nms_iou": fraction("IoU"), "deploy.board_type": NAME,
+    "deploy.baud": count(1, "baud"), "deploy.isp_prog": PATH, "deploy.stub_dialect": PATH,
+    "firmware.name": PATH, "firmware.kmodel_storage": NAME, "firmware.max_candidates": count(1),
+    "firmware.camera": NAME, "firmware.rounding": NAME, "firmware.run_timeout_s": positive("seconds"),
+    "firmware.rt_ai": Rule("str", choices=("ours", "rtak")), "firmware.rtak_lib": PATH,
+}
+
+
+def rule_for(dotted: str) -> Rule:
+    """The rule of a config key; a key without one (added later) is checked against its default's type."""
+    if dotted in RULES:
+        return RULES[dotted]
+    node: Any = DEFAULTS
+    for part in dotted.split("."):
+        node = node[part]
+    kind = {bool: "bool", int: "int", float: "float", str: "str"}.get(type(node), "any")
+    return Rule(kind, nullable=node is None)
+
+
+def _is_leaf(dotted: str) -> bool:
+    node: Any = DEFAULTS
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return not (isinstance(node, dict) and node)
+
+
+def parse_setting(dotted: str, value: Any) -> Any:
+    """A value given on the command line (flag text or a `--set` YAML value) for config key `dotted`, parsed and
+    checked by its rule; unknown keys are left to the config merge, which names them."""
+    return rule_for(dotted).parse(value, field=dotted, path="command line") if _is_leaf(dotted) else value
+
 @dataclass(frozen=True)
 class Config:
     """A loaded pipeline config: its values, the file it came from and where its artifacts go."""
@@ -95,7 +160,7 @@ class Config:
                 node = node[part]
             if last not in node:
                 raise PipelineError("unknown key", path=self.path, field=key)
-            node[last] = value
+            node[last] = rule_for(key).check(value, field=key, path=self.path) if _is_leaf(key) else value
         return Config(self.name, self.path, values)
 
     def resolve_path(self, value: str | None) -> Path | None:
@@ -124,16 +189,8 @@ def _merge(defaults: dict[str, Any], given: dict[str, Any], path: Path, prefix: 
 
 
 def _checked(default: Any, value: Any, path: Path, dotted: str) -> Any:
-    if default is None or value is None:
-        return value
-    if isinstance(default, bool):
-        ok = isinstance(value, bool)
-    elif isinstance(default, (int, float)):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    else:
-        ok = isinstance(value, type(default))
-    if not ok:
-        raise PipelineError(f"got {value!r}", path=path, field=dotted, expected=f"a {type(default).__name__}")
+    if dotted in RULES or default is not None:
+        return rule_for(dotted).check(value, field=dotted, path=path)
     return value
 
 
@@ -142,7 +199,10 @@ def parse_override(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise PipelineError(f"override {text!r} has no '='", field="--set", expected="key.sub=value")
     key, raw = text.split("=", 1)
-    return key.strip(), yaml.safe_load(raw)
+    key = key.strip()
+    if not raw.strip():
+        raise PipelineError(f"override {text!r} has no value", field=key, expected="key.sub=value")
+    return key, yaml_value(raw, field=key)
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
@@ -153,7 +213,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     if not path.is_file():
         raise PipelineError("config file not found", path=path, expected="a YAML file such as configs/demo.yaml")
     try:
-        given = yaml.safe_load(path.read_text()) or {}
+        given = yaml.safe_load(read_utf8(path)) or {}
     except yaml.YAMLError as exc:
         raise PipelineError(f"not valid YAML: {exc}", path=path) from exc
     if not isinstance(given, dict):
@@ -161,6 +221,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     for key, value in (overrides or {}).items():
         if value is None:
             continue
+        value = parse_setting(key, value)
         node = given
         parts = key.split(".")
         for part in parts[:-1]:

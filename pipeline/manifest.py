@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import sys
 import time
 from importlib import metadata
 from pathlib import Path
@@ -58,7 +59,23 @@ class Manifest:
         self.path = self.build_dir / MANIFEST_NAME
         self.data: dict[str, Any] = {"stages": {}}
         if self.path.is_file():
-            self.data = json.loads(self.path.read_text())
+            self.data = self._read()
+
+    def _read(self) -> dict[str, Any]:
+        """The recorded stages; a damaged manifest (truncated, not JSON) counts as absent, with a warning: every
+        stage then runs again and the next record rewrites it."""
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            reason = str(exc)
+        else:
+            if isinstance(data, dict) and isinstance(data.get("stages"), dict) and all(
+                    isinstance(entry, dict) for entry in data["stages"].values()):
+                return data
+            reason = "not an object with a 'stages' mapping"
+        print(f"warning: {self.path}: damaged manifest ({reason}); treating it as absent, every stage runs again",
+              file=sys.stderr)
+        return {"stages": {}}
 
     def _rel(self, path: Path) -> str:
         path = Path(path).resolve()
@@ -70,17 +87,19 @@ class Manifest:
     def stage(self, name: str) -> dict[str, Any] | None:
         return self.data["stages"].get(name)
 
-    def is_current(self, name: str, inputs: list[Path], params: dict[str, Any], outputs: list[Path]) -> bool:
+    def input_hashes(self, inputs: list[Path]) -> dict[str, str | None]:
+        """Content hash of every input as it is now (None for a missing one), keyed as the manifest records them."""
+        return {self._rel(p): tree_sha256(p) if Path(p).exists() else None for p in inputs}
+
+    def is_current(self, name: str, inputs: list[Path], params: dict[str, Any], outputs: list[Path],
+                   input_hashes: dict[str, str | None] | None = None) -> bool:
         """True when the stage ran before with the same input contents and parameters and its outputs are intact."""
         entry = self.stage(name)
         if entry is None or entry.get("params_sha256") != params_sha256(params):
             return False
-        recorded_in = entry.get("inputs", {})
-        if set(recorded_in) != {self._rel(p) for p in inputs}:
+        hashes = self.input_hashes(inputs) if input_hashes is None else input_hashes
+        if None in hashes.values() or entry.get("inputs", {}) != hashes:
             return False
-        for path in inputs:
-            if not Path(path).exists() or recorded_in[self._rel(path)] != tree_sha256(path):
-                return False
         recorded_out = entry.get("outputs", {})
         for path in outputs:
             key = self._rel(path)
@@ -89,10 +108,13 @@ class Manifest:
         return True
 
     def record(self, name: str, *, inputs: list[Path], params: dict[str, Any], outputs: list[Path],
-               metrics: dict[str, Any] | None = None, tools: list[str] | None = None) -> None:
+               metrics: dict[str, Any] | None = None, tools: list[str] | None = None,
+               input_hashes: dict[str, str | None] | None = None) -> None:
+        """Record a finished stage; `input_hashes` are the inputs as they were when the work started (the ones it
+        used), hashed now when not given."""
         self.data["stages"][name] = {
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "inputs": {self._rel(p): tree_sha256(p) for p in inputs},
+            "inputs": self.input_hashes(inputs) if input_hashes is None else input_hashes,
             "params": params,
             "params_sha256": params_sha256(params),
             "outputs": {self._rel(p): tree_sha256(p) for p in outputs},

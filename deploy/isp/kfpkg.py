@@ -6,6 +6,7 @@ import json
 import posixpath
 import re
 import zipfile
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,6 +118,29 @@ def parse_flash_list(text: str, where: Path) -> list[dict[str, Any]]:
     return items
 
 
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, where: Path, field: str) -> bytes:
+    """A member's bytes, at most `limit`; a bad CRC, a size that differs from the header, an unknown compression,
+    encryption or a damaged stream is a PipelineError naming the member."""
+    name = info.filename
+    if info.flag_bits & 0x1:
+        raise PipelineError(f"member {name!r} is encrypted", path=where, field=field, expected="unencrypted members")
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise PipelineError(f"member {name!r} uses compression method {info.compress_type}", path=where, field=field,
+                            expected="stored or deflated members")
+    try:
+        with archive.open(info) as member:
+            data = member.read(limit + 1)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError, RuntimeError) as exc:
+        raise PipelineError(f"member {name!r} is damaged ({exc})", path=where, field=field,
+                            expected="a member whose data matches its CRC-32 and size") from None
+    if len(data) > limit:
+        raise PipelineError(f"member {name!r} inflates past {limit} bytes", path=where, field=field)
+    if len(data) != info.file_size:
+        raise PipelineError(f"member {name!r} holds {len(data)} bytes, its header says {info.file_size}", path=where,
+                            field=field, expected="the size the zip header declares")
+    return data
+
+
 def read_kfpkg(path: Path, flash_size: int = FLASH_SIZE) -> list[FlashEntry]:
     """Read and validate a .kfpkg; members are size-checked before they are read (no zip bombs)."""
     path = Path(path)
@@ -124,13 +148,14 @@ def read_kfpkg(path: Path, flash_size: int = FLASH_SIZE) -> list[FlashEntry]:
         raise PipelineError("wrong extension", path=path, expected="a .kfpkg file")
     try:
         archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except (zipfile.BadZipFile, OSError, NotImplementedError, ValueError, EOFError) as exc:
         raise PipelineError(f"not a zip archive: {exc}", path=path, expected="a kfpkg (zip)") from exc
     with archive:
         infos = {info.filename: info for info in archive.infolist()}
         if LIST_NAME not in infos or infos[LIST_NAME].file_size > MAX_LIST_BYTES:
             raise PipelineError(f"no {LIST_NAME} (or larger than 1 MiB) at the root", path=path, field=LIST_NAME)
-        items = parse_flash_list(archive.read(LIST_NAME).decode("utf-8", errors="replace"), path)
+        listing = _read_member(archive, infos[LIST_NAME], MAX_LIST_BYTES, path, LIST_NAME)
+        items = parse_flash_list(listing.decode("utf-8", errors="replace"), path)
         entries = []
         for index, item in enumerate(items):
             info = infos.get(item["bin"])
@@ -140,10 +165,7 @@ def read_kfpkg(path: Path, flash_size: int = FLASH_SIZE) -> list[FlashEntry]:
             if info.file_size > flash_size:
                 raise PipelineError(f"member {item['bin']!r} is {info.file_size} bytes", path=path, field=field,
                                     expected=f"at most the flash size ({flash_size} bytes)")
-            with archive.open(info) as member:
-                data = member.read(flash_size + 1)
-            if len(data) > flash_size:
-                raise PipelineError(f"member {item['bin']!r} inflates past the flash size", path=path, field=field)
+            data = _read_member(archive, info, flash_size, path, field)
             entries.append(FlashEntry(item["bin"], item["address"], data, item["bootable"]))
     check_layout(entries, path, flash_size)
     return entries

@@ -47,6 +47,9 @@ def read_image(path: Path) -> np.ndarray:
             rgb = img.convert("RGB")
     except FileNotFoundError as exc:
         raise PipelineError("image file not found", path=path) from exc
+    except Image.DecompressionBombError as exc:
+        raise PipelineError(f"image too large to decode ({exc})", path=path,
+                            expected=f"at most {Image.MAX_IMAGE_PIXELS:,} pixels") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise PipelineError(f"unreadable or truncated image ({exc})", path=path,
                             expected="a complete JPEG/PNG/BMP file") from exc

@@ -61,10 +61,11 @@ def load_records(cfg: Config, split: str, log: ProblemLog | None = None) -> list
     data = cfg.values["dataset"]
     fmt = data["format"]
     classes = class_map(cfg)
+    outside = bool(data["paths_outside_root"])
     if fmt == "synthetic":
         records = read_voc(ensure_synthetic(cfg, split), classes, log)
     elif fmt == "voc":
-        records = read_voc(_split_path(cfg, split), classes, log)
+        records = read_voc(_split_path(cfg, split), classes, log, outside)
     elif fmt == "yolo":
         classes_file = cfg.resolve_path(data["classes_file"]) or _split_path(cfg, split).parent / "classes.txt"
         records = read_yolo(_split_path(cfg, split), classes_file, classes, log)
@@ -72,7 +73,7 @@ def load_records(cfg: Config, split: str, log: ProblemLog | None = None) -> list
         images_root = cfg.resolve_path(data["images_root"])
         if images_root is None:
             raise PipelineError("WIDER FACE needs the image folder", path=cfg.path, field="dataset.images_root")
-        records = read_wider(_split_path(cfg, split), images_root, classes, log)
+        records = read_wider(_split_path(cfg, split), images_root, classes, log, outside)
     elif fmt == "folders":
         raise PipelineError("an identity folder set has no boxes; it cannot feed the detector", path=cfg.path,
                             field="dataset.format", expected="voc, yolo, wider or synthetic")

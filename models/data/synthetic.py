@@ -3,6 +3,7 @@ boxes (the bounding box of each face's drawn pixels). Written as a Pascal VOC sp
 
 from __future__ import annotations
 
+import shutil
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,8 +138,10 @@ def voc_xml(filename: str, width: int, height: int, boxes: np.ndarray, name: str
 
 
 def write_synthetic_voc(out_dir: Path, spec: SyntheticSpec) -> int:
-    """Render `spec.count` scenes into `out_dir/images` (PNG, lossless so boxes stay exact) + `out_dir/annotations`."""
+    """Render `spec.count` scenes into `out_dir/images` (PNG, lossless so boxes stay exact) + `out_dir/annotations`,
+    replacing whatever an earlier spec left there (a smaller count must not keep the old images)."""
     rng = np.random.default_rng(spec.seed)
+    shutil.rmtree(out_dir, ignore_errors=True)
     images, annotations = Path(out_dir) / "images", Path(out_dir) / "annotations"
     images.mkdir(parents=True, exist_ok=True)
     annotations.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import numpy as np
 
 from models.data.boxes import check_box
 from models.data.classmap import ClassMap
+from models.data.member_paths import member_path
 from models.data.problems import ProblemLog
 from models.data.records import DetectionRecord, image_size
 from pipeline.errors import PipelineError
@@ -23,9 +25,12 @@ def _subfolder(root: Path, *names: str) -> Path:
     raise PipelineError("folder not found", path=root, expected=f"a subfolder named one of {', '.join(names)}")
 
 
-def _find_image(images: Path, filename: str | None, stem: str) -> Path | None:
-    if filename and (images / filename).is_file():
-        return images / filename
+def _find_image(images: Path, filename: str | None, stem: str, xml_path: Path, allow_outside: bool) -> Path | None:
+    """The image an annotation names (inside `images` by the data set path policy), else one named like the XML."""
+    if filename:
+        named = member_path(images, filename, where=xml_path, field="filename", allow_outside=allow_outside)
+        if named.is_file():
+            return named
     for suffix in IMAGE_SUFFIXES:
         for candidate in (images / f"{stem}{suffix}", images / f"{stem}{suffix.upper()}"):
             if candidate.is_file():
@@ -38,20 +43,31 @@ def _number(node: ET.Element, tag: str, xml_path: Path) -> float:
     if child is None or child.text is None:
         raise PipelineError("missing field", path=xml_path, field=tag, expected="a number")
     try:
-        return float(child.text)
-    except ValueError as exc:
-        raise PipelineError(f"not a number: {child.text!r}", path=xml_path, field=tag) from exc
+        value = float(child.text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise PipelineError(f"not a finite number: {child.text.strip()!r}", path=xml_path, field=tag,
+                            expected="a number")
+    return value
 
 
-def read_voc_annotation(xml_path: Path, images: Path, classes: ClassMap, log: ProblemLog) -> DetectionRecord | None:
+def read_voc_annotation(xml_path: Path, images: Path, classes: ClassMap, log: ProblemLog,
+                        allow_outside: bool = False) -> DetectionRecord | None:
     """Parse one VOC XML file and check it against its image; None (reported) when unusable."""
     try:
         root = ET.parse(xml_path).getroot()
     except ET.ParseError as exc:
         log.report("bad annotation", f"not well-formed XML ({exc})", xml_path)
         return None
-    filename = root.findtext("filename")
-    image_path = _find_image(images, filename, xml_path.stem)
+    except OSError as exc:
+        log.report("bad annotation", f"cannot read ({exc.strerror})", xml_path, expected="a VOC XML file")
+        return None
+    try:
+        image_path = _find_image(images, root.findtext("filename"), xml_path.stem, xml_path, allow_outside)
+    except PipelineError as exc:
+        log.add("path outside data set", exc)
+        return None
     if image_path is None:
         log.report("missing image", f"no image for this annotation in {images}", xml_path, field_name="filename")
         return None
@@ -100,7 +116,8 @@ def read_voc_annotation(xml_path: Path, images: Path, classes: ClassMap, log: Pr
     )
 
 
-def read_voc(split_dir: Path, classes: ClassMap, log: ProblemLog) -> list[DetectionRecord]:
+def read_voc(split_dir: Path, classes: ClassMap, log: ProblemLog, allow_outside: bool = False
+             ) -> list[DetectionRecord]:
     """Read every annotation of one VOC split folder."""
     split_dir = Path(split_dir)
     if not split_dir.is_dir():
@@ -109,7 +126,7 @@ def read_voc(split_dir: Path, classes: ClassMap, log: ProblemLog) -> list[Detect
     images = _subfolder(split_dir, "images", "JPEGImages")
     records = []
     for xml_path in sorted(annotations.glob("*.xml")):
-        record = read_voc_annotation(xml_path, images, classes, log)
+        record = read_voc_annotation(xml_path, images, classes, log, allow_outside)
         if record is not None:
             records.append(record)
     return records

@@ -9,16 +9,18 @@ import numpy as np
 
 from models.data.boxes import check_box
 from models.data.classmap import ClassMap
+from models.data.member_paths import member_path
 from models.data.problems import ProblemLog
 from models.data.records import DetectionRecord, image_size
 from pipeline.errors import PipelineError
+from pipeline.text_files import read_utf8
 
 INVALID_FLAG = 7  # column index of the "invalid" attribute
 
 
 def _parse_blocks(gt_file: Path) -> list[tuple[str, list[list[float]], int]]:
     """(image relative path, face rows, line number) per image; malformed structure raises PipelineError."""
-    lines = [line.strip() for line in gt_file.read_text().splitlines()]
+    lines = [line.strip() for line in read_utf8(gt_file, expected="a WIDER FACE annotation file").splitlines()]
     blocks, i = [], 0
     while i < len(lines):
         if not lines[i]:
@@ -27,9 +29,11 @@ def _parse_blocks(gt_file: Path) -> list[tuple[str, list[list[float]], int]]:
         name, start = lines[i], i + 1
         try:
             count = int(lines[i + 1])
-        except (IndexError, ValueError) as exc:
+        except (IndexError, ValueError):
+            count = -1
+        if count < 0:
             raise PipelineError(f"expected a face count after {name!r}", path=gt_file,
-                                field=f"line {i + 2}", expected="a whole number") from exc
+                                field=f"line {i + 2}", expected="a whole number >= 0")
         rows_needed = max(count, 1)
         rows = []
         for j in range(rows_needed):
@@ -44,7 +48,8 @@ def _parse_blocks(gt_file: Path) -> list[tuple[str, list[list[float]], int]]:
     return blocks
 
 
-def read_wider(gt_file: Path, images_root: Path, classes: ClassMap, log: ProblemLog) -> list[DetectionRecord]:
+def read_wider(gt_file: Path, images_root: Path, classes: ClassMap, log: ProblemLog, allow_outside: bool = False
+               ) -> list[DetectionRecord]:
     gt_file, images_root = Path(gt_file), Path(images_root)
     if not gt_file.is_file():
         raise PipelineError("WIDER FACE annotation file not found", path=gt_file,
@@ -55,7 +60,12 @@ def read_wider(gt_file: Path, images_root: Path, classes: ClassMap, log: Problem
                             path=gt_file, field="dataset.classes", expected="'face' in classes")
     records = []
     for name, rows, line_number in _parse_blocks(gt_file):
-        image_path = images_root / name
+        try:
+            image_path = member_path(images_root, name, where=gt_file, field=f"line {line_number}",
+                                     allow_outside=allow_outside)
+        except PipelineError as exc:
+            log.add("path outside data set", exc)
+            continue
         try:
             width, height = image_size(image_path)
         except PipelineError as exc:

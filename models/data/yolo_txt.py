@@ -9,16 +9,19 @@ import numpy as np
 
 from models.data.boxes import check_box
 from models.data.classmap import ClassMap
+from models.data.member_paths import member_path
 from models.data.problems import ProblemLog
 from models.data.records import DetectionRecord, image_size
 from models.data.voc import IMAGE_SUFFIXES
 from pipeline.errors import PipelineError
+from pipeline.text_files import read_utf8
 
 
 def read_class_names(path: Path) -> list[str]:
     if not Path(path).is_file():
         raise PipelineError("classes file not found", path=path, expected="one class name per line")
-    names = [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
+    names = [line.strip() for line in read_utf8(path, expected="one class name per line").splitlines()
+             if line.strip()]
     if not names:
         raise PipelineError("classes file is empty", path=path, expected="one class name per line")
     return names
@@ -28,7 +31,12 @@ def read_yolo_label(label_path: Path, source_names: list[str], classes: ClassMap
                     log: ProblemLog) -> tuple[np.ndarray, np.ndarray] | None:
     """Boxes in pixels and mapped labels of one label file; None (reported) when unusable."""
     boxes, labels = [], []
-    for number, line in enumerate(label_path.read_text().splitlines(), start=1):
+    try:
+        text = read_utf8(label_path, expected="'class cx cy w h' lines")
+    except PipelineError as exc:
+        log.add("bad annotation", exc)
+        return None
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         fields = line.split()
@@ -70,8 +78,8 @@ def read_yolo(split_dir: Path, classes_file: Path, classes: ClassMap, log: Probl
         except PipelineError as exc:
             log.add("unreadable image", exc)
             continue
-        label_path = labels_dir / f"{image_path.stem}.txt"
-        if label_path.is_file():
+        label_path = member_path(labels_dir, f"{image_path.stem}.txt", where=image_path, field="label")
+        if label_path.exists():
             parsed = read_yolo_label(label_path, source_names, classes, width, height, log)
             if parsed is None:
                 continue

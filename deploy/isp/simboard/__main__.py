@@ -7,11 +7,16 @@ from pathlib import Path
 
 from deploy.isp.simboard.options import from_namespace, parser
 from deploy.isp.simboard.server import serve_simboard
+from pipeline.errors import PipelineError
 
 
 def main(argv: list[str] | None = None) -> int:
     namespace = parser().parse_args(argv)
-    reason = serve_simboard(Path(namespace.flash), from_namespace(namespace), lambda url: print(url, flush=True))
+    try:
+        reason = serve_simboard(Path(namespace.flash), from_namespace(namespace), lambda url: print(url, flush=True))
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 2
     print(f"simboard stopped: {reason}", file=sys.stderr, flush=True)
     return 0
 

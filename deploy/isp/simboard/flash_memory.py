@@ -4,24 +4,33 @@ processes see writes at once."""
 from __future__ import annotations
 
 import mmap
-import os
 from pathlib import Path
 
 from deploy.isp.image import FLASH_SIZE
+from pipeline.atomic import atomic_open
+from pipeline.errors import PipelineError
 
 SECTOR = 4096
 BLOCK = 65536
+
+
+def check_flash_file(path: Path, size: int = FLASH_SIZE) -> None:
+    """Refuse a flash image path that is a folder or an existing file of another size (never replace user data)."""
+    if path.is_dir():
+        raise PipelineError("is a folder", path=path, field="--flash", expected=f"a {size}-byte flash image file")
+    if path.exists() and path.stat().st_size != size:
+        raise PipelineError(f"existing file of {path.stat().st_size} bytes is not a flash image; it is left as it is",
+                            path=path, field="--flash", expected=f"a {size}-byte flash image, or a new file name")
 
 
 class FlashMemory:
     def __init__(self, path: Path, size: int = FLASH_SIZE) -> None:
         self.path = Path(path)
         self.size = size
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if not self.path.exists() or self.path.stat().st_size != size:
-            tmp = self.path.with_name(f".{self.path.name}.new")
-            tmp.write_bytes(b"\xff" * size)
-            os.replace(tmp, self.path)
+        check_flash_file(self.path, size)
+        if not self.path.exists():
+            with atomic_open(self.path) as handle:
+                handle.write(b"\xff" * size)
         self._file = open(self.path, "r+b")  # noqa: SIM115 - lives as long as the board
         self._map = mmap.mmap(self._file.fileno(), size)
 

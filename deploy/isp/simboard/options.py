@@ -7,6 +7,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from deploy.isp.simboard.faults import FaultConfig
+from pipeline.values import Rule, choice, count, fraction, number
 
 HELP = {
     "port": "TCP port on 127.0.0.1 (0 = any free port; the URL is printed on the first line)",
@@ -70,6 +71,16 @@ class SimOptions:
     wrong_greetings: int = 0
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            RULES[field.name].check(getattr(self, field.name), field=f"--{field.name.replace('_', '-')}")
+
+    @classmethod
+    def from_text(cls, **given: object) -> SimOptions:
+        """Options from command-line text (None: the default), each parsed and checked by its rule."""
+        return cls(**{name: RULES[name].parse(value, field=f"--{name.replace('_', '-')}")
+                      for name, value in given.items() if value is not None})
+
     @property
     def faults(self) -> FaultConfig:
         names = {f.name for f in dataclasses.fields(FaultConfig)}
@@ -92,6 +103,20 @@ class SimOptions:
 
 CHOICES = {"wiring": ("dan", "kd233"), "personality": ("vowstar", "sipeed", "ktool"),
            "d6_reply": ("none", "old", "new"), "sipeed_reboot": ("e3", "ok")}
+SECONDS = number(0, unit="seconds")
+# The type and range of every option (checked when SimOptions is made, from any front end)
+RULES: dict[str, Rule] = {
+    "port": Rule("int", low=0, high=65535, unit="TCP port, 0 = any free port"), "pace_line": Rule("bool"),
+    **{name: choice(names) for name, names in CHOICES.items()},
+    **{name: SECONDS for name in ("reply_latency_s", "boot_delay_s", "boot_sample_s", "page_program_s",
+                                  "sector_erase_s", "block_erase_s", "chip_erase_s", "stall_s")},
+    "idle_timeout_s": number(0, open_low=True, unit="seconds"),
+    "max_lifetime_s": number(0, open_low=True, unit="seconds"),
+    "max_baud": count(0, "baud, 0 = any"), "log": Rule("str"),
+    **{name: fraction() for name in ("corrupt_in", "corrupt_out", "drop_reply", "stall_rate", "junk_rate")},
+    "busy_replies": count(0), "disconnect_after": count(0, "frames, 0 = never"), "wrong_greetings": count(0),
+    "seed": count(0),
+}
 
 
 def _bool(text: str) -> bool:

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from deploy.isp.simboard.flash_memory import check_flash_file
 from deploy.isp.simboard.options import SimOptions
 from pipeline.config import REPO_ROOT
 from pipeline.errors import PipelineError
@@ -20,6 +21,7 @@ STARTUP_S = 20.0
 def running_simboard(flash_path: Path, options: SimOptions | None = None) -> Iterator[str]:
     """Run `python -m deploy.isp.simboard` on `flash_path`; yields its URL; its stderr goes to <flash>.simboard.log."""
     flash_path = Path(flash_path)
+    check_flash_file(flash_path)
     flash_path.parent.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "deploy.isp.simboard", "--flash", str(flash_path),
                *(options or SimOptions()).as_args()]

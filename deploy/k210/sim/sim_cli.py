@@ -77,6 +77,9 @@ def save_outputs(result: SimResult, out: Path) -> None:
 
 def run_simulation(kmodel: Path, image: Path, out: Path | None, rounding: str = "reference") -> SimResult:
     """Simulate one input and (when `out` is given) save its outputs; prints a summary."""
+    if out is not None and (Path(out).is_dir() or Path(out).parent.is_file()):
+        raise PipelineError("is a folder" if Path(out).is_dir() else "its parent is a file", path=out, field="--out",
+                            expected="the path of an .npz file to write")
     model = load_kmodel(kmodel)
     shape, dtype = model_input_shape(model)
     result = simulate(model, load_model_input(Path(image), shape, dtype), rounding=rounding)
