@@ -60,6 +60,28 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
+def atomic_folder(target: str | Path) -> Iterator[Path]:
+    """Yield an empty temp folder beside `target`; it replaces `target` only if the block finishes without error."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    prefix = f"{TEMP_PREFIX}{os.getpid()}-{target.name}."  # a killed writer's leftover is removed later, as above
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
+    tmp.chmod(0o755)
+    try:
+        yield tmp
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f"{prefix}old.", dir=target.parent))
+            target.rename(old / target.name)
+            tmp.rename(target)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+@contextlib.contextmanager
 def atomic_open(target: str | Path) -> Iterator[BinaryIO]:
     """Open a binary file for writing that appears at `target` only when closed without error."""
     with atomic_path(target) as tmp, open(tmp, "wb") as handle:

@@ -8,12 +8,12 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploy.firmware.atomic_folder import atomic_folder
 from deploy.firmware.boards import HOST, rounding_flags
 from deploy.firmware.image_check import section_sizes
 from deploy.firmware.render import COMPONENT, COPIED_SOURCE_DIRS
 from deploy.firmware.rtthread_build import model_folders
 from hardware.k210 import SRAM_BYTES as K210_SRAM_BYTES
+from pipeline.atomic import atomic_folder
 from pipeline.errors import PipelineError
 
 

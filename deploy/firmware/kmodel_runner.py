@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from deploy.firmware.atomic_folder import atomic_folder
 from deploy.firmware.boards import FIRMWARE_DIR, HOST, rounding_flags
 from deploy.firmware.build import require_tools
 from deploy.firmware.k210_headers import write_k210_headers
+from pipeline.atomic import atomic_folder
 from pipeline.errors import PipelineError
 
 RUNTIME_DIR = FIRMWARE_DIR / "runtime"

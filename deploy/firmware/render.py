@@ -13,11 +13,11 @@ from pathlib import Path
 
 import jinja2
 
-from deploy.firmware.atomic_folder import atomic_folder
 from deploy.firmware.c_names import c_float, c_json_string, model_identifier, unique_identifiers
 from deploy.firmware.k210_headers import write_k210_headers
 from deploy.firmware.model_spec import ModelSpec
 from deploy.k210.format.kmodel_io import MODEL_ALIGNMENT
+from pipeline.atomic import atomic_folder
 from pipeline.errors import PipelineError
 
 FIRMWARE_DIR = Path(__file__).resolve().parents[2] / "firmware"

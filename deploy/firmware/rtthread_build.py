@@ -13,7 +13,6 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploy.firmware.atomic_folder import atomic_folder
 from deploy.firmware.boards import BSP_TARGETS, PORT_DIR, BspTarget, rounding_flags
 from deploy.firmware.image_check import ImageReport, check_image
 from deploy.firmware.k210_board import k210_board_header
@@ -28,6 +27,7 @@ from deploy.firmware.rtthread_tree import (
     find_rtt_root,
     find_toolchain,
 )
+from pipeline.atomic import atomic_folder
 from pipeline.errors import PipelineError
 
 SCONS_TIMEOUT_S = 1800
