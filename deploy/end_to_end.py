@@ -8,25 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deploy.firmware.boards import board_spec
 from pipeline.config import Config
 from pipeline.errors import PipelineError
-
-BOARDS = ("host", "qemu", "sim", "k210")
-BUILD_TARGET = {"host": "host", "qemu": "qemu", "sim": "qemu", "k210": "k210"}
-# The simulated board keeps the kmodel in flash at deploy.kmodel_address (as MaixPy's kpu.load_flash does);
-# the RT-Thread build for the real board links it into the firmware.
-KMODEL_STORAGE = {"sim": "flash", "k210": "embedded"}
-
-
-def check_board(board: str) -> str:
-    if board not in BOARDS:
-        raise PipelineError(f"unknown board {board!r}", field="--board", expected=" | ".join(BOARDS))
-    return board
 
 
 def board_config(cfg: Config, board: str) -> Config:
     """The config as the board needs it: where the kmodel is kept follows the board."""
-    storage = KMODEL_STORAGE.get(check_board(board))
+    storage = board_spec(board).kmodel_storage or cfg.values["firmware"]["kmodel_storage"]
     return cfg.with_values({"deploy.board": board, "firmware.kmodel_storage": storage})
 
 
@@ -35,7 +24,7 @@ def preflight_rtthread(board: str, rtt_root: str | None) -> None:
     from deploy.firmware.boards import BSP_TARGETS
     from deploy.firmware.rtthread_tree import find_bsp, find_k210_sdk, find_rtt_root, find_toolchain
 
-    target = BSP_TARGETS[BUILD_TARGET[board]]
+    target = BSP_TARGETS[board_spec(board).build_target]
     bsp = find_bsp(find_rtt_root(rtt_root), target.bsp)
     if target.needs_k210_sdk:
         find_k210_sdk(bsp)
@@ -61,7 +50,7 @@ def build_for_board(cfg: Config, board: str, *, rtt_root: str | None = None, for
 
     cfg = board_config(cfg, board)
     deploy = cfg.values["deploy"]
-    if BUILD_TARGET[board] != "host":
+    if board_spec(board).build_target != "host":
         preflight_rtthread(board, rtt_root)
     if board == "k210":
         preflight_port(deploy["port"], deploy["board_type"], check_port)
@@ -71,7 +60,7 @@ def build_for_board(cfg: Config, board: str, *, rtt_root: str | None = None, for
     export_stage(cfg, force=force)
     compile_stage(cfg, force=force)
     render_stage(cfg, force=force)
-    return build_stage(cfg, BUILD_TARGET[board], rtt_root=rtt_root, force=force).metrics
+    return build_stage(cfg, board_spec(board).build_target, rtt_root=rtt_root, force=force).metrics
 
 
 def built_artifacts(cfg: Config, board: str) -> tuple[Path, Path | None]:
@@ -79,8 +68,9 @@ def built_artifacts(cfg: Config, board: str) -> tuple[Path, Path | None]:
     from deploy.firmware.stages import render_metrics
     from pipeline.manifest import Manifest
 
-    target = BUILD_TARGET[check_board(board)]
-    if board not in ("sim", "k210"):
+    spec = board_spec(board)
+    target = spec.build_target
+    if not spec.flashed:
         raise PipelineError(f"a {board} build is not flashed", field="--board",
                             expected="sim (the simulated K210) or k210 (a real board)")
     entry = Manifest(cfg.build_dir).stage(f"build_{target}")
@@ -88,7 +78,7 @@ def built_artifacts(cfg: Config, board: str) -> tuple[Path, Path | None]:
         raise PipelineError(f"no {target} firmware image", path=cfg.build_dir / "firmware" / target,
                             expected=f"run `invoke build --board {board}` first")
     render = render_metrics(cfg)
-    wanted = KMODEL_STORAGE[board]
+    wanted = spec.kmodel_storage
     if render["storage"] != wanted:
         raise PipelineError(f"the firmware keeps its kmodel {render['storage']}, the {board} board needs it {wanted}",
                             expected=f"run `invoke build --board {board}` again")

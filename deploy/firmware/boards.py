@@ -1,5 +1,5 @@
-"""The build targets: the host shim (a native executable) and the RT-Thread BSPs the qemu, sim and k210 boards
-build in, with their compilers, flags and port sources."""
+"""The boards users name with --board (host, qemu, sim, k210) and the build targets behind them: the host shim
+(a native executable) and the RT-Thread BSPs, with their compilers, flags and port sources."""
 
 from __future__ import annotations
 
@@ -74,3 +74,32 @@ def rounding_flags(rounding: str) -> tuple[str, ...]:
     if rounding not in ROUNDINGS:
         raise PipelineError(f"got {rounding!r}", field="firmware.rounding", expected=" or ".join(ROUNDINGS))
     return ROUNDINGS[rounding]
+
+
+@dataclass(frozen=True)
+class BoardSpec:
+    """A board of --board: the build target it builds, where it keeps the kmodel (None: as
+    firmware.kmodel_storage says), whether `invoke flash` writes it over the serial ISP, and whether `invoke run`
+    drives it on this machine."""
+
+    name: str
+    build_target: str
+    kmodel_storage: str | None
+    flashed: bool
+    runs_here: bool
+
+
+BOARDS: dict[str, BoardSpec] = {
+    "host": BoardSpec("host", build_target="host", kmodel_storage=None, flashed=False, runs_here=True),
+    "qemu": BoardSpec("qemu", build_target="qemu", kmodel_storage=None, flashed=False, runs_here=True),
+    # the simulated K210 keeps the kmodel in flash at deploy.kmodel_address (as MaixPy's kpu.load_flash does)
+    "sim": BoardSpec("sim", build_target="qemu", kmodel_storage="flash", flashed=True, runs_here=True),
+    # the real board links it into the firmware
+    "k210": BoardSpec("k210", build_target="k210", kmodel_storage="embedded", flashed=True, runs_here=False),
+}
+
+
+def board_spec(name: str) -> BoardSpec:
+    if name not in BOARDS:
+        raise PipelineError(f"unknown board {name!r}", field="--board", expected=" | ".join(BOARDS))
+    return BOARDS[name]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from deploy.firmware.boards import FIRMWARE_DIR, check_build_target
+from deploy.firmware.boards import FIRMWARE_DIR, board_spec, check_build_target
 from deploy.firmware.build import build_host, rendered_model_name, sram_report
 from deploy.firmware.console import ConsoleResult
 from deploy.firmware.frames import list_images, write_ppm_frames
@@ -130,7 +130,7 @@ def run_firmware(cfg: Config, board: str, images: Path | list[Path], *, dump: bo
                  count_instructions: bool = False) -> ConsoleResult:
     """Run the firmware on every image: the host or qemu build directly, or (`sim`) boot the simulated K210 from
     the flash image `invoke flash --board sim` wrote. Results also go to firmware/run_<board>.json."""
-    if board not in ("host", "qemu", "sim"):
+    if not board_spec(board).runs_here:
         raise PipelineError(f"`run` drives host, qemu and sim, not {board!r}", field="--board",
                             expected="host, qemu or sim (a real K210 runs what `invoke flash --board k210` wrote)")
     render = render_metrics(cfg)
