@@ -8,6 +8,7 @@ import struct
 from pathlib import Path
 
 from deploy.firmware.boards import rounding_flags
+from deploy.firmware.k210_board import K210_CAMERAS, k210_board_header
 from deploy.firmware.k210_headers import body_offsets, write_k210_headers
 from deploy.k210.format import kmodel as km
 from hardware import k210
@@ -59,6 +60,8 @@ def test_every_generated_name_the_c_sources_use_is_defined(tmp_path):
     """A name with a generated prefix that the runtime, ports or templates use must be generated or be defined by
     the C sources themselves (so a renamed field or dropped constant fails here, not in a board build)."""
     generated = set(_defines(tmp_path))
+    for camera in K210_CAMERAS:  # the K210 board port's generated header (deploy/firmware/k210_board.py)
+        generated |= set(_names(k210_board_header(camera)))
     sources = [p for p in FIRMWARE.rglob("*") if p.suffix in (".c", ".h", ".j2", ".in", ".S")]
     text = "\n".join(p.read_text() for p in sources)
     text = re.sub(r'/\*.*?\*/|//[^\n]*|"(?:\\.|[^"\\\n])*"', " ", text, flags=re.S)  # code only
