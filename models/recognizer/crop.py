@@ -12,6 +12,7 @@ same bytes. Everything after the box is rounded to whole pixels is integer arith
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,9 +39,15 @@ class CropPolicy:
                                 expected="a margin between 0 and 2 box sides")
 
 
+def _half_up(value: float) -> int:
+    """floor(value + 0.5), exactly: the sum itself would be rounded (0.49999999999999994 + 0.5 == 1.0)."""
+    whole = math.floor(value)
+    return whole + (value - whole >= 0.5)
+
+
 def rounded_box(box: tuple[float, float, float, float]) -> tuple[int, int, int, int]:
     """A box in pixels rounded to whole pixels (half up), at least one pixel wide and high."""
-    x1, y1, x2, y2 = (int(np.floor(float(v) + 0.5)) for v in box)
+    x1, y1, x2, y2 = (_half_up(float(v)) for v in box)
     return x1, y1, max(x2, x1 + 1), max(y2, y1 + 1)
 
 
