@@ -133,11 +133,15 @@ def data(c, config=None, set_=None, stats=False, strict=False, anchors=False, fo
                               "force": FORCE_HELP})
 @reports_errors
 def train(c, config=None, set_=None, family=None, width=None, epochs=None, fresh=False, force=False):
-    """Train the YOLOv2 face detector (refuses a model over train.budget_mib first); resumes after an interrupt."""
+    """Train the face detector, or the recognizer (model.task), refusing a model over train.budget_mib first;
+    resumes after an interrupt."""
     cfg = load(config, set_, **{"model.family": family, "model.width": width,
                                 "train.epochs": epochs})
-    from models.train import format_train, train_stage  # TensorFlow loads only once the settings are valid
-
+    if cfg.get("model.task") == "recognizer":  # TensorFlow loads only once the settings are valid
+        from models.recognizer.train import format_recognizer_train as format_train
+        from models.recognizer.train import train_recognizer_stage as train_stage
+    else:
+        from models.train import format_train, train_stage
     print(format_train(train_stage(cfg, force=force, resume=not fresh).metrics))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ from hardware.k210 import (
 from models.yolo_head import build_detector
 from pipeline.errors import PipelineError
 
+CPU_FLOAT_BYTES = 4  # a CPU layer's weights (FULLY_CONNECTED) are float32 in the kmodel
 WIDTH_STEP = 1 / 256  # 4 channels of a 1024-filter layer
 
 
@@ -80,6 +82,10 @@ def measure(model: keras.Model) -> Budget:
         pad = 2 if layer.padding == "valid" and layer.strides[0] == 2 else 0  # the explicit pad is folded into the KPU
         ram = max(ram, map_bytes(in_c, in_h - pad, in_w - pad) + map_bytes(*_chw(stored[layer.name])))
         max_channels = max(max_channels, in_c, out_c)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Dense):  # a float CPU layer in the kmodel: float32 weights and bias
+            macs += math.prod(layer.kernel.shape)
+            weight_bytes += CPU_FLOAT_BYTES * (math.prod(layer.kernel.shape) + layer.units)
     return Budget(params=model.count_params(), macs=int(macs), uint8_bytes=int(weight_bytes), kpu_ram_bytes=ram,
                   max_channels=max_channels)
 
@@ -89,21 +95,26 @@ def _chw(shape: tuple) -> tuple[int, int, int]:
     return depth, height, width
 
 
-def measure_config(model_cfg: dict[str, Any], num_classes: int) -> Budget:
-    """The budget of the detector a model config describes (builds it without training)."""
-    model = build_detector(model_cfg, num_classes)
+Builder = Callable[[dict[str, Any], int], keras.Model]
+
+
+def measure_config(model_cfg: dict[str, Any], num_classes: int, build: Builder = build_detector) -> Budget:
+    """The budget of the model a model config describes (the detector unless `build` says otherwise), built without
+    training."""
+    model = build(model_cfg, num_classes)
     try:
         return measure(model)
     finally:
         keras.backend.clear_session()
 
 
-def widest_fitting(model_cfg: dict[str, Any], num_classes: int, budget_mib: float) -> float | None:
+def widest_fitting(model_cfg: dict[str, Any], num_classes: int, budget_mib: float,
+                   build: Builder = build_detector) -> float | None:
     """The largest width (a multiple of WIDTH_STEP) whose kmodel fits `budget_mib` and the KPU limits, or None."""
     low, high = 0, int(round(float(model_cfg["width"]) / WIDTH_STEP))
     while low < high:
         mid = (low + high + 1) // 2
-        if _fits(measure_config({**model_cfg, "width": mid * WIDTH_STEP}, num_classes), budget_mib):
+        if _fits(measure_config({**model_cfg, "width": mid * WIDTH_STEP}, num_classes, build), budget_mib):
             low = mid
         else:
             high = mid - 1
@@ -115,12 +126,13 @@ def _fits(budget: Budget, budget_mib: float) -> bool:
             and budget.max_channels <= KPU_MAX_CHANNELS)
 
 
-def check_budget(model_cfg: dict[str, Any], num_classes: int, budget_mib: float) -> Budget:
+def check_budget(model_cfg: dict[str, Any], num_classes: int, budget_mib: float,
+                 build: Builder = build_detector) -> Budget:
     """The model's budget, or a PipelineError naming the width that would fit when it is over budget or KPU limits."""
-    budget = measure_config(model_cfg, num_classes)
+    budget = measure_config(model_cfg, num_classes, build)
     if _fits(budget, budget_mib):
         return budget
-    fitting = widest_fitting(model_cfg, num_classes, budget_mib)
+    fitting = widest_fitting(model_cfg, num_classes, budget_mib, build)
     advice = f"model.width <= {fitting:g} fits" if fitting else "no width of this family fits; pick a smaller family"
     raise PipelineError(
         f"{model_cfg['family']} at width {model_cfg['width']:g} is {budget.uint8_mib:.2f} MiB at uint8 "

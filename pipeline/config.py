@@ -41,6 +41,7 @@ DEFAULTS: dict[str, Any] = {
         "passthrough_filters": None,  # skip_darknet19: 1x1 conv channels before the reorg; None: 64*width, 0: none
         "output_stride": 32,  # 32 (YOLOv2) | 16: the deepest stage skips its pool, the grid is 4x finer
         "min_channels": 4,  # every conv has at least this many filters (>= 4, the KPU minimum)
+        "task": "detector",  # detector | recognizer (an embedding network: see the recognizer section)
     },
     "train": {"epochs": 30, "batch_size": 16, "learning_rate": 1e-3, "warmup_epochs": 2, "patience": 10,
               "seed": 20261122, "budget_mib": 1.0,
@@ -48,6 +49,16 @@ DEFAULTS: dict[str, Any] = {
               "loss_weights": {"coord": 1.0, "obj": 5.0, "noobj": 1.0, "class": 1.0},
               "time_limit_minutes": 0.0,  # 0 = no limit; stops before an epoch that would end after it
               "quiet": False},  # one line per epoch instead of a progress bar (for logs)
+    # recognizer (model.task: recognizer): embedding size, 1x1 channels before the Dense head, the crop policy's
+    # margin (fraction of the box side added on each side), the training loss (softmax | cosface | arcface) with its
+    # scale and margin (CosFace: cosine, ArcFace: radians), distillation from a teacher (none | dlib) and its weight,
+    # more identity folders to train on, identities held back to choose the best epoch and held out as strangers,
+    # identities never trained on (the people a classroom enrolls), the fewest images an identity needs, and the
+    # share of training crops turned grey (LFW is grey); lfw: the LFW folder (pairs_dev.txt + images/) evaluated on
+    "recognizer": {"embedding_size": 128, "head_channels": 32, "crop_margin": 0.25, "loss": "arcface", "scale": 32.0,
+                   "margin": 0.5, "distill": "none", "distill_weight": 4.0, "extra_train": [], "val_identities": 30,
+                   "stranger_identities": 50, "held_out_identities": [], "min_images": 2, "gray_prob": 0.3,
+                   "lfw": None},
     "prune": {"sparsity": 0.0, "finetune_epochs": 5, "finetune_lr_scale": 0.1, "min_filters": 4},
     "quantize": {"calib_images": 200},
     "export": {"held_images": 8},
@@ -84,6 +95,14 @@ RULES: dict[str, Rule] = {
     "model.anchors": Rule("pairs", nullable=True), "model.num_anchors": count(1),
     "model.activation": NAME, "model.passthrough_filters": count(0, nullable=True),
     "model.output_stride": Rule("int", choices=(16, 32)), "model.min_channels": count(4, "filters"),
+    "model.task": Rule("str", choices=("detector", "recognizer")),
+    "recognizer.embedding_size": count(4, "values"), "recognizer.head_channels": count(4, "channels"),
+    "recognizer.crop_margin": number(0, 2, unit="box sides on each side"), "recognizer.loss": NAME,
+    "recognizer.scale": positive(), "recognizer.margin": number(0, unit="cosine or radians"),
+    "recognizer.distill": NAME, "recognizer.distill_weight": number(0), "recognizer.extra_train": Rule("strings"),
+    "recognizer.val_identities": count(2, "identities"), "recognizer.stranger_identities": count(0, "identities"),
+    "recognizer.held_out_identities": Rule("strings"), "recognizer.min_images": count(2, "images"),
+    "recognizer.gray_prob": fraction("probability"), "recognizer.lfw": PATH,
     "train.epochs": count(1), "train.batch_size": count(1, "images"), "train.learning_rate": positive(),
     "train.warmup_epochs": count(0), "train.patience": count(1, "epochs"), "train.seed": count(0),
     "train.budget_mib": positive("MiB"), "train.weight_decay": number(0), "train.ignore_thresh": fraction("IoU"),

@@ -12,7 +12,7 @@ import yaml
 
 from pipeline.errors import PipelineError
 
-KINDS = ("int", "float", "bool", "str", "size", "pairs", "names", "map", "any")
+KINDS = ("int", "float", "bool", "str", "size", "pairs", "names", "strings", "map", "any")
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,8 @@ class Rule:
     """What one setting accepts.
 
     kind: int | float | bool | str | size (a list of `length` whole numbers >= `low`) | pairs (a list of [w, h]
-    numbers > 0) | names (a non-empty list of strings) | map (string -> string) | any; low/high bound numbers (and
+    numbers > 0) | names (a non-empty list of strings) | strings (a list of
+    strings, maybe empty) | map (string -> string) | any; low/high bound numbers (and
     every item of a size), `open_low` / `open_high` make a bound exclusive; choices lists the only values accepted;
     nullable allows None; unit is shown in messages."""
 
@@ -46,6 +47,8 @@ class Rule:
             text = f"a list of {self.length} whole numbers{self._bounds()}"
         elif self.kind == "pairs":
             text = "a list of [width, height] pairs of numbers > 0"
+        elif self.kind == "strings":
+            text = "a list of names (quoted when they look like numbers), maybe empty"
         elif self.kind in ("names", "map"):
             text = "a non-empty list of names" if self.kind == "names" else "a mapping of name: name"
         else:
@@ -69,7 +72,8 @@ class Rule:
         if value is None and self.nullable:
             return None
         ok = {"int": self._whole, "float": self._number, "bool": lambda v: isinstance(v, bool),
-              "str": self._string, "size": self._size, "pairs": self._pairs, "names": self._names, "map": self._map,
+              "str": self._string, "size": self._size, "pairs": self._pairs, "names": self._names,
+              "strings": lambda v: v == [] or self._names(v), "map": self._map,
               "any": lambda v: True}[self.kind](value)
         if not ok:
             raise PipelineError(f"got {value!r}", path=path, field=field, expected=self.describe())

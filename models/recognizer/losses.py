@@ -24,7 +24,8 @@ class MarginHead(keras.layers.Layer):
     def __init__(self, classes: int, kind: str, scale: float, margin: float, **kwargs) -> None:
         super().__init__(**kwargs)
         if kind not in LOSSES:
-            raise PipelineError(f"unknown loss {kind!r}", field="recognizer.loss", expected=f"one of {', '.join(LOSSES)}")
+            raise PipelineError(f"unknown loss {kind!r}", field="recognizer.loss",
+                                expected=f"one of {', '.join(LOSSES)}")
         if kind == "arcface" and not 0 <= margin < math.pi / 2:
             raise PipelineError(f"margin {margin}", field="recognizer.margin",
                                 expected="an ArcFace angular margin in [0, pi/2) radians (usually 0.5)")

@@ -1,0 +1,130 @@
+"""Face images of identity folders (`<root>/<person>/<image>`), their face boxes, the identity splits of training,
+and their crops by the one crop policy."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from models.data.problems import ProblemLog
+from models.data.records import read_image
+from models.data.voc import IMAGE_SUFFIXES
+from models.recognizer.crop import CropPolicy, centred_box, crop_face
+from pipeline.errors import PipelineError
+from pipeline.progress import progress
+from pipeline.text_files import read_utf8
+
+# optional, per root: filename, identity_id, x1..y2 in original pixels, crop_x1, crop_y1, crop_size
+BOX_TABLE = "boxes.csv"
+BOX_COLUMNS = ("filename", "identity_id", "x1", "y1", "x2", "y2", "crop_x1", "crop_y1", "crop_size")
+CROP_SIDE = 128  # CelebA-299's saved crop side, which boxes.csv's crop_size maps to
+
+
+@dataclass(frozen=True)
+class FaceItem:
+    """One face: its image, its identity (None: unlabelled) and its box in the image's pixels (None: the image is a
+    face crop made with the policy's margin, so the centred box is used)."""
+
+    path: Path
+    identity: str | None
+    box: tuple[float, float, float, float] | None = None
+
+    def face_box(self, width: int, height: int, policy: CropPolicy) -> tuple[float, float, float, float]:
+        return self.box if self.box is not None else centred_box(width, height, policy)
+
+
+def read_box_table(root: Path) -> dict[str, tuple[float, float, float, float]]:
+    """`<person>/<file>` -> the face box inside the saved crop, from the root's boxes.csv (CelebA-299's layout);
+    empty when the root has none."""
+    table = Path(root) / BOX_TABLE
+    if not table.is_file():
+        return {}
+    rows = list(csv.DictReader(read_utf8(table).splitlines()))
+    missing = [name for name in BOX_COLUMNS if rows and name not in rows[0]]
+    if missing:
+        raise PipelineError(f"no column {missing[0]!r}", path=table, field="header",
+                            expected=f"the columns {', '.join(BOX_COLUMNS)}")
+    boxes = {}
+    for number, row in enumerate(rows, start=2):
+        try:
+            x1, y1, x2, y2, cx, cy, size = (float(row[name]) for name in BOX_COLUMNS[2:])
+        except (TypeError, ValueError):
+            raise PipelineError("a box value is not a number", path=table, field=f"line {number}",
+                                expected="numbers in x1, y1, x2, y2, crop_x1, crop_y1, crop_size") from None
+        if not (size > 0 and x2 > x1 and y2 > y1):
+            raise PipelineError(f"box {x1:g},{y1:g},{x2:g},{y2:g} in a crop of {size:g}", path=table,
+                                field=f"line {number}", expected="x2 > x1, y2 > y1 and crop_size > 0")
+        scale = CROP_SIDE / size
+        boxes[f"{row['identity_id']}/{row['filename']}"] = ((x1 - cx) * scale, (y1 - cy) * scale,
+                                                            (x2 - cx) * scale, (y2 - cy) * scale)
+    return boxes
+
+
+def read_identity_faces(roots: Sequence[Path], log: ProblemLog, min_images: int = 2) -> list[FaceItem]:
+    """Every face of the identity folders under `roots`. An identity with fewer than `min_images` images is skipped
+    and counted; the same identity name under two roots is an error (they would be merged silently)."""
+    items: list[FaceItem] = []
+    seen: dict[str, Path] = {}
+    for root in (Path(r) for r in roots):
+        if not root.is_dir():
+            raise PipelineError("identity folder not found", path=root, expected="<root>/<person>/<image> folders")
+        boxes = read_box_table(root)
+        for person in sorted(p for p in root.iterdir() if p.is_dir()):
+            if person.name in seen:
+                raise PipelineError(f"identity {person.name!r} is also in {seen[person.name]}", path=person,
+                                    expected="identity folder names that are unique across the training sets")
+            seen[person.name] = root
+            images = sorted(p for p in person.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if len(images) < min_images:
+                log.report("identity with too few images", f"{len(images)} image(s)", person,
+                           expected=f"at least {min_images} images per identity")
+                continue
+            items += [FaceItem(path, person.name, boxes.get(f"{person.name}/{path.name}")) for path in images]
+    return items
+
+
+@dataclass(frozen=True)
+class IdentitySplit:
+    """Disjoint identities: trained on, held back to choose the best epoch, and held out as strangers."""
+
+    train: list[FaceItem]
+    val: list[FaceItem]
+    strangers: list[FaceItem]
+
+    @property
+    def classes(self) -> list[str]:
+        return sorted({item.identity for item in self.train if item.identity is not None})
+
+
+def split_identities(items: Sequence[FaceItem], val_count: int, stranger_count: int, seed: int,
+                     excluded: Sequence[str] = ()) -> IdentitySplit:
+    """Shuffle the identities (seeded) and deal `stranger_count`, then `val_count`, the rest to training; identities
+    in `excluded` (for example the people a classroom enrolls) go nowhere."""
+    names = sorted({item.identity for item in items if item.identity is not None} - set(excluded))
+    if len(names) <= val_count + stranger_count:
+        raise PipelineError(f"{len(names)} identities for {val_count} validation and {stranger_count} stranger ones",
+                            field="recognizer.val_identities", expected="more identities than are held back")
+    order = [names[i] for i in np.random.default_rng(seed).permutation(len(names))]
+    strangers, val = set(order[:stranger_count]), set(order[stranger_count:stranger_count + val_count])
+    pick = lambda chosen: [item for item in items if item.identity in chosen]  # noqa: E731
+    return IdentitySplit(train=pick(set(order) - strangers - val), val=pick(val), strangers=pick(strangers))
+
+
+def crop_faces(items: Sequence[FaceItem], policy: CropPolicy, log: ProblemLog, desc: str = "crop"
+               ) -> tuple[np.ndarray, list[FaceItem]]:
+    """(N, size, size, 3) uint8 crops of the faces that decode; unreadable images are skipped and counted."""
+    crops, kept = [], []
+    for item in progress(items, desc=desc, unit="face"):
+        try:
+            image = read_image(item.path)
+        except PipelineError as exc:
+            log.add("unreadable image", exc)
+            continue
+        crops.append(crop_face(image, item.face_box(image.shape[1], image.shape[0], policy), policy))
+        kept.append(item)
+    empty = np.zeros((0, policy.size, policy.size, 3), np.uint8)
+    return (np.stack(crops) if crops else empty), kept

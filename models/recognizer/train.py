@@ -1,0 +1,222 @@
+"""The recognizer's train stage: identity split, policy crops, optional teacher embeddings, a margin loss (+
+distillation), best epoch by verification accuracy on held-back identities, resume, CSV log and PNG curves."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from models.budget import check_budget
+from models.data.problems import ProblemLog
+from models.recognizer.augment import eval_images, roomy_policy, training_batches
+from models.recognizer.embedder import build_embedder
+from models.recognizer.faces import crop_faces
+from models.recognizer.losses import MarginHead, classification_loss, distillation_loss
+from models.recognizer.settings import RecognizerSettings
+from models.recognizer.verification import verification_metrics
+from models.train import learning_rate_schedule
+from models.train_callbacks import TimeLimit, read_log, save_model_atomic
+from pipeline.atomic import write_json
+from pipeline.config import Config
+from pipeline.stage import StageResult, run_stage
+
+MODEL_NAME, META_NAME, LOG_NAME, CURVES_NAME, METRICS_NAME, BACKUP_DIR = (
+    "model.keras", "model_meta.json", "train_log.csv", "train_curves.png", "train_metrics.json", "train_backup")
+VAL_METRIC = "val_accuracy"
+VAL_PAIRS = 3000  # same + different pairs of the held-back identities, drawn once (seeded)
+
+
+class RecognizerTrainer(keras.Model):
+    """The embedder with its training head; the train step adds the distillation term where a teacher is given."""
+
+    def __init__(self, embedder: keras.Model, head: MarginHead, distill_weight: float) -> None:
+        super().__init__()
+        self.embedder, self.head, self.distill_weight = embedder, head, float(distill_weight)
+        self.tracked = {name: keras.metrics.Mean(name=name) for name in ("loss", "class_loss", "distill_loss")}
+
+    def call(self, images: tf.Tensor, training: bool = False) -> tf.Tensor:
+        return self.embedder(images, training=training)
+
+    @property
+    def metrics(self) -> list:
+        return list(self.tracked.values())
+
+    def train_step(self, batch: dict) -> dict:
+        with tf.GradientTape() as tape:
+            embedding = self.embedder(batch["image"], training=True)
+            class_loss = classification_loss(self.head(embedding, batch["label"]), batch["label"])
+            distill = distillation_loss(embedding, batch["teacher"], batch["has_teacher"])
+            loss = class_loss + self.distill_weight * distill + tf.add_n(self.embedder.losses or [0.0])
+        variables = self.embedder.trainable_variables + self.head.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
+        for name, value in (("loss", loss), ("class_loss", class_loss), ("distill_loss", distill)):
+            self.tracked[name].update_state(value)
+        return {name: metric.result() for name, metric in self.tracked.items()}
+
+
+def val_pairs(identities: list[str], seed: int, count: int = VAL_PAIRS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(a, b, same) index pairs over items of the given identities: half same-identity pairs, half different."""
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(identities)
+    by_identity = {name: np.flatnonzero(labels == name) for name in sorted(set(identities))}
+    groups = [idx for idx in by_identity.values() if len(idx) > 1]
+    same = [tuple(rng.choice(groups[rng.integers(len(groups))], 2, replace=False)) for _ in range(count // 2)]
+    different = []
+    while len(different) < count - len(same):
+        a, b = rng.integers(len(labels), size=2)
+        if labels[a] != labels[b]:
+            different.append((a, b))
+    pairs = np.asarray(same + different)
+    return pairs[:, 0], pairs[:, 1], np.arange(len(pairs)) < len(same)
+
+
+def embed(model: keras.Model, images: np.ndarray, batch: int = 128) -> np.ndarray:
+    """L2-normalised embeddings of float images."""
+    out = np.concatenate([np.asarray(model(images[i:i + batch], training=False)) for i in range(0, len(images), batch)])
+    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+
+
+class ValidationAccuracy(keras.callbacks.Callback):
+    """After each epoch: verification accuracy on held-back identities' pairs (5-fold thresholds) into the logs;
+    the best embedder so far is saved. A resumed run reads its best back from the CSV log."""
+
+    def __init__(self, images: np.ndarray, pairs: tuple[np.ndarray, np.ndarray, np.ndarray], best_path, log_path):
+        super().__init__()
+        self.images, self.pairs, self.best_path, self.log_path = images, pairs, best_path, log_path
+        self.best = -1.0
+
+    def on_train_begin(self, logs=None) -> None:
+        previous = [row[VAL_METRIC] for row in read_log(self.log_path) if VAL_METRIC in row]
+        self.best = max(previous) if previous and self.best_path.is_file() else -1.0
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        a, b, same = self.pairs
+        emb = embed(self.model.embedder, self.images)
+        similarity = np.sum(emb[a] * emb[b], axis=1)
+        metrics = verification_metrics(similarity, same, np.arange(len(same)) % 5)
+        logs[VAL_METRIC], logs["val_auc"] = metrics["accuracy_mean"], metrics["roc_auc"]
+        if metrics["accuracy_mean"] > self.best:
+            self.best = metrics["accuracy_mean"]
+            save_model_atomic(self.model.embedder, self.best_path)
+        print(f"\nepoch {epoch + 1}: held-back verification accuracy {metrics['accuracy_mean']:.4f} "
+              f"(best {self.best:.4f}), AUC {metrics['roc_auc']:.4f}", flush=True)
+
+
+def plot_recognizer_curves(rows: list[dict[str, float]], png_path) -> None:
+    """Training losses (left, log scale) and held-back verification accuracy (right) per epoch."""
+    from models.plotting import new_figure, save_figure
+
+    if not rows:
+        return
+    epochs = [row["epoch"] + 1 for row in rows]
+    fig, ax = new_figure(7, 4.5)
+    for key, colour in (("loss", "tab:blue"), ("class_loss", "tab:green"), ("distill_loss", "tab:purple")):
+        ax.plot(epochs, [row.get(key, np.nan) for row in rows], color=colour, label=key)
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.legend(loc="lower left")
+    right = ax.twinx()
+    right.plot(epochs, [row.get(VAL_METRIC, np.nan) for row in rows], color="tab:red", label=VAL_METRIC)
+    right.set_ylabel("held-back verification accuracy", color="tab:red")
+    right.set_ylim(0.5, 1)
+    save_figure(fig, png_path)
+
+
+class CurvesPlot(keras.callbacks.Callback):
+    def __init__(self, log_path, png_path) -> None:
+        super().__init__()
+        self.log_path, self.png_path = log_path, png_path
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        plot_recognizer_curves(read_log(self.log_path), self.png_path)
+
+
+def fit_recognizer(cfg: Config, settings: RecognizerSettings, resume: bool) -> dict[str, Any]:
+    """Train and write build/<config>/model.keras (the best embedder), its metadata, the CSV log and PNG curves."""
+    model_cfg, train_cfg = cfg.values["model"], cfg.values["train"]
+    build = cfg.build_dir
+    build.mkdir(parents=True, exist_ok=True)
+    seed = int(train_cfg["seed"])
+    keras.utils.set_random_seed(seed)
+    log = ProblemLog()
+    split = settings.identity_split(log)
+    classes = split.classes
+    wide, train_items = crop_faces(split.train, roomy_policy(settings.policy), log, "train crops")
+    val_crops, val_items = crop_faces(split.val, settings.policy, log, "held-back crops")
+    labels = np.asarray([classes.index(item.identity) for item in train_items], np.int32)
+    teacher, has_teacher = settings.teacher_targets(train_items, build)
+    batch = int(train_cfg["batch_size"])
+    steps = max(1, len(wide) // batch)
+    log_path, backup = build / LOG_NAME, build / BACKUP_DIR
+    if not (resume and (backup / "training_metadata.json").is_file()):
+        shutil.rmtree(backup, ignore_errors=True)
+        log_path.unlink(missing_ok=True)
+    resumed_from = len(read_log(log_path))
+    embedder = build_embedder(model_cfg, settings.embedding_size, settings.head_channels)
+    trainer = RecognizerTrainer(embedder, MarginHead(len(classes), settings.loss, settings.scale, settings.margin,
+                                                     name="margin_head"), settings.distill_weight)
+    size = settings.policy.size
+    trainer.head(trainer(tf.zeros((1, size, size, 3))), tf.zeros((1,), tf.int32))  # built before BackupAndRestore
+    trainer.compile(optimizer=keras.optimizers.AdamW(learning_rate_schedule(train_cfg, steps),
+                                                     weight_decay=float(train_cfg["weight_decay"]), clipnorm=10.0))
+    write_json(build / META_NAME, settings.metadata(classes))
+    pairs = val_pairs([item.identity for item in val_items], seed + 7)
+    validation = ValidationAccuracy(eval_images(val_crops), pairs, build / MODEL_NAME, log_path)
+    time_limit = TimeLimit(float(train_cfg["time_limit_minutes"]))
+    callbacks = [validation, keras.callbacks.BackupAndRestore(str(backup)),
+                 keras.callbacks.EarlyStopping(VAL_METRIC, mode="max", patience=int(train_cfg["patience"]), verbose=1),
+                 time_limit, keras.callbacks.CSVLogger(str(log_path), append=True), CurvesPlot(log_path,
+                                                                                                build / CURVES_NAME)]
+    data = training_batches(wide, labels, teacher, has_teacher, size, batch, settings.gray_prob, seed)
+    started = time.monotonic()
+    history = trainer.fit(data, epochs=int(train_cfg["epochs"]), callbacks=callbacks,
+                          verbose=2 if train_cfg["quiet"] else "auto")
+    seconds = time.monotonic() - started
+    rows = read_log(log_path)
+    plot_recognizer_curves(rows, build / CURVES_NAME)
+    epochs_run = len(history.history.get("loss", []))
+    log.warn()
+    return {
+        "best_val_accuracy": round(validation.best, 4),
+        "best_epoch": int(max(rows, key=lambda r: r.get(VAL_METRIC, -1))["epoch"]) + 1 if rows else 0,
+        "epochs_run": epochs_run, "epochs_total": len(rows), "resumed_from_epoch": resumed_from,
+        "stopped_by_time_limit": time_limit.stopped_early, "train_seconds": round(seconds, 1),
+        "train_images_per_second": round(epochs_run * steps * batch / seconds, 2) if seconds else 0.0,
+        "train_images": len(train_items), "train_identities": len(classes), "val_identities": len(set(
+            item.identity for item in val_items)), "stranger_identities": len({i.identity for i in split.strangers}),
+        "teacher_targets": int(has_teacher.sum()), "problems": log.summary(),
+    }
+
+
+def train_recognizer_stage(cfg: Config, force: bool = False, resume: bool = True) -> StageResult:
+    """`invoke train` on a recognizer config: refuse an over-budget model first, then train (skipped when unchanged)."""
+    settings = RecognizerSettings.from_config(cfg)
+    model_cfg, train_cfg = cfg.values["model"], cfg.values["train"]
+    budget = check_budget(model_cfg, 0, float(train_cfg["budget_mib"]),
+                          build=lambda m, _: build_embedder(m, settings.embedding_size, settings.head_channels))
+    print(f"{model_cfg['family']} recognizer width {model_cfg['width']:g}: {budget.params:,} parameters, "
+          f"{budget.macs / 1e6:.1f} M MACs, {budget.uint8_mib:.3f} MiB in the kmodel "
+          f"(budget {train_cfg['budget_mib']:g})")
+    build = cfg.build_dir
+    display_only = ("quiet",)
+    params = {"dataset": cfg.values["dataset"], "model": model_cfg, "recognizer": cfg.values["recognizer"],
+              "train": {k: v for k, v in train_cfg.items() if k not in display_only}}
+    outputs = [build / MODEL_NAME, build / META_NAME, build / LOG_NAME, build / CURVES_NAME]
+    stage = run_stage(build, "train", inputs=settings.input_paths(), params=params, outputs=outputs, force=force,
+                      work=lambda: {**fit_recognizer(cfg, settings, resume), "budget": budget.as_dict()},
+                      tools=["tensorflow", "keras"])
+    write_json(build / METRICS_NAME, stage.metrics)
+    return stage
+
+
+def format_recognizer_train(metrics: dict[str, Any]) -> str:
+    return (f"best held-back verification accuracy {metrics.get('best_val_accuracy', 0):.4f} at epoch "
+            f"{metrics.get('best_epoch')}; {metrics.get('epochs_run')} epochs in {metrics.get('train_seconds')} s "
+            f"({metrics.get('train_images_per_second')} images/s)")
+
