@@ -144,14 +144,14 @@ class EmbeddingCache:
 
 
 @overload
-def teacher_embeddings(items: Sequence[tuple[Path, Box]], cache_dir: Path, progress: bool = ...,
+def teacher_embeddings(items: Sequence[tuple[Path, Box]], cache_dir: Path, progress: bool = ..., *,
                        skip_unreadable: Literal[False] = ..., teacher: DlibTeacher | None = ...,
                        batch_size: int = ...) -> np.ndarray: ...
 @overload
-def teacher_embeddings(items: Sequence[tuple[Path, Box]], cache_dir: Path, progress: bool = ...,
-                       skip_unreadable: Literal[True] = ..., teacher: DlibTeacher | None = ...,
+def teacher_embeddings(items: Sequence[tuple[Path, Box]], cache_dir: Path, progress: bool = ..., *,
+                       skip_unreadable: Literal[True], teacher: DlibTeacher | None = ...,
                        batch_size: int = ...) -> tuple[np.ndarray, np.ndarray]: ...
-def teacher_embeddings(items: Sequence[tuple[Path, Box]], cache_dir: Path, progress: bool = True,
+def teacher_embeddings(items: Sequence[tuple[Path, Box]], cache_dir: Path, progress: bool = True, *,
                        skip_unreadable: bool = False, teacher: DlibTeacher | None = None,
                        batch_size: int = 64) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """(N, 128) teacher embeddings of (image path, face box) items, computed once and then read from the cache in
