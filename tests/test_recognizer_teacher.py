@@ -34,13 +34,14 @@ def first_pairs() -> tuple[list[str], list[str]]:
     return next(f for f in fields if len(f) == 3), next(f for f in fields if len(f) == 4)
 
 
-def test_embedding_of_a_real_lfw_face_is_a_128d_float32_vector_of_norm_near_one(teacher):
+def test_embedding_of_a_real_lfw_face_is_a_128d_float32_vector_of_norm_about_1_4(teacher):
     image = lfw_image("Abel_Pacheco", 1)
     assert image.ndim == 2  # the shared LFW is grayscale
     embedding = teacher.embed(image, LFW_FACE_BOX)
     assert embedding.shape == (EMBEDDING_SIZE,) and embedding.dtype == np.float32
     assert np.all(np.isfinite(embedding))
-    assert 0.5 < float(np.linalg.norm(embedding)) < 1.5
+    # dlib's descriptors are not normalised: over the 3,811 LFW images the norms were 1.20-1.69, median 1.41
+    assert 1.0 < float(np.linalg.norm(embedding)) < 2.0
 
 
 def test_grayscale_input_embeds_like_its_three_channel_copy(teacher):

@@ -20,6 +20,9 @@ Box = tuple[float, float, float, float]
 # LFW, all 3,811 images of folds 1-5 (250x250): a face in 3,776 (99.1%; 141 with more than one). The detector's
 # discrete scales make the boxes cluster: 2,940 (78%) are exactly (67, 80, 176, 188), so median = q25 = q75 =
 # (67, 80, 176, 188), IQR 0 on every side (10th-90th percentile: x1 67-67, y1 67-80, x2 176-188, y2 188-197).
+# What the fixed box costs: the dlib teacher's View 2 accuracy on folds 1-5 (Euclidean distance, threshold chosen
+# on the other 4 folds) is 98.10% +- 0.34 with this box for every image, 98.60% +- 0.25 with each image's own HOG
+# box (this box where none was found).
 LFW_FACE_BOX = (67, 80, 176, 188)
 
 # AT&T, all 400 images (92x112): a face in 388 (97%; 12 missed, none with more than one). Median (5, 30, 80, 106),
