@@ -15,6 +15,7 @@ def progress(items: Iterable[T], *, desc: str, total: int | None = None, unit: s
     yield from tqdm(items, desc=desc, total=total, unit=unit, dynamic_ncols=True, mininterval=0.5)
 
 
-def bar(*, desc: str, total: int | None, unit: str = "it", unit_scale: bool = False) -> tqdm:
-    """A manual bar (call .update(n)); use as a context manager."""
-    return tqdm(desc=desc, total=total, unit=unit, unit_scale=unit_scale, dynamic_ncols=True, mininterval=0.5)
+def bar(*, desc: str, total: int | None, unit: str = "it", unit_scale: bool = False, disable: bool = False) -> tqdm:
+    """A manual bar (call .update(n)); use as a context manager. disable=True shows nothing."""
+    return tqdm(desc=desc, total=total, unit=unit, unit_scale=unit_scale, dynamic_ncols=True, mininterval=0.5,
+                disable=disable)
