@@ -150,13 +150,20 @@ def train(c, config=None, set_=None, family=None, width=None, epochs=None, fresh
                               "model": "Keras model to evaluate (default build/<config>/model.keras)"})
 @reports_errors
 def eval(c, config=None, set_=None, split="val", model=None):
-    """VOC AP@0.5, COCO AP@[.5:.95], PR curve, recall by size: Keras, float/uint8 TFLite, kmodel in the KPU sim."""
+    """Detector: VOC AP@0.5, COCO AP@[.5:.95], PR curve, recall by size; recognizer: LFW View 2 and classroom
+    identification (+ the teacher); for Keras, float/uint8 TFLite and the kmodel in the KPU sim."""
     from pathlib import Path
 
+    cfg = load(config, set_)
+    model_path = Path(model) if model else None
+    if cfg.get("model.task") == "recognizer":
+        from models.recognizer.evaluate import evaluate_recognizer_stage, format_recognizer_eval
+
+        print(format_recognizer_eval(evaluate_recognizer_stage(cfg, model_path=model_path)))
+        return
     from models.evaluate import evaluate_stage, format_eval
 
-    cfg = load(config, set_)
-    print(format_eval(evaluate_stage(cfg, split=split, model_path=Path(model) if model else None)))
+    print(format_eval(evaluate_stage(cfg, split=split, model_path=model_path)))
 
 
 @task(iterable=["set_"], help={"config": CONFIG_HELP, "set_": SET_HELP,

@@ -43,6 +43,10 @@ def finished_model_path(cfg: Config) -> Path:
 
 
 def _images(cfg: Config, split: str, count: int, seed: int) -> list[np.ndarray]:
+    if cfg.values["model"]["task"] == "recognizer":  # face crops by the recognizer's crop policy
+        from models.recognizer.settings import RecognizerSettings
+
+        return RecognizerSettings.from_config(cfg).sample_images(split, count, seed)
     records = load_records(cfg, split)
     order = np.random.default_rng(seed).permutation(len(records))[:count]
     size = tuple(cfg.values["model"]["input_size"])

@@ -1,9 +1,8 @@
-"""Face images of identity folders (`<root>/<person>/<image>`), their face boxes, the identity splits of training,
-and their crops by the one crop policy."""
+"""Face images of identity folders (`<root>/<person>/<image>`, with a CelebA-299 boxes.csv where the root has one),
+the identity splits of training, and their crops by the one crop policy."""
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,14 +13,9 @@ from models.data.problems import ProblemLog
 from models.data.records import read_image
 from models.data.voc import IMAGE_SUFFIXES
 from models.recognizer.crop import CropPolicy, centred_box, crop_face
+from models.recognizer.face_boxes import celeba_boxes
 from pipeline.errors import PipelineError
 from pipeline.progress import progress
-from pipeline.text_files import read_utf8
-
-# optional, per root: filename, identity_id, x1..y2 in original pixels, crop_x1, crop_y1, crop_size
-BOX_TABLE = "boxes.csv"
-BOX_COLUMNS = ("filename", "identity_id", "x1", "y1", "x2", "y2", "crop_x1", "crop_y1", "crop_size")
-CROP_SIDE = 128  # CelebA-299's saved crop side, which boxes.csv's crop_size maps to
 
 
 @dataclass(frozen=True)
@@ -37,33 +31,6 @@ class FaceItem:
         return self.box if self.box is not None else centred_box(width, height, policy)
 
 
-def read_box_table(root: Path) -> dict[str, tuple[float, float, float, float]]:
-    """`<person>/<file>` -> the face box inside the saved crop, from the root's boxes.csv (CelebA-299's layout);
-    empty when the root has none."""
-    table = Path(root) / BOX_TABLE
-    if not table.is_file():
-        return {}
-    rows = list(csv.DictReader(read_utf8(table).splitlines()))
-    missing = [name for name in BOX_COLUMNS if rows and name not in rows[0]]
-    if missing:
-        raise PipelineError(f"no column {missing[0]!r}", path=table, field="header",
-                            expected=f"the columns {', '.join(BOX_COLUMNS)}")
-    boxes = {}
-    for number, row in enumerate(rows, start=2):
-        try:
-            x1, y1, x2, y2, cx, cy, size = (float(row[name]) for name in BOX_COLUMNS[2:])
-        except (TypeError, ValueError):
-            raise PipelineError("a box value is not a number", path=table, field=f"line {number}",
-                                expected="numbers in x1, y1, x2, y2, crop_x1, crop_y1, crop_size") from None
-        if not (size > 0 and x2 > x1 and y2 > y1):
-            raise PipelineError(f"box {x1:g},{y1:g},{x2:g},{y2:g} in a crop of {size:g}", path=table,
-                                field=f"line {number}", expected="x2 > x1, y2 > y1 and crop_size > 0")
-        scale = CROP_SIDE / size
-        boxes[f"{row['identity_id']}/{row['filename']}"] = ((x1 - cx) * scale, (y1 - cy) * scale,
-                                                            (x2 - cx) * scale, (y2 - cy) * scale)
-    return boxes
-
-
 def read_identity_faces(roots: Sequence[Path], log: ProblemLog, min_images: int = 2) -> list[FaceItem]:
     """Every face of the identity folders under `roots`. An identity with fewer than `min_images` images is skipped
     and counted; the same identity name under two roots is an error (they would be merged silently)."""
@@ -72,7 +39,7 @@ def read_identity_faces(roots: Sequence[Path], log: ProblemLog, min_images: int 
     for root in (Path(r) for r in roots):
         if not root.is_dir():
             raise PipelineError("identity folder not found", path=root, expected="<root>/<person>/<image> folders")
-        boxes = read_box_table(root)
+        boxes = celeba_boxes(root) if (root / "boxes.csv").is_file() else {}
         for person in sorted(p for p in root.iterdir() if p.is_dir()):
             if person.name in seen:
                 raise PipelineError(f"identity {person.name!r} is also in {seen[person.name]}", path=person,

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from models.data.problems import ProblemLog
+from models.data.records import image_size
 from models.recognizer.crop import CropPolicy
 from models.recognizer.embedder import input_side
 from models.recognizer.faces import FaceItem, IdentitySplit, read_identity_faces, split_identities
@@ -18,6 +19,11 @@ from pipeline.errors import PipelineError
 
 TEACHERS = ("none", "dlib")
 TEACHER_DIM = 128
+
+
+def teacher_cache(cfg: Config) -> Path:
+    """The teacher's embedding cache, shared by every config of the build root (its keys hold file, box, model)."""
+    return cfg.build_dir.parent / "teacher"
 
 
 @dataclass(frozen=True)
@@ -66,13 +72,31 @@ class RecognizerSettings:
                                 int(self.cfg.values["train"]["seed"]),
                                 excluded=[str(name) for name in self.values["held_out_identities"]])
 
+    def sample_images(self, split: str, count: int, seed: int) -> list[np.ndarray]:
+        """`count` random policy crops (float32 in [0, 1]) of the training identities (split "train") or of the
+        held-back ones ("val"): calibration and comparison images for export."""
+        from models.recognizer.augment import eval_images
+        from models.recognizer.faces import crop_faces
+
+        split_items = self.identity_split(ProblemLog())
+        items = split_items.train if split == "train" else split_items.val
+        order = np.random.default_rng(seed).permutation(len(items))[:count]
+        crops, _ = crop_faces([items[i] for i in order], self.policy, ProblemLog(), f"{split} crops")
+        return list(eval_images(crops))
+
     def teacher_targets(self, items: list[FaceItem], build: Path) -> tuple[np.ndarray, np.ndarray]:
         """(N, 128) teacher embeddings and which items have one; none without distillation."""
         if self.distill == "none":
             return np.zeros((len(items), TEACHER_DIM), np.float32), np.zeros(len(items), bool)
-        from models.recognizer.teacher import teacher_embeddings_for
+        from models.recognizer.teacher import teacher_embeddings
 
-        return teacher_embeddings_for(items, self.policy, build / "teacher")
+        boxes = [item.box if item.box is not None else item.face_box(*image_size(item.path), self.policy)
+                 for item in items]
+        embeddings, kept = teacher_embeddings(list(zip((item.path for item in items), boxes, strict=True)),
+                                              teacher_cache(self.cfg), skip_unreadable=True)
+        full = np.zeros((len(items), TEACHER_DIM), np.float32)
+        full[kept] = embeddings
+        return full, kept
 
     def input_paths(self) -> list[Path]:
         return list(self.roots)
