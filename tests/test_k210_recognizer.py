@@ -1,0 +1,150 @@
+"""The recognizer's embedders (models.recognizer.embedder) compiled for the K210 and run in the simulator against
+LiteRT's uint8 model, with seeded random weights, non-trivial BN statistics and a seeded random calibration set.
+
+What agrees and why:
+- The KPU part, everything up to the FC's input (the head_reduce map), is compared byte for byte with LiteRT's
+  tensor of the FC input (kept with experimental_preserve_all_tensors).
+- The FC runs as a float32 CPU layer between DEQUANTIZE and QUANTIZE, while LiteRT runs it as an int8 FC with an
+  exact int32 accumulator and a fixed-point requantization: the two only part where the float32 sum lands next to
+  a rounding boundary, so each embedding code is within 1 output quantization step of LiteRT's.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from deploy.k210.compiler.driver import Compiled, compile_tflite
+from deploy.k210.compiler.program import CpuStep
+from deploy.k210.compiler.tflite_graph import read_tflite
+from deploy.k210.format.kmodel import LayerType
+from deploy.k210.sim.simulator import SimResult, simulate
+from tests.test_k210_compile import convert, litert_outputs
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+CASES = [("mobilefacenet", 112), ("mobilefacenet", 128), ("skip_darknet19", 128)]
+EMBEDDING, HEAD_CHANNELS = 128, 32
+
+
+def random_images(side: int, count: int, seed: int) -> list[np.ndarray]:
+    """Seeded uint8 HWC images: smooth random colour fields plus noise (not faces, but spatially varied)."""
+    rng = np.random.default_rng(seed)
+    grid = np.linspace(0, 1, side)[None, :, None]
+    images = []
+    for _ in range(count):
+        base = rng.uniform(0, 1, 3) + rng.uniform(-1, 1, 3) * grid + rng.uniform(-1, 1, 3) * grid.transpose(1, 0, 2)
+        image = 255 * (0.5 * base / 3 + 0.25) + rng.normal(0, 30, (side, side, 3))
+        images.append(np.clip(image, 0, 255).astype(np.uint8))
+    return images
+
+
+def set_bn_statistics(model, seed: int) -> None:
+    """Non-trivial BN statistics, so every folded per-channel scale and bias differs."""
+    import keras
+
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            channels = layer.gamma.shape[0]
+            layer.set_weights([rng.uniform(0.5, 2, channels), rng.normal(0, 0.3, channels),
+                               rng.normal(0, 0.2, channels), rng.uniform(0.3, 3, channels)])
+
+
+_TFLITE: dict[tuple[str, int], bytes] = {}
+
+
+def embedder_tflite(family: str, side: int) -> bytes:
+    """The uint8 TFLite of a w0.125 embedder (built once per module run)."""
+    if (family, side) not in _TFLITE:
+        import keras
+
+        from models.recognizer.embedder import build_embedder
+
+        keras.utils.set_random_seed(7)
+        model = build_embedder({"family": family, "width": 0.125, "input_size": [side, side], "min_channels": 8,
+                                "activation": "leaky"}, EMBEDDING, HEAD_CHANNELS)
+        set_bn_statistics(model, 11)
+        _TFLITE[family, side] = convert(model, random_images(side, 8, seed=5))
+    return _TFLITE[family, side]
+
+
+def litert_fc_input_and_output(data: bytes, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple]:
+    """(FC input codes as uint8 in TFLite's flatten order, embedding codes, embedding quantization)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    graph = read_tflite(data)
+    fc = next(op for op in graph.operators if op.opcode == "FULLY_CONNECTED")
+    interpreter = Interpreter(model_content=data, experimental_preserve_all_tensors=True)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], image[None])
+    interpreter.invoke()
+    fc_input = interpreter.get_tensor(fc.inputs[0]).reshape(-1).astype(np.int16) + 128
+    output = interpreter.get_output_details()[0]
+    return fc_input.astype(np.uint8), interpreter.get_tensor(output["index"]).reshape(-1), output["quantization"]
+
+
+def sim_fc_input(compiled: Compiled, result: SimResult) -> np.ndarray:
+    """The uint8 map the FC's DEQUANTIZE reads, in TFLite's flatten order (HWC)."""
+    steps = compiled.program.steps
+    dequantize = next(i for i, s in enumerate(steps) if isinstance(s, CpuStep) and s.layer_type == LayerType.DEQUANTIZE
+                      and "FULLY_CONNECTED" in s.source)
+    name = steps[dequantize].inputs[0]
+    producer = max(i for i in range(dequantize) if steps[i].output == name)
+    return result.layers[producer].output.transpose(1, 2, 0).reshape(-1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("family", "side"), CASES)
+def test_embedder_kpu_part_is_exact_and_embedding_within_one_step(family, side):
+    data = embedder_tflite(family, side)
+    compiled = compile_tflite(data)
+    types = [layer.type for layer in compiled.model.layers]
+    assert types.count(LayerType.FULLY_CONNECTED) == 1 and types[0] == LayerType.K210_CONV
+    steps_off = []
+    for image in random_images(side, 4, seed=9):
+        result = simulate(compiled.data, image.transpose(2, 0, 1).copy())
+        fc_in, ref, (scale, zero) = litert_fc_input_and_output(data, image)
+        np.testing.assert_array_equal(sim_fc_input(compiled, result), fc_in)
+        ours = np.clip(np.round(result.outputs[0].reshape(-1) / scale + zero), 0, 255).astype(np.int64)
+        steps_off.append(np.abs(ours - ref.astype(np.int64)))
+        real_ours, real_ref = ours - zero, ref.astype(np.int64) - zero
+        cosine = real_ours @ real_ref / (np.linalg.norm(real_ours) * np.linalg.norm(real_ref))
+        assert cosine > 0.9999
+    off = np.concatenate(steps_off)
+    assert off.max() <= 1 and np.mean(off == 0) >= 0.95
+
+
+def odd_stride_model():
+    """13x13 -> 3x3 s2 'same' conv (odd: 7x7) -> 3x3 s2 depthwise on 7x7 + LeakyReLU (4x4) -> 1x1 conv."""
+    import keras
+
+    L = keras.layers
+    inp = keras.Input((13, 13, 3))
+    x = L.Conv2D(8, 3, strides=2, padding="same", activation="relu")(inp)
+    x = L.ZeroPadding2D(1)(x)
+    x = L.DepthwiseConv2D(3, strides=2, padding="valid")(x)
+    x = L.LeakyReLU(0.1)(x)
+    return keras.Model(inp, L.Conv2D(8, 1)(x))
+
+
+def test_stride_two_on_odd_sizes_is_decimated_on_the_cpu_bit_exactly():
+    """The KPU's stride-2 pools floor 7 to 3, TFLite's centred windows give 4: the convs run at full resolution and
+    a flatten + pixel gather + flatten on the CPU keeps pixels 0, 2, 4, 6; the result matches LiteRT exactly."""
+    import keras
+
+    keras.utils.set_random_seed(4)
+    images = random_images(13, 6, seed=2)
+    data = convert(odd_stride_model(), images)
+    compiled = compile_tflite(data)
+    for image in images:
+        (ref, (scale, zero)), = litert_outputs(data, image)
+        sim = simulate(compiled.data, image.transpose(2, 0, 1).copy()).outputs[0].reshape(-1)
+        np.testing.assert_array_equal(np.round(sim / scale + zero).astype(np.int64),
+                                      ref.transpose(2, 0, 1).reshape(-1).astype(np.int64))
+    types = [layer.type for layer in compiled.model.layers]
+    assert types.count(LayerType.QUANTIZED_TENSORFLOW_FLATTEN) == 4 and types.count(LayerType.QUANTIZED_CONCAT) == 2
+    gathers = [s for s in compiled.program.steps if isinstance(s, CpuStep) and
+               s.layer_type == LayerType.QUANTIZED_CONCAT]
+    assert [compiled.program.tensors[s.output].shape for s in gathers] == [(49, 1, 8), (16, 1, 8)]
