@@ -148,3 +148,37 @@ def test_stride_two_on_odd_sizes_is_decimated_on_the_cpu_bit_exactly():
     gathers = [s for s in compiled.program.steps if isinstance(s, CpuStep) and
                s.layer_type == LayerType.QUANTIZED_CONCAT]
     assert [compiled.program.tensors[s.output].shape for s in gathers] == [(49, 1, 8), (16, 1, 8)]
+
+
+def test_compile_report_of_an_embedder_gives_time_per_face_and_cpu_layers():
+    """A vector output is an embedder: no FPS, no detector section (even beside a model_meta.json without anchors),
+    but the per-face estimate, the KPU RAM peak, the kmodel size and each CPU layer's cost."""
+    from pathlib import Path
+
+    import keras
+
+    from deploy.k210.compiler.compile_report import build_report, format_report
+
+    keras.utils.set_random_seed(5)
+    inp = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", use_bias=False)(inp)
+    x = keras.layers.ReLU()(keras.layers.BatchNormalization()(x))
+    x = keras.layers.BatchNormalization()(keras.layers.Conv2D(4, 1, use_bias=False)(x))  # like head_reduce
+    model = keras.Model(inp, keras.layers.Dense(16, name="embedding")(keras.layers.Flatten()(x)))
+    set_bn_statistics(model, 3)
+    compiled = compile_tflite(convert(model, random_images(16, 4, seed=1)))
+    report = build_report(compiled, source=Path("rec.tflite"), budget_mib=5.5, meta={"family": "mobilefacenet"})
+    assert report["kind"] == "embedder" and "detector" not in report and report["totals"]["fps"] is None
+    section = report["embedder"]
+    assert section["embedding_size"] == 16 and section["meta"] == {"family": "mobilefacenet"}
+    cpu_rows = [r for r in report["layers"] if r["unit"] == "cpu"]
+    assert [r["type"] for r in section["cpu_layers"]] == [r["type"] for r in cpu_rows]
+    fc = next(r for r in section["cpu_layers"] if r["type"] == "FULLY_CONNECTED")
+    assert fc["macs"] == 4 * 8 * 8 * 16 and fc["weight_bytes"] == 4 * (4 * 8 * 8 * 16 + 16)
+    total_us = sum(r["time_us"] for r in report["layers"])
+    assert section["time_per_face_ms_estimate"] == pytest.approx(total_us / 1000, abs=1e-3)
+    assert section["cpu_time_ms_estimate"] + section["kpu_time_ms_estimate"] == pytest.approx(
+        section["time_per_face_ms_estimate"], abs=2e-3)
+    assert report["totals"]["kpu_ram_peak_bytes"] > 0 and report["kmodel_bytes"] == len(compiled.data)
+    text = format_report(report)
+    assert "time per face" in text and "estimate" in text and "FPS" not in text
