@@ -20,6 +20,7 @@ from deploy.k210.compiler.kpu_params import (
 from deploy.k210.compiler.passes.fuse_activation import activated_output, activation_output
 from deploy.k210.compiler.program import LTensor
 from deploy.k210.compiler.tflite_graph import Operator
+from deploy.k210.format import kmodel as km
 from hardware.k210 import KPU_KERNELS, PoolType
 
 if TYPE_CHECKING:
@@ -166,3 +167,24 @@ def space_to_depth(ctx: Lowering, op: Operator) -> None:
     y = ctx.define(op.outputs[0], op)
     taps = [(c, 1 + dy, 1 + dx) for dy in (0, 1) for dx in (0, 1) for c in range(channels)]
     one_hot(ctx, op, x, y, taps, 3, PoolType.LEFT_TOP_2_S2)
+
+
+def padded_fully_connected(ctx: Lowering, op: Operator, x: LTensor, w_q: np.ndarray, scales: np.ndarray,
+                           bias: np.ndarray, clamp: Clamp) -> None:
+    """FULLY_CONNECTED on the KPU in nncase's 4x4-padded form: K210_ADD_PADDING puts the input vector (CHW order,
+    `w_q` permuted to match) into pixel (0, 0) of a 4x4 map's channels, a 1x1 KPU conv with one filter per output
+    computes all 16 pixels (the other 15 read stale KPU RAM and are discarded), K210_REMOVE_PADDING reads pixel
+    (0, 0) of each output channel back. uint8 weights and the conv's exact integer requantization."""
+    out_ch, in_ch = w_q.shape
+    padded = ctx.temp((in_ch, 4, 4), "u8", x.quant)
+    ctx.cpu(op, km.LayerType.K210_ADD_PADDING, [x], padded,
+            lambda a: km.AddPaddingBody(0, a.main(x.name), a.kpu(padded.name), in_ch), elements=in_ch)
+    y_q = ctx.quant(op.outputs[0], op)
+    weights = w_q.reshape(out_ch, in_ch, 1, 1)
+    conv_out = ctx.temp((out_ch, 4, 4), "u8", y_q)
+    ctx.kpu_step(op, input=padded.name, output=conv_out.name, in_shape=padded.shape, out_shape=conv_out.shape,
+                 kernel=1, depthwise=False, pool_type=PoolType.BYPASS, weights=kpu_weights(weights),
+                 arithmetic=conv_arithmetic(x.quant, 1, weights, scales, bias, y_q, clamp, f"operators[{op.index}]"))
+    y = ctx.define(op.outputs[0], op, (out_ch, 1, 1))
+    ctx.cpu(op, km.LayerType.K210_REMOVE_PADDING, [conv_out], y,
+            lambda a: km.RemovePaddingBody(0, a.main(conv_out.name), a.main(y.name), out_ch), elements=out_ch)
