@@ -228,3 +228,15 @@ def test_adjacent_concat_needs_whole_line_groups_and_kpu_consumers():
     assert not adjacent_concat.match(prog, parts, out, kpu_consumers_only=True)
     prog, parts, out = concat_program((8, 8))
     assert not adjacent_concat.match(prog, parts, out, kpu_consumers_only=False)
+
+
+def test_defer_decimation_leaves_an_odd_sized_depthwise_to_the_cpu_decimation():
+    """On 7x7 a stride-2 pool would give 3x3 where the centred windows give 4x4 (lowered by decimate_cpu)."""
+    b = GraphBuilder()
+    x = b.tensor((1, 7, 7, 4))
+    d = b.conv(x, 4, 3, (4, 4), depthwise=True, stride=2)
+    y = b.conv(d, 8, 1, (4, 4))
+    graph = b.graph([x], [y])
+    assert defer_decimation.match(graph, graph.operators[0]) is None
+    even, depthwise, pointwise = depthwise_then("VALID", explicit_pad=True, consumer_kernel=1)
+    assert defer_decimation.match(even, depthwise) is pointwise

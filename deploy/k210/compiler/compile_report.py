@@ -39,15 +39,45 @@ def _layer_rows(compiled: Compiled) -> list[dict[str, Any]]:
     return rows
 
 
-def build_report(compiled: Compiled, *, source: Path, budget_mib: float, detector: dict | None) -> dict[str, Any]:
+def is_embedder(compiled: Compiled) -> bool:
+    """Whether the model's one output is a vector (an embedding), not a detector's grid map."""
+    program = compiled.program
+    return len(program.outputs) == 1 and program.tensors[program.outputs[0]].shape[1:] == (1, 1)
+
+
+def _embedder_section(rows: list[dict[str, Any]], output_shape: tuple[int, int, int], total_us: float,
+                      meta: dict | None) -> dict[str, Any]:
+    """What an embedder's deployment needs: the per-face time estimate and where the CPU spends it."""
+    cpu = [r for r in rows if r["unit"] == "cpu"]
+    cpu_us = sum(r["time_us"] for r in cpu)
+    section: dict[str, Any] = {
+        "embedding_size": output_shape[0],
+        "time_per_face_ms_estimate": round(total_us / 1000, 3),
+        "faces_per_second_estimate": round(1e6 / total_us, 1) if total_us else None,
+        "kpu_time_ms_estimate": round((total_us - cpu_us) / 1000, 3),
+        "cpu_time_ms_estimate": round(cpu_us / 1000, 3),
+        "cpu_layers": [{key: r[key] for key in ("index", "type", "source", "macs", "weight_bytes", "cycles",
+                                                "time_us")} for r in cpu],
+        "estimate": "cycle model (spec §12.3 [I]), not a measurement; excludes the crop, resize and L2 norm",
+    }
+    if meta is not None:
+        section["meta"] = meta
+    return section
+
+
+def build_report(compiled: Compiled, *, source: Path, budget_mib: float, meta: dict | None) -> dict[str, Any]:
+    """The report of a compiled model; `meta` (model_meta.json) becomes its "detector" section when it has
+    anchors, and goes into the "embedder" section of a model whose output is a vector."""
     rows = _layer_rows(compiled)
     total_us = sum(r["time_us"] for r in rows)
     kpu_us = sum(r["time_us"] for r in rows if r["unit"] == "kpu")
     size = len(compiled.data)
     program = compiled.program
     input_tensor = program.tensors[program.input]
+    embedder = is_embedder(compiled)
     report: dict[str, Any] = {
         "source": str(source),
+        "kind": "embedder" if embedder else "detector" if meta is not None and "anchors" in meta else "map",
         "kmodel_bytes": size,
         "kmodel_mib": round(size / MIB, 4),
         "budget_mib": budget_mib,
@@ -64,14 +94,17 @@ def build_report(compiled: Compiled, *, source: Path, budget_mib: float, detecto
             "cpu_layers": sum(r["unit"] == "cpu" for r in rows),
             "weight_bytes": sum(r["weight_bytes"] for r in rows), "macs": sum(r["macs"] for r in rows),
             "cycles": sum(r["cycles"] for r in rows), "kpu_time_ms": round(kpu_us / 1000, 3),
-            "latency_ms": round(total_us / 1000, 3), "fps": round(1e6 / total_us, 1) if total_us else None,
+            "latency_ms": round(total_us / 1000, 3),
+            "fps": None if embedder or not total_us else round(1e6 / total_us, 1),
             "kpu_ram_peak_bytes": compiled.plan.kpu_lines_used * KPU_LINE_BYTES,
             "main_memory_bytes": compiled.model.main_mem_usage,
         },
         "cycle_model": "spec §12.3 [I]: 1.03 line-steps + weight fetch at 400 MHz; CPU layers estimated",
     }
-    if detector is not None:
-        report["detector"] = detector
+    if embedder:
+        report["embedder"] = _embedder_section(rows, program.tensors[program.outputs[0]].shape, total_us, meta)
+    elif report["kind"] == "detector":
+        report["detector"] = meta
     return report
 
 
@@ -87,8 +120,15 @@ def format_report(report: dict[str, Any]) -> str:
     lines.append(f"totals: {t['layers']} layers ({t['kpu_layers']} KPU, {t['cpu_layers']} CPU), weights "
                  f"{t['weight_bytes']} B, {t['macs'] / 1e6:.1f} MMAC, KPU RAM peak {t['kpu_ram_peak_bytes']} B, "
                  f"main buffer {t['main_memory_bytes']} B")
-    lines.append(f"estimated K210 latency {t['latency_ms']} ms (KPU {t['kpu_time_ms']} ms) = {t['fps']} FPS at "
-                 f"400 MHz")
+    if "embedder" in report:
+        e = report["embedder"]
+        cpu = ", ".join(f"{r['type']} {r['time_us']:.1f} us" for r in e["cpu_layers"])
+        lines.append(f"estimated time per face {e['time_per_face_ms_estimate']} ms (cycle-model estimate at 400 MHz: "
+                     f"KPU {e['kpu_time_ms_estimate']} ms, CPU {e['cpu_time_ms_estimate']} ms) for a "
+                     f"{e['embedding_size']}-value embedding; CPU layers: {cpu}")
+    else:
+        lines.append(f"estimated K210 latency {t['latency_ms']} ms (KPU {t['kpu_time_ms']} ms) = {t['fps']} FPS at "
+                     f"400 MHz")
     verdict = "fits" if report["fits_budget"] else "EXCEEDS"
     lines.append(f"kmodel {report['kmodel_bytes']} B = {report['kmodel_mib']} MiB: {verdict} the "
                  f"{report['budget_mib']} MiB budget")

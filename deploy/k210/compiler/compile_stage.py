@@ -28,11 +28,12 @@ def inspect_kmodel(path: Path) -> str:
     return describe_kmodel(load_kmodel(path), title=str(path))
 
 
-def _detector_meta(tflite: Path) -> dict[str, Any] | None:
+def _model_meta(tflite: Path) -> dict[str, Any] | None:
+    """model_meta.json beside the TFLite (a detector's head geometry), if there is one."""
     meta = tflite.parent / "model_meta.json"
     if not meta.is_file():
         return None
-    return read_json_object(meta, what="detector head metadata", missing_hint="run `invoke train` first")
+    return read_json_object(meta, what="model metadata", missing_hint="run `invoke train` first")
 
 
 def _run_ncc(ncc: str, float_tflite: Path, dataset: Path | None, out: Path) -> dict[str, Any]:
@@ -75,7 +76,7 @@ def compile_stage(cfg: Config, *, tflite: Path | None = None, budget_mib: float 
 
     def work() -> dict[str, Any]:
         compiled = compile_tflite(source, fuse_leaky=fuse_leaky)
-        report = build_report(compiled, source=source, budget_mib=budget, detector=_detector_meta(source))
+        report = build_report(compiled, source=source, budget_mib=budget, meta=_model_meta(source))
         if not report["fits_budget"]:
             raise PipelineError(f"the kmodel is {len(compiled.data) / MIB:.2f} MiB, over the {budget} MiB budget",
                                 path=source, field="compile.budget_mib",
@@ -86,7 +87,8 @@ def compile_stage(cfg: Config, *, tflite: Path | None = None, budget_mib: float 
         print(format_report(report))
         totals = report["totals"]
         return {"kmodel_bytes": report["kmodel_bytes"], "layers": totals["layers"],
-                "kpu_layers": totals["kpu_layers"], "latency_ms": totals["latency_ms"], "fps": totals["fps"]}
+                "kpu_layers": totals["kpu_layers"], "latency_ms": totals["latency_ms"], "fps": totals["fps"],
+                "kind": report["kind"]}
 
     inputs = [source] + ([meta] if meta.is_file() else [])
     return run_stage(build, "compile", inputs=inputs, params={"budget_mib": budget, "fuse_leaky": fuse_leaky},

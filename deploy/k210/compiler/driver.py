@@ -22,11 +22,13 @@ class Compiled:
     plan: MemoryPlan
 
 
-def compile_tflite(source: bytes | str | Path, *, fuse_leaky: bool = False) -> Compiled:
+def compile_tflite(source: bytes | str | Path, *, fuse_leaky: bool = False, kpu_fc: bool = True) -> Compiled:
     """Compile a full-integer uint8-I/O TFLite model; raises PipelineError for anything the K210 cannot run.
     `fuse_leaky` folds LeakyReLU into the preceding conv's activation table: one KPU layer instead of two, but
-    off LiteRT's double rounding by 1 LSB on part of the values, which deep models accumulate (see lower.py)."""
-    program = lower_graph(read_tflite(source), fuse_leaky=fuse_leaky)
+    off LiteRT's double rounding by 1 LSB on part of the values, which deep models accumulate (see lower.py).
+    `kpu_fc` runs a FULLY_CONNECTED of at most 1024 inputs and outputs on the KPU (4x4-padded 1x1 conv, uint8
+    weights) instead of as a float32 CPU layer."""
+    program = lower_graph(read_tflite(source), fuse_leaky=fuse_leaky, kpu_fc=kpu_fc)
     plan = plan_memory(program)
     model = emit_kmodel(program, plan)
     return Compiled(model=model, data=write_kmodel(model), program=program, plan=plan)

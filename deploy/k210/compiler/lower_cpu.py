@@ -12,12 +12,13 @@ import numpy as np
 
 from deploy.k210.compiler.conv_geometry import same_pads
 from deploy.k210.compiler.kpu_params import Quant
-from deploy.k210.compiler.lower_kpu import one_hot
+from deploy.k210.compiler.lower_kpu import clamp_of, one_hot, padded_fully_connected
 from deploy.k210.compiler.passes import adjacent_concat as adjacent
 from deploy.k210.compiler.passes.fuse_pool import kpu_pool_type
 from deploy.k210.compiler.program import KpuStep, LTensor
 from deploy.k210.compiler.tflite_graph import Operator
 from deploy.k210.format import kmodel as km
+from hardware.k210 import KPU_MAX_CHANNELS
 from pipeline.errors import PipelineError
 
 if TYPE_CHECKING:
@@ -147,17 +148,21 @@ def fully_connected(ctx: Lowering, op: Operator) -> None:
     out_ch, in_ch = weights.shape
     if in_ch != c * h * w:
         raise ctx.fail(op, f"{in_ch} inputs for a {c}x{h}x{w} map", "a flattened input of matching size")
-    w_q = weights.data.astype(np.float64)
+    w_q = weights.data
     if h * w > 1:  # TFLite flattens HWC; the kmodel keeps maps as CHW
         w_q = w_q.reshape(out_ch, h, w, c).transpose(0, 3, 1, 2).reshape(out_ch, in_ch)
     scales = np.broadcast_to(weights.scale.astype(np.float64), (out_ch,))
-    w_f = (w_q * scales[:, None]).astype(np.float32)
     bias_t = ctx.g.tensors[op.inputs[2]] if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
-    bias = np.zeros(out_ch, np.float32) if bias_t is None or bias_t.data is None else \
-        (bias_t.data.astype(np.float64) * scales * x.quant.scale).astype(np.float32)
+    bias_q = np.zeros(out_ch, np.int64) if bias_t is None or bias_t.data is None else \
+        bias_t.data.astype(np.int64).reshape(-1)
     act = {"NONE": 0, "RELU": 1, "RELU6": 2}.get(op.options.get("FusedActivationFunction", "NONE"))
     if act is None:
         raise ctx.fail(op, "unsupported fused activation", "NONE, RELU or RELU6")
+    if ctx.kpu_fc and x.dtype == "u8" and in_ch <= KPU_MAX_CHANNELS and out_ch <= KPU_MAX_CHANNELS:
+        padded_fully_connected(ctx, op, x, w_q, scales, bias_q, clamp_of(ctx, op))
+        return
+    w_f = (w_q.astype(np.float64) * scales[:, None]).astype(np.float32)
+    bias = (bias_q * scales * x.quant.scale).astype(np.float32)
     float_op(ctx, op, x, op.outputs[0], (out_ch, 1, 1), km.LayerType.FULLY_CONNECTED,
                   lambda i, j: km.FullyConnectedBody(0, i, j, in_ch, out_ch, act, w_f, bias), macs=in_ch * out_ch)
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from deploy.k210.compiler.conv_geometry import conv_input, conv_pads
+from deploy.k210.compiler.decimate_cpu import decimate, decimated_shape
 from deploy.k210.compiler.kpu_params import (
     Clamp,
     conv_arithmetic,
@@ -19,6 +20,7 @@ from deploy.k210.compiler.kpu_params import (
 from deploy.k210.compiler.passes.fuse_activation import activated_output, activation_output
 from deploy.k210.compiler.program import LTensor
 from deploy.k210.compiler.tflite_graph import Operator
+from deploy.k210.format import kmodel as km
 from hardware.k210 import KPU_KERNELS, PoolType
 
 if TYPE_CHECKING:
@@ -73,9 +75,6 @@ def conv(ctx: Lowering, op: Operator) -> None:
     if pads is None:
         raise ctx.fail(op, f"input map of shape {ctx.g.tensors[conv_input(op)].shape}", "a batch-1 NHWC input map")
     centred = (1, 1) if k == 3 else (0, 0)
-    if stride == 2 and (height % 2 or width % 2):
-        raise ctx.fail(op, f"stride 2 on an odd size {height}x{width}",
-                       "even input height and width (KPU decimation floors odd sizes)")
     if len(pads) != 1 or next(iter(pads)) not in ({centred} | ({(0, 1)} if stride == 2 and k == 3 else set())):
         raise ctx.fail(op, f"padding {sorted(pads)} for a {k}x{k} stride-{stride} conv",
                        "'same' padding (3x3 stride 1), or for stride 2 PAD((1,1),(1,1)) + VALID or 'same'")
@@ -97,18 +96,27 @@ def conv(ctx: Lowering, op: Operator) -> None:
                                                   arithmetic.fraction_bits)
         leaky, y_q = None, leaky_q
     defer = "defer_decimation" in op.attrs
-    direct = (stride == 2 and not depthwise and not shifted) or decimate_input
-    out_shape = (out_ch, height // 2, width // 2) if direct else (out_ch, height, width)
+    odd = stride == 2 and bool(height % 2 or width % 2)  # decimated on the CPU (decimate_cpu)
+    direct = (stride == 2 and not depthwise and not shifted and not odd) or decimate_input
+    half = (out_ch,) + decimated_shape(x.shape)[1:]
+    out_shape = half if direct else (out_ch, height, width)
     if pool:
         out_shape = ctx.chw(final_index, op)
-    if (stride == 2 or decimate_input) and ctx.chw(final_index, op) != (out_ch, height // 2, width // 2):
+    if (stride == 2 or decimate_input) and ctx.chw(final_index, op) != half:
         raise ctx.fail(op, f"output {ctx.chw(final_index, op)} is not half of {height}x{width}",
-                       "a stride-2 conv whose output is exactly half the input size")
+                       "a stride-2 conv whose output is half the input size (rounded up)")
     conv_out = ctx.define(final_index, op, out_shape) if leaky is None and (direct or stride == 1 or defer) \
         else ctx.temp(out_shape, "u8", y_q)
     ctx.kpu_step(op, input=x.name, output=conv_out.name, in_shape=x.shape, out_shape=out_shape, kernel=k,
                  depthwise=depthwise, pool_type=PoolType.LEFT_TOP_2_S2 if direct else pool,
                  weights=kpu_weights(w_q), arithmetic=arithmetic)
+    if odd:
+        if leaky is not None:  # elementwise: runs on the KPU at full resolution, before the CPU decimation
+            activated = ctx.temp(out_shape, "u8", ctx.quant(leaky.outputs[0], leaky))
+            leaky_layer(ctx, leaky, conv_out, activated)
+            conv_out = activated
+        decimate(ctx, op, conv_out, ctx.define(final_index, op, half))
+        return
     if stride == 2 and not direct and not defer:
         decimated = ctx.define(final_index, op) if leaky is None else \
             ctx.temp((out_ch, height // 2, width // 2), "u8", y_q)
@@ -159,3 +167,24 @@ def space_to_depth(ctx: Lowering, op: Operator) -> None:
     y = ctx.define(op.outputs[0], op)
     taps = [(c, 1 + dy, 1 + dx) for dy in (0, 1) for dx in (0, 1) for c in range(channels)]
     one_hot(ctx, op, x, y, taps, 3, PoolType.LEFT_TOP_2_S2)
+
+
+def padded_fully_connected(ctx: Lowering, op: Operator, x: LTensor, w_q: np.ndarray, scales: np.ndarray,
+                           bias: np.ndarray, clamp: Clamp) -> None:
+    """FULLY_CONNECTED on the KPU in nncase's 4x4-padded form: K210_ADD_PADDING puts the input vector (CHW order,
+    `w_q` permuted to match) into pixel (0, 0) of a 4x4 map's channels, a 1x1 KPU conv with one filter per output
+    computes all 16 pixels (the other 15 read stale KPU RAM and are discarded), K210_REMOVE_PADDING reads pixel
+    (0, 0) of each output channel back. uint8 weights and the conv's exact integer requantization."""
+    out_ch, in_ch = w_q.shape
+    padded = ctx.temp((in_ch, 4, 4), "u8", x.quant)
+    ctx.cpu(op, km.LayerType.K210_ADD_PADDING, [x], padded,
+            lambda a: km.AddPaddingBody(0, a.main(x.name), a.kpu(padded.name), in_ch), elements=in_ch)
+    y_q = ctx.quant(op.outputs[0], op)
+    weights = w_q.reshape(out_ch, in_ch, 1, 1)
+    conv_out = ctx.temp((out_ch, 4, 4), "u8", y_q)
+    ctx.kpu_step(op, input=padded.name, output=conv_out.name, in_shape=padded.shape, out_shape=conv_out.shape,
+                 kernel=1, depthwise=False, pool_type=PoolType.BYPASS, weights=kpu_weights(weights),
+                 arithmetic=conv_arithmetic(x.quant, 1, weights, scales, bias, y_q, clamp, f"operators[{op.index}]"))
+    y = ctx.define(op.outputs[0], op, (out_ch, 1, 1))
+    ctx.cpu(op, km.LayerType.K210_REMOVE_PADDING, [conv_out], y,
+            lambda a: km.RemovePaddingBody(0, a.main(conv_out.name), a.main(y.name), out_ch), elements=out_ch)

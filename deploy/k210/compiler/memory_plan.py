@@ -30,7 +30,7 @@ def place_tensors(prog: Program) -> None:
         steps.append(step)
         if isinstance(step, KpuStep):
             step.main_out = bool(_lineage(prog, step.output) & main_need)
-        elif step.output in kpu_need:
+        elif step.output in kpu_need and not step.writes_kpu:
             steps.append(_upload_step(prog.tensors[step.output]))
     prog.steps = steps
 
@@ -118,8 +118,9 @@ def _lifetimes(prog: Program) -> tuple[dict[str, _Buffer], dict[str, _Buffer]]:
             kpu_touch(step.output, index)
             if step.main_out:
                 main_touch(step.output, index)
-        elif step.layer_type == km.LayerType.K210_UPLOAD:
-            main_touch(step.output, index)
+        elif step.writes_kpu:
+            for name in step.inputs:
+                main_touch(name, index)
             kpu_touch(step.output, index)
         else:
             for name in step.inputs + [step.output]:

@@ -75,6 +75,11 @@ class CpuStep:
     def main_out(self) -> bool:
         return True
 
+    @property
+    def writes_kpu(self) -> bool:
+        """Whether the output goes to KPU RAM (an upload or the padded input of a KPU fully connected layer)."""
+        return self.layer_type in (LayerType.K210_UPLOAD, LayerType.K210_ADD_PADDING)
+
 
 @dataclass
 class Program:
