@@ -20,7 +20,6 @@ from hardware.k210 import (
 from models.yolo_head import build_detector
 from pipeline.errors import PipelineError
 
-CPU_FLOAT_BYTES = 4  # a CPU layer's weights (FULLY_CONNECTED) are float32 in the kmodel
 WIDTH_STEP = 1 / 256  # 4 channels of a 1024-filter layer
 
 
@@ -83,9 +82,9 @@ def measure(model: keras.Model) -> Budget:
         ram = max(ram, map_bytes(in_c, in_h - pad, in_w - pad) + map_bytes(*_chw(stored[layer.name])))
         max_channels = max(max_channels, in_c, out_c)
     for layer in model.layers:
-        if isinstance(layer, keras.layers.Dense):  # a float CPU layer in the kmodel: float32 weights and bias
+        if isinstance(layer, keras.layers.Dense):  # lowered to a KPU 1x1 conv on a 4x4-padded map (uint8 weights)
             macs += math.prod(layer.kernel.shape)
-            weight_bytes += CPU_FLOAT_BYTES * (math.prod(layer.kernel.shape) + layer.units)
+            weight_bytes += math.prod(layer.kernel.shape) + BN_WORD_BYTES * layer.units + ACTIVATION_TABLE_BYTES
     return Budget(params=model.count_params(), macs=int(macs), uint8_bytes=int(weight_bytes), kpu_ram_bytes=ram,
                   max_channels=max_channels)
 
