@@ -1,10 +1,12 @@
 """The k210 board build on the real tree (../shared/rtthread: RT-Thread 5.0.1 bsp/k210 + packages/K210-SDK-latest):
-scons links an image that holds each model's msh command, registration and kmodel; two models build side by side;
-the tree is never written. Every missing piece (tree, version, BSP, SDK package, toolchain) is one clear error."""
+scons links an image that holds each model's msh command, registration and kmodel; a detector, a recognizer
+(embedder) and a detector read from flash build side by side; the tree is never written. Every missing piece
+(tree, version, BSP, SDK package, toolchain) is one clear error."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from deploy.firmware.rtthread_build import build_board, picolibc_rtconfig
 from deploy.firmware.rtthread_tree import find_bsp, find_k210_sdk, find_rtt_root, find_toolchain
 from pipeline.errors import PipelineError
 from tests.conftest import rtthread_root, shared_path
+from tests.embedder_kmodel import embedder_kmodel
 
 needs_build_tools = pytest.mark.skipif(shutil.which("scons") is None or shutil.which("riscv64-unknown-elf-gcc") is None,
                                        reason="scons / riscv64-unknown-elf-gcc not installed (invoke setup)")
@@ -36,21 +39,37 @@ def tree_digest(root: Path) -> str:
     return digest.hexdigest()
 
 
+def render_recognizer(name: str, folder: Path) -> tuple[Path, Path]:
+    """A random-weight embedder compiled here, rendered with its kmodel in the image; (rendered folder, kmodel)."""
+    kmodel, report = embedder_kmodel(folder / "model")
+    spec = model_spec(kmodel, report, kmodel.parent / "compile_report.json", score_threshold=0.5, nms_iou=0.3,
+                      max_candidates=8)
+    return render_firmware(spec, RenderOptions(name=name, storage="embedded"), folder / "rendered").folder, kmodel
+
+
+@pytest.mark.slow
 @needs_build_tools
-def test_bsp_k210_links_two_models_and_the_image_holds_them(tmp_path):
+def test_bsp_k210_links_a_detector_a_recognizer_and_a_flash_model(tmp_path):
     root = rtthread_root()
     bsp = root / "bsp" / "k210"
     before = tree_digest(bsp)
     kmodel = shared_path("kmodels", "voc20_yolov2_v3.kmodel")
     detector = render("voc20", tmp_path / "r1")
-    second = render("faces2", tmp_path / "r2", storage="flash")
-    build = build_board("k210", [detector, second], tmp_path / "out", tmp_path / "bsp",
-                        embedded_kmodels={"voc20": kmodel})
+    recognizer, rec_kmodel = render_recognizer("faceid", tmp_path / "r2")
+    third = render("faces2", tmp_path / "r3", storage="flash")
+    build = build_board("k210", [detector, recognizer, third], tmp_path / "out", tmp_path / "bsp",
+                        embedded_kmodels={"voc20": kmodel, "faceid": rec_kmodel})
     report = build.report
-    assert set(report.models) == {"voc20", "faces2"}
-    assert report.models["voc20"]["kmodel"]["bytes"] == kmodel.stat().st_size  # byte-compared with the file
-    assert report.models["voc20"]["kmodel"]["alignment_ok"]
+    assert set(report.models) == {"voc20", "faceid", "faces2"}
+    assert {name: found["msh"] for name, found in report.models.items()} == {
+        "voc20": "voc20_detect", "faceid": "faceid_embed", "faces2": "faces2_detect"}
+    for name, path in (("voc20", kmodel), ("faceid", rec_kmodel)):
+        assert report.models[name]["kmodel"]["bytes"] == path.stat().st_size  # byte-compared with the file
+        assert report.models[name]["kmodel"]["alignment_ok"]
     assert "kmodel" not in report.models["faces2"]  # read from flash at run time
+    print("k210 image:", json.dumps({"text": report.text, "data": report.data, "bss": report.bss,
+                                     "bin": (build.folder / "rtthread.bin").stat().st_size,
+                                     "face_ai": report.components["face_ai"]}))
     assert report.components["face_ai"] > 0 and report.components["face_port"] > 0
     assert 0 < report.text + report.data + report.bss < 6 * 1024 * 1024
     assert report.text > kmodel.stat().st_size
@@ -59,14 +78,16 @@ def test_bsp_k210_links_two_models_and_the_image_holds_them(tmp_path):
     assert "#define RT_AI_USE_K210" in rtconfig and "#define BSP_USING_CAMERA" in rtconfig
     assert 'source "face_ai/Kconfig"' in (tmp_path / "bsp" / "Kconfig").read_text()
     symbols = (tmp_path / "bsp" / "rtthread.map").read_text()
-    for needed in ("backend_k210_kpu", "k210_camera", "voc20_kmodel", "rt_ai_faces2_register"):
+    for needed in ("backend_k210_kpu", "k210_camera", "voc20_kmodel", "faceid_kmodel", "face_crop",
+                   "embedding_normalise", "rt_ai_faces2_register"):
         assert needed in symbols
     assert tree_digest(bsp) == before  # the tree itself was not written
 
     # a rebuild with the second model gone leaves no stale folder behind
     again = build_board("k210", [detector], tmp_path / "out", tmp_path / "bsp", embedded_kmodels={"voc20": kmodel})
     assert set(again.report.models) == {"voc20"}
-    assert not (tmp_path / "bsp" / "face_ai" / "faces2").exists()
+    assert not (tmp_path / "bsp" / "face_ai" / "faces2").exists() and not (tmp_path / "bsp" / "face_ai" /
+                                                                            "faceid").exists()
 
 
 @needs_build_tools

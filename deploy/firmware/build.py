@@ -10,7 +10,7 @@ from pathlib import Path
 
 from deploy.firmware.boards import HOST, rounding_flags
 from deploy.firmware.image_check import section_sizes
-from deploy.firmware.render import COMPONENT, COPIED_SOURCE_DIRS
+from deploy.firmware.render import COMPONENT, COPIED_SOURCE_DIRS, app_command, rendered_kind
 from deploy.firmware.rtthread_build import model_folders
 from hardware.k210 import SRAM_BYTES as K210_SRAM_BYTES
 from pipeline.atomic import atomic_folder
@@ -68,11 +68,12 @@ def build_host(rendered: Path, out: Path, *, rounding: str = "reference", kmodel
     component = rendered / COMPONENT
     source_dirs = [component / name, *(component / sub for sub in COPIED_SOURCE_DIRS)]
     embedded = (component / name / f"{name}_kmodel.c").is_file()
+    command = app_command(name, rendered_kind(component / name))
     with atomic_folder(Path(out)) as tmp:
         program = tmp / "firmware"
         sources = [p for d in source_dirs for p in sorted(d.glob("*.c"))] + HOST.port_sources()
         includes = [f"-I{d}" for d in [*source_dirs, *HOST.include_dirs()]]
-        cmd = [HOST.cc, *HOST.cflags, f'-DRT_APP_COMMAND="{name}_detect"', *rounding_flags(rounding), *includes,
+        cmd = [HOST.cc, *HOST.cflags, f'-DRT_APP_COMMAND="{command}"', *rounding_flags(rounding), *includes,
                *map(str, sources), "-o", str(program), *HOST.ldflags]
         _run(cmd, f"{HOST.cc} (host build)")
         size = sram_report(section_sizes(HOST.size_tool, program), kmodel_bytes, work_bytes, embedded)

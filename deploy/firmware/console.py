@@ -1,21 +1,35 @@
-"""Read what the firmware prints: one JSON line per frame, plus one per output tensor when dumping."""
+"""Read what the firmware prints: one JSON line per frame (a detector's detections or a recognizer's embedding),
+plus one per output tensor when dumping."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from pipeline.errors import PipelineError
+
+EMBEDDING_UNITS = 10000  # firmware/app/embedding.h: embedding values are printed as integers in units of 1e-4
 
 
 @dataclass(frozen=True)
 class FrameResult:
-    """One frame's result line: detections (box in frame pixels), time and, on QEMU with -icount, instructions."""
+    """One frame's result line: a detector's detections (box in frame pixels) or a recognizer's face box and
+    embedding, the time and, on QEMU with -icount, instructions."""
 
     frame: int
     detections: list[dict]
     ms: int
     instructions: int | None = None
+    box: list[int] | None = None
+    embedding_units: list[int] | None = None
+
+    @property
+    def embedding(self) -> np.ndarray | None:
+        """The printed embedding as float64 values (each within 0.5e-4 of the firmware's)."""
+        units = self.embedding_units
+        return None if units is None else np.asarray(units, np.float64) / EMBEDDING_UNITS
 
 
 @dataclass
@@ -45,6 +59,7 @@ def parse_console(text: str, *, source: str) -> ConsoleResult:
                                     path=source)
             result.outputs[(record["frame"], record["output"])] = data
         else:
-            result.frames.append(FrameResult(frame=record["frame"], detections=record["detections"],
-                                             ms=record["ms"], instructions=record.get("insn")))
+            result.frames.append(FrameResult(frame=record["frame"], detections=record.get("detections", []),
+                                             ms=record["ms"], instructions=record.get("insn"), box=record.get("box"),
+                                             embedding_units=record.get("embedding")))
     return result

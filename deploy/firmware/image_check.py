@@ -33,9 +33,9 @@ class ImageReport:
         return asdict(self)
 
 
-def command_symbol(name: str) -> str:
-    """The finsh symbol-table entry MSH_CMD_EXPORT(<name>_detect, ...) creates."""
-    return f"__fsym_{name}_detect"
+def command_symbol(command: str) -> str:
+    """The finsh symbol-table entry MSH_CMD_EXPORT(<command>, ...) creates."""
+    return f"__fsym_{command}"
 
 
 def registration_symbols(name: str) -> tuple[str, ...]:
@@ -94,17 +94,17 @@ def component_bytes(map_file: Path) -> dict[str, int]:
     return dict(sorted(totals.items(), key=lambda item: -item[1]))
 
 
-def check_image(elf_path: Path, map_file: Path, size_tool: str, names: list[str],
+def check_image(elf_path: Path, map_file: Path, size_tool: str, commands: dict[str, str],
                 embedded_kmodels: dict[str, Path]) -> ImageReport:
-    """PipelineError naming what is missing unless every model's command, registration and embedded kmodel are in
-    the image."""
+    """PipelineError naming what is missing unless every model's command (`commands`: model name -> its msh
+    command), registration and embedded kmodel are in the image."""
     with open(elf_path, "rb") as handle:
         elf = ELFFile(handle)
         symbols = _symbols(elf)
         models: dict[str, dict] = {}
-        for name in names:
-            found = {}
-            wanted = (("command", (command_symbol(name),)), ("registration", registration_symbols(name)))
+        for name, command in commands.items():
+            found = {"msh": command}
+            wanted = (("command", (command_symbol(command),)), ("registration", registration_symbols(name)))
             for what, candidates in wanted:
                 present = [s for s in candidates if s in symbols]
                 if not present:

@@ -1,5 +1,6 @@
-"""What the firmware templates need to know about a compiled model: tensors (from the kmodel itself) and the
-YOLOv2 detector parameters (from the compile report's "detector" section)."""
+"""What the firmware templates need to know about a compiled model: tensors (from the kmodel itself) and either the
+YOLOv2 detector parameters (the compile report's "detector" section) or the recognizer's embedding and crop policy
+(its "embedder" section, which holds the model_meta.json of `invoke train`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 from deploy.k210.format.kmodel_io import load_kmodel
 from deploy.k210.sim.simulator import model_input_shape
 from models.augment import LETTERBOX_FILL
+from models.recognizer.crop import CropPolicy
 from pipeline.errors import PipelineError
 
 ELEMENT_BYTES = {"uint8": 1, "float32": 4}
@@ -56,15 +58,29 @@ class DetectorSpec:
 
 
 @dataclass(frozen=True)
+class EmbedderSpec:
+    """A face recognizer: its square input side, embedding length and the crop policy it was trained on."""
+
+    input_size: int
+    embedding_size: int
+    crop_margin_permille: int
+
+
+@dataclass(frozen=True)
 class ModelSpec:
-    """Everything rendering needs about one compiled model."""
+    """Everything rendering needs about one compiled model: a detector or an embedder (exactly one is set)."""
 
     kmodel: Path
     kmodel_size: int
     work_buffer_bytes: int
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
-    detector: DetectorSpec
+    detector: DetectorSpec | None = None
+    embedder: EmbedderSpec | None = None
+
+    @property
+    def kind(self) -> str:
+        return "detector" if self.detector is not None else "embedder"
 
 
 def _positive_int(value: Any, where: str, path: Path) -> int:
@@ -130,39 +146,86 @@ def _output_quantization(report: dict[str, Any], report_path: Path) -> tuple[flo
         outputs[0], dict) else None
     if not isinstance(quant, dict) or not isinstance(quant.get("scale"), (int, float)) or not isinstance(
             quant.get("zero_point"), int):
-        raise PipelineError("the kmodel output is uint8 but the report gives no dequantization", path=report_path,
+        raise PipelineError("the report gives no dequantization of the kmodel output", path=report_path,
                             field="outputs[0].quantization", expected="{scale: float, zero_point: int}")
     return float(quant["scale"]), int(quant["zero_point"])
 
 
-def model_spec(kmodel: Path, report: dict[str, Any], report_path: Path, *, score_threshold: float, nms_iou: float,
-               max_candidates: int) -> ModelSpec:
-    """Read the kmodel's tensors and check them against the report's detector geometry."""
-    model = load_kmodel(kmodel)
+def embedder_spec(report: dict[str, Any], report_path: Path) -> EmbedderSpec:
+    """Check and read the report's "embedder" section and the recognizer metadata it carries."""
+    section = report.get("embedder")
+    meta = section.get("meta") if isinstance(section, dict) else None
+    if not isinstance(meta, dict) or meta.get("task") != "recognizer":
+        raise PipelineError("no recognizer metadata in the 'embedder' section", path=report_path,
+                            field="embedder.meta", expected="the model_meta.json of `invoke train` (task "
+                            "recognizer) beside the TFLite when it is compiled")
+    side = _pair(meta.get("input_size"), "embedder.meta.input_size", report_path)
+    if side[0] != side[1]:
+        raise PipelineError(f"input {side[0]}x{side[1]}", path=report_path, field="embedder.meta.input_size",
+                            expected="a square input (the face crop is square)")
+    margin = meta.get("crop_margin_permille")
+    if isinstance(margin, bool) or not isinstance(margin, int):
+        raise PipelineError(f"got {margin!r}", path=report_path, field="embedder.meta.crop_margin_permille",
+                            expected="an integer margin in permille of the box side")
+    policy = CropPolicy(side[0], margin)  # the crop policy's own bounds
+    size = _positive_int(section.get("embedding_size"), "embedder.embedding_size", report_path)
+    if meta.get("embedding_size", size) != size:
+        raise PipelineError(f"meta says {meta.get('embedding_size')!r}, the compiled output has {size}",
+                            path=report_path, field="embedder.meta.embedding_size", expected=str(size))
+    return EmbedderSpec(input_size=policy.size, embedding_size=size, crop_margin_permille=policy.margin_permille)
+
+
+def _image_input(model, kmodel: Path) -> tuple[int, int, int]:
     shape, dtype = model_input_shape(model)
-    detector = detector_spec(report, report_path, score_threshold=score_threshold, nms_iou=nms_iou,
-                             max_candidates=max_candidates)
     if len(shape) != 3 or dtype.name != "uint8" or shape[0] != 3:
         raise PipelineError(f"model input is {dtype.name} {shape}", path=kmodel, field="layers[0]",
                             expected="a uint8 3 x H x W image input (K210_CONV first layer)")
+    if len(model.outputs) != 1:
+        raise PipelineError(f"{len(model.outputs)} outputs", path=kmodel, field="header.output_count",
+                            expected="1 (the YOLOv2 grid or the embedding)")
+    return tuple(shape)
+
+
+def _output_tensor(model, kmodel: Path, report: dict[str, Any], report_path: Path, shape: tuple[int, int, int],
+                   what: str, *, keep_quantization: bool) -> TensorSpec:
+    """The one output as float32 or uint8 (with its dequantization; kept for float32 too when asked)."""
+    count = shape[0] * shape[1] * shape[2]
+    size = model.outputs[0].size
+    if size == 4 * count:
+        if keep_quantization:
+            return TensorSpec(shape, "float32", *_output_quantization(report, report_path))
+        return TensorSpec(shape, "float32")
+    if size == count:
+        return TensorSpec(shape, "uint8", *_output_quantization(report, report_path))
+    raise PipelineError(f"output 0 is {size} bytes", path=kmodel, field="outputs[0].size",
+                        expected=f"{4 * count} (float32) or {count} (uint8) for {what}")
+
+
+def model_spec(kmodel: Path, report: dict[str, Any], report_path: Path, *, score_threshold: float, nms_iou: float,
+               max_candidates: int) -> ModelSpec:
+    """Read the kmodel's tensors and check them against the report: an embedder when its kind says so (the
+    thresholds are then unused), else a detector's geometry."""
+    model = load_kmodel(kmodel)
+    shape = _image_input(model, kmodel)
+    common = {"kmodel": kmodel, "kmodel_size": kmodel.stat().st_size, "work_buffer_bytes": model.main_mem_usage,
+              "inputs": (TensorSpec(shape, "uint8"),)}
+    if report.get("kind") == "embedder":
+        embedder = embedder_spec(report, report_path)
+        if shape[1:] != (embedder.input_size, embedder.input_size):
+            raise PipelineError(f"kmodel input is {shape[2]}x{shape[1]}, the metadata says {embedder.input_size}",
+                                path=report_path, field="embedder.meta.input_size", expected=f"[{shape[2]}, "
+                                f"{shape[1]}]")
+        output = _output_tensor(model, kmodel, report, report_path, (embedder.embedding_size, 1, 1),
+                                f"a {embedder.embedding_size}-value embedding", keep_quantization=True)
+        return ModelSpec(**common, outputs=(output,), embedder=embedder)
+    detector = detector_spec(report, report_path, score_threshold=score_threshold, nms_iou=nms_iou,
+                             max_candidates=max_candidates)
     if (shape[2], shape[1]) != (detector.input_w, detector.input_h):
         raise PipelineError(f"kmodel input is {shape[2]}x{shape[1]}, report says "
                             f"{detector.input_w}x{detector.input_h}", path=report_path, field="detector.input_size",
                             expected=f"[{shape[2]}, {shape[1]}]")
-    if len(model.outputs) != 1:
-        raise PipelineError(f"{len(model.outputs)} outputs", path=kmodel, field="header.output_count",
-                            expected="1 (the YOLOv2 grid)")
     grid = (len(detector.anchors) * (5 + len(detector.classes)), detector.grid_h, detector.grid_w)
-    count = grid[0] * grid[1] * grid[2]
-    size = model.outputs[0].size
-    if size == 4 * count:
-        output = TensorSpec(grid, "float32")
-    elif size == count:
-        scale, zero_point = _output_quantization(report, report_path)
-        output = TensorSpec(grid, "uint8", scale, zero_point)
-    else:
-        raise PipelineError(f"output 0 is {size} bytes", path=kmodel, field="outputs[0].size",
-                            expected=f"{4 * count} (float32) or {count} (uint8) for a {grid[2]}x{grid[1]} grid of "
-                                     f"{len(detector.anchors)} anchors x (5 + {len(detector.classes)} classes)")
-    return ModelSpec(kmodel=kmodel, kmodel_size=kmodel.stat().st_size, work_buffer_bytes=model.main_mem_usage,
-                     inputs=(TensorSpec(tuple(shape), "uint8"),), outputs=(output,), detector=detector)
+    output = _output_tensor(model, kmodel, report, report_path, grid,
+                            f"a {grid[2]}x{grid[1]} grid of {len(detector.anchors)} anchors x "
+                            f"(5 + {len(detector.classes)} classes)", keep_quantization=False)
+    return ModelSpec(**common, outputs=(output,), detector=detector)

@@ -1,5 +1,6 @@
 """Render the RT-Thread glue of one compiled model from the Jinja templates in firmware/templates, plus copies of
-the C sources it needs (rt_ai core and backends, region layer, software-KPU runtime), into one folder.
+the C sources it needs (rt_ai core and backends, region layer, face crop, software-KPU runtime), into one folder.
+A detector gets the msh command `<name>_detect`, an embedder (face recognizer) `<name>_embed`.
 
 The folder holds `face_ai/`, an RT-Thread component for a BSP's root: the shared runtime with its SConscript and
 Kconfig, and the model in `face_ai/<name>/`. Models rendered apart share the runtime part byte for byte, so a BSP
@@ -27,6 +28,9 @@ COPIED_SOURCE_DIRS = ("rt_ai", "app", "runtime")
 KMODEL_ALIGNMENT = MODEL_ALIGNMENT
 HEX_BYTES_PER_LINE = 12
 STORAGES = ("embedded", "flash")
+# model kind -> (its parameter header template, its application template, the msh command's suffix)
+KIND_FILES = {"detector": ("detector.h.j2", "app.c.j2", "detect"), "embedder": ("embedder.h.j2", "embed_app.c.j2",
+                                                                               "embed")}
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,7 @@ class RenderedFirmware:
     folder: Path
     c_name: str
     files: tuple[str, ...]
+    command: str  # the msh command of its application
 
 
 def _environment() -> jinja2.Environment:
@@ -72,31 +77,51 @@ def _hex_lines(data: bytes) -> list[str]:
             for i in range(0, len(data), HEX_BYTES_PER_LINE)]
 
 
-def _context(spec: ModelSpec, options: RenderOptions, c_name: str) -> dict:
+def _detector_context(spec: ModelSpec, c_name: str) -> dict:
     det = spec.detector
-    detector = {
+    return {
         "input_w": det.input_w, "input_h": det.input_h, "grid_w": det.grid_w, "grid_h": det.grid_h,
         "anchors": det.anchors, "classes": det.classes, "score_threshold": det.score_threshold,
         "nms_iou": det.nms_iou, "max_candidates": det.max_candidates, "letterbox_fill": det.letterbox_fill,
         "class_identifiers": unique_identifiers(list(det.classes), prefix=f"{c_name.upper()}_CLASS",
                                                 field="detector.classes"),
     }
+
+
+def _context(spec: ModelSpec, options: RenderOptions, c_name: str) -> dict:
     return {
         "source_comment": _comment_safe(spec.kmodel.name),
         "c_name": c_name, "C_NAME": c_name.upper(), "kmodel_size": spec.kmodel_size,
         "work_buffer_bytes": spec.work_buffer_bytes, "alignment": KMODEL_ALIGNMENT, "storage": options.storage,
         "flash_offset": options.flash_offset, "inputs": spec.inputs, "outputs": spec.outputs,
-        "detector": detector,
+        "kind": spec.kind, "command": app_command(c_name, spec.kind),
+        "detector": _detector_context(spec, c_name) if spec.detector is not None else None,
+        "embedder": spec.embedder,
     }
 
 
-def _outputs(c_name: str, storage: str) -> dict[str, str]:
+def app_command(c_name: str, kind: str) -> str:
+    """The msh command of a model of this kind."""
+    return f"{c_name}_{KIND_FILES[kind][2]}"
+
+
+def rendered_kind(model_dir: Path) -> str:
+    """The kind of the model in a rendered face_ai/<name>/ folder, told by its parameter header."""
+    kinds = [kind for kind in KIND_FILES if (Path(model_dir) / f"{Path(model_dir).name}_{kind}.h").is_file()]
+    if len(kinds) != 1:
+        raise PipelineError("not a rendered model folder", path=model_dir,
+                            expected=f"one of {', '.join(f'<name>_{k}.h' for k in KIND_FILES)} (run `invoke render`)")
+    return kinds[0]
+
+
+def _outputs(c_name: str, kind: str, storage: str) -> dict[str, str]:
     """Template -> file in the rendered folder: the model's files in face_ai/<name>/, the shared ones in face_ai/."""
+    header, app, _ = KIND_FILES[kind]
     model = {
         "rt_ai_model.h.j2": f"rt_ai_{c_name}_model.h",
         "rt_ai_model.c.j2": f"rt_ai_{c_name}_model.c",
-        "detector.h.j2": f"{c_name}_detector.h",
-        "app.c.j2": f"{c_name}_app.c",
+        header: f"{c_name}_{kind}.h",
+        app: f"{c_name}_app.c",
         "board_k210.c.j2": f"{c_name}_board_k210.c",
         "SConscript.j2": "SConscript",
     }
@@ -125,7 +150,7 @@ def render_firmware(spec: ModelSpec, options: RenderOptions, folder: Path) -> Re
     with atomic_folder(folder) as tmp:
         names = []
         (tmp / COMPONENT / c_name).mkdir(parents=True)
-        for template, name in _outputs(c_name, options.storage).items():
+        for template, name in _outputs(c_name, spec.kind, options.storage).items():
             (tmp / name).write_text(env.get_template(template).render(context), encoding="utf-8")
             names.append(name)
         for sub in COPIED_SOURCE_DIRS:
@@ -133,4 +158,5 @@ def render_firmware(spec: ModelSpec, options: RenderOptions, folder: Path) -> Re
             names += [f"{COMPONENT}/{sub}/{p.name}" for p in sorted((tmp / COMPONENT / sub).iterdir())]
         # the C runtime's K210 facts and kmodel layout, generated from the Python side, beside the runtime
         names += [f"{COMPONENT}/runtime/{p.name}" for p in write_k210_headers(tmp / COMPONENT / "runtime")]
-    return RenderedFirmware(folder=folder, c_name=c_name, files=tuple(sorted(names)))
+    return RenderedFirmware(folder=folder, c_name=c_name, files=tuple(sorted(names)),
+                            command=app_command(c_name, spec.kind))

@@ -17,7 +17,7 @@ from deploy.firmware.boards import BSP_TARGETS, PORT_DIR, BspTarget, rounding_fl
 from deploy.firmware.image_check import ImageReport, check_image
 from deploy.firmware.k210_board import k210_board_header
 from deploy.firmware.memory_map import check_kernel_fits, memory_map_header
-from deploy.firmware.render import COMPONENT
+from deploy.firmware.render import COMPONENT, app_command, rendered_kind
 from deploy.firmware.rtthread_tree import (
     RTAK_LIB_FOLDER,
     Toolchain,
@@ -278,7 +278,8 @@ def build_rtthread(target: BspTarget, renders: list[Path], out: Path, work: Path
     for stale in ("rtthread.elf", "rtthread.bin", "rtthread.map"):
         (work / stale).unlink(missing_ok=True)
     run_scons(work, root, toolchain, jobs)
-    report = check_image(work / "rtthread.elf", work / "rtthread.map", toolchain.tool("size"), names,
+    commands = {name: app_command(name, rendered_kind(work / COMPONENT / name)) for name in names}
+    report = check_image(work / "rtthread.elf", work / "rtthread.map", toolchain.tool("size"), commands,
                          embedded_kmodels or {})
     with atomic_folder(Path(out)) as tmp:
         for name in ("rtthread.elf", "rtthread.bin", "rtthread.map"):

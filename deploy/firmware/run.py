@@ -34,12 +34,14 @@ def _timed_run(cmd: list[str], timeout: float, what: str) -> subprocess.Complete
 
 
 def run_host(program: Path, frames: list[Path], *, flash_files: dict[int, Path], dump: bool = False,
-             timeout: float = 300.0) -> ConsoleResult:
-    """Run the host executable on PPM frames; flash_files maps flash offsets to files (e.g. 0x300000: kmodel)."""
+             args: list[str] | None = None, timeout: float = 300.0) -> ConsoleResult:
+    """Run the host executable on PPM frames; flash_files maps flash offsets to files (e.g. 0x300000: kmodel);
+    `args` follow the app's msh command as typed at the console."""
     cmd = [str(program)]
     for offset, path in sorted(flash_files.items()):
         cmd += ["--flash-file", hex(offset), str(path)]
     cmd += ["--dump"] if dump else []
+    cmd += ["--args", " ".join(args)] if args else []
     return _finish(_timed_run(cmd + [str(f) for f in frames], timeout, "host firmware"), "host firmware")
 
 

@@ -51,7 +51,8 @@ def render_stage(cfg: Config, *, kmodel: Path | None = None, report: Path | None
         spec = model_spec(kmodel, _read_report(report), report, score_threshold=cfg.get("deploy.score_threshold"),
                           nms_iou=cfg.get("deploy.nms_iou"), max_candidates=fw["max_candidates"])
         rendered = render_firmware(spec, options, folder)
-        return {"c_name": rendered.c_name, "folder": str(folder), "files": len(rendered.files),
+        return {"c_name": rendered.c_name, "command": rendered.command, "kind": spec.kind, "folder": str(folder),
+                "files": len(rendered.files),
                 "storage": options.storage, "flash_offset": options.flash_offset, "kmodel": str(kmodel),
                 "kmodel_bytes": spec.kmodel_size, "work_buffer_bytes": spec.work_buffer_bytes}
 
@@ -118,7 +119,7 @@ def format_build(metrics: dict[str, Any]) -> str:
     for name, found in metrics.get("models", {}).items():
         kmodel = found.get("kmodel")
         where = f", kmodel {kmodel['bytes']} B at {kmodel['address']}" if kmodel else ", kmodel read from flash"
-        lines.append(f"model {name}: msh command at {found['command']}, rt_ai registration at "
+        lines.append(f"model {name}: msh command {found['msh']} at {found['command']}, rt_ai registration at "
                      f"{found['registration']}{where}")
     components = metrics.get("components", {})
     if components:
@@ -137,7 +138,7 @@ def run_firmware(cfg: Config, board: str, images: Path | list[Path], *, dump: bo
     sources = list_images(images) if isinstance(images, Path) else list(images)
     frames = write_ppm_frames(sources, firmware_dir(cfg) / f"frames_{board}")
     timeout = float(cfg.get("firmware.run_timeout_s"))
-    command = f"{render['c_name']}_detect"
+    command = render["command"]
     if board == "sim":
         flash_image = cfg.build_dir / SIM_FLASH_NAME
         if not flash_image.is_file():

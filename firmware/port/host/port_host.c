@@ -1,7 +1,9 @@
 /* Host target of the RT-Thread port: a native process. Options name the flash contents and the frames;
  * then the components are initialised and the application's msh command runs.
  *
- *   firmware [--flash-file OFFSET FILE]... [--dump] FRAME.ppm...
+ *   firmware [--flash-file OFFSET FILE]... [--dump] [--args "ARGUMENTS"] FRAME.ppm...
+ *
+ * --args appends its text (space-separated arguments) to the command, as typed at msh.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
@@ -20,6 +22,7 @@
 
 #define HOST_MAX_FLASH_FILES 8
 #define HOST_MAX_FRAMES 256
+#define HOST_COMMAND_BYTES 256
 
 struct flash_file {
     uint32_t offset;
@@ -56,7 +59,8 @@ static uint8_t *read_file(const char *path, size_t *size)
 
 static int usage_error(const char *what, const char *arg)
 {
-    fprintf(stderr, "error: %s: %s\nusage: firmware [--flash-file OFFSET FILE]... [--dump] FRAME.ppm...\n", what, arg);
+    fprintf(stderr, "error: %s: %s\nusage: firmware [--flash-file OFFSET FILE]... [--dump] [--args \"ARGUMENTS\"] "
+            "FRAME.ppm...\n", what, arg);
     return 2;
 }
 
@@ -141,7 +145,7 @@ rt_tick_t rt_tick_get(void)
 
 int main(int argc, char **argv)
 {
-    char command[] = RT_APP_COMMAND;
+    char command[HOST_COMMAND_BYTES] = RT_APP_COMMAND;
     int i, rc;
     for (i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--flash-file") == 0) {
@@ -152,6 +156,10 @@ int main(int argc, char **argv)
             i += 2;
         } else if (strcmp(argv[i], "--dump") == 0) {
             dump_outputs = 1;
+        } else if (strcmp(argv[i], "--args") == 0) {
+            if (i + 1 >= argc || strlen(command) + 1 + strlen(argv[i + 1]) >= sizeof(command))
+                return usage_error("--args needs one argument text that fits the command line", argv[i]);
+            strcat(strcat(command, " "), argv[++i]);
         } else if (argv[i][0] == '-') {
             return usage_error("unknown option", argv[i]);
         } else if ((rc = add_frame(argv[i])) != 0) {
