@@ -77,7 +77,7 @@ def lfw_set(settings: RecognizerSettings, root: Path, pairs_per_fold: int) -> Lf
         for fold in np.unique(pairs.fold):
             for same in (True, False):
                 index = np.flatnonzero((pairs.fold == fold) & (pairs.same == same))
-                used[index[:pairs_per_fold // 2]] = True
+                used[index[:pairs_per_fold // 2 if same else pairs_per_fold - pairs_per_fold // 2]] = True
     needed = np.unique(np.concatenate([pairs.a[used], pairs.b[used]]))
     items = [FaceItem(pairs.images[i], None, LFW_FACE_BOX) for i in needed]
     log = ProblemLog(strict=True)  # the protocol needs every pair

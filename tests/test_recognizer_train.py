@@ -1,0 +1,180 @@
+"""The recognizer's train stage on a tiny identity set (real CelebA-299 faces), and the evaluation's LFW subset and
+report formatting."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from models.data.records import read_image
+from models.recognizer.crop import crop_face
+from models.recognizer.face_boxes import LFW_FACE_BOX
+from models.recognizer.settings import RecognizerSettings
+from pipeline.config import load_config
+from tests.conftest import shared_path
+
+pytest.importorskip("tensorflow")
+
+IDENTITIES, IMAGES = 12, 4
+TINY = {"dataset": {"format": "folders"},
+        "model": {"task": "recognizer", "family": "mobilefacenet", "width": 0.125, "min_channels": 8,
+                  "input_size": [128, 128]},
+        "recognizer": {"loss": "cosface", "margin": 0.35, "scale": 30.0, "val_identities": 3,
+                       "stranger_identities": 3},
+        "train": {"epochs": 1, "batch_size": 8, "warmup_epochs": 0, "quiet": True}}
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory) -> Path:
+    """12 CelebA-299 identities x 4 images with their boxes.csv rows, copied into a temp folder."""
+    source = shared_path("celeba299")
+    header, *rows = (source / "boxes.csv").read_text().splitlines()
+    by_person: dict[str, list[str]] = {}
+    for row in rows:
+        by_person.setdefault(row.split(",")[1], []).append(row)
+    people = [person for person in sorted(by_person) if len(by_person[person]) >= IMAGES][:IDENTITIES]
+    root = tmp_path_factory.mktemp("faces") / "celeba"
+    kept = []
+    for person in people:
+        (root / person).mkdir(parents=True)
+        for row in by_person[person][:IMAGES]:
+            shutil.copy(source / person / row.split(",")[0], root / person)
+            kept.append(row)
+    (root / "boxes.csv").write_text("\n".join([header, *kept]) + "\n")
+    return root
+
+
+def tiny_config(tmp_path: Path, faces: Path, name: str = "rec", **recognizer) -> Path:
+    values = {section: dict(body) for section, body in TINY.items()}
+    values["dataset"]["train"] = str(faces)
+    values["recognizer"].update(recognizer)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+@pytest.mark.slow
+def test_one_epoch_writes_the_model_log_and_curves_and_a_second_call_is_skipped(tmp_path, faces, monkeypatch):
+    from models.recognizer.embedder import load_embedder
+    from models.recognizer.train import train_recognizer_stage
+    from models.train_callbacks import read_log
+
+    monkeypatch.setenv("PIPELINE_BUILD_ROOT", str(tmp_path / "build"))
+    cfg = load_config(tiny_config(tmp_path, faces))
+    stage = train_recognizer_stage(cfg)
+    build = cfg.build_dir
+    assert not stage.skipped
+    for name in ("model.keras", "model_meta.json", "train_log.csv", "train_curves.png", "train_metrics.json"):
+        assert (build / name).is_file(), name
+    rows = read_log(build / "train_log.csv")
+    assert len(rows) == 1 and 0.5 <= rows[0]["val_accuracy"] <= 1.0
+    assert rows[0]["loss"] > 0 and rows[0]["distill_loss"] == 0.0  # no teacher: no distillation term
+    metrics = stage.metrics
+    assert (metrics["train_identities"], metrics["val_identities"], metrics["stranger_identities"]) == (6, 3, 3)
+    assert metrics["train_images"] == 6 * IMAGES and metrics["epochs_run"] == 1
+    assert metrics["best_val_accuracy"] == pytest.approx(rows[0]["val_accuracy"], abs=1e-4)
+    assert metrics["budget"]["uint8_mib"] <= 1.0
+    meta = json.loads((build / "model_meta.json").read_text())
+    assert meta["task"] == "recognizer" and meta["trained_identities"] == 6 and meta["input_size"] == [128, 128]
+    with Image.open(build / "train_curves.png") as png:
+        assert png.width > 100 and png.height > 100
+
+    model = load_embedder(build / "model.keras")
+    assert tuple(model.output.shape) == (None, 128)
+    assert np.all(np.isfinite(np.asarray(model(np.full((1, 128, 128, 3), 0.5, np.float32)))))
+
+    before = (build / "model.keras").stat().st_mtime_ns
+    again = train_recognizer_stage(load_config(tiny_config(tmp_path, faces)))
+    assert again.skipped and (build / "model.keras").stat().st_mtime_ns == before
+
+
+@pytest.mark.slow
+def test_distilling_from_dlib_gives_a_distill_loss(tmp_path, faces, monkeypatch):
+    pytest.importorskip("dlib", reason="the teacher needs dlib (pip install dlib-bin)")
+    pytest.importorskip("face_recognition_models", reason="the teacher needs pip install face_recognition_models")
+    from models.recognizer.train import train_recognizer_stage
+    from models.train_callbacks import read_log
+
+    monkeypatch.setenv("PIPELINE_BUILD_ROOT", str(tmp_path / "build"))
+    cfg = load_config(tiny_config(tmp_path, faces, "distilled", distill="dlib"))
+    stage = train_recognizer_stage(cfg)
+    assert stage.metrics["teacher_targets"] == 6 * IMAGES
+    assert read_log(cfg.build_dir / "train_log.csv")[0]["distill_loss"] > 0
+    assert any((tmp_path / "build" / "teacher").glob("teacher-*.npz"))  # cached beside the config's build folder
+
+
+# --- evaluation -------------------------------------------------------------------------------------------------
+
+FOLDS, PER_KIND = 2, 3
+
+
+@pytest.fixture
+def tiny_lfw(tmp_path) -> Path:
+    """An LFW-shaped folder: 2 folds of 3 matched + 3 mismatched pairs over 250x250 noise images."""
+    people = {f"P{i}": 2 for i in range(6)}
+    rng = np.random.default_rng(0)
+    for person, count in people.items():
+        (tmp_path / "lfw" / "images" / person).mkdir(parents=True)
+        for n in range(1, count + 1):
+            Image.fromarray(rng.integers(0, 256, (250, 250), dtype=np.uint8), "L").save(
+                tmp_path / "lfw" / "images" / person / f"{person}_{n:04d}.jpg")
+    lines = [f"{FOLDS}\t{PER_KIND}"]
+    for fold in range(FOLDS):
+        lines += [f"P{fold * 3 + k}\t1\t2" for k in range(PER_KIND)]
+        lines += [f"P{k}\t1\tP{(k + 1 + fold) % 6}\t2" for k in range(PER_KIND)]
+    (tmp_path / "lfw" / "pairs_dev.txt").write_text("\n".join(lines) + "\n")
+    return tmp_path / "lfw"
+
+
+def settings_for(tmp_path: Path) -> RecognizerSettings:
+    return RecognizerSettings.from_config(load_config(tiny_config(tmp_path, tmp_path / "unused")))
+
+
+@pytest.mark.parametrize("per_fold", [0, 2, 4, 5, 100])
+def test_lfw_set_takes_the_first_pairs_of_each_fold(tmp_path, tiny_lfw, per_fold):
+    from models.recognizer.evaluate import lfw_set
+
+    data = lfw_set(settings_for(tmp_path), tiny_lfw, per_fold)
+    pairs = data.pairs
+    expected_same = PER_KIND if per_fold == 0 else min(PER_KIND, per_fold // 2)
+    expected_different = PER_KIND if per_fold == 0 else min(PER_KIND, per_fold - per_fold // 2)
+    for fold in range(FOLDS):
+        for same, expected in ((True, expected_same), (False, expected_different)):
+            index = np.flatnonzero((pairs.fold == fold) & (pairs.same == same))
+            assert list(data.used[index]) == [True] * expected + [False] * (len(index) - expected)
+    for i in np.unique(np.concatenate([pairs.a[data.used], pairs.b[data.used]])):
+        image = read_image(pairs.images[i])
+        np.testing.assert_array_equal(data.crops[i], crop_face(image, LFW_FACE_BOX, settings_for(tmp_path).policy))
+
+
+def test_format_recognizer_eval_lists_every_runtime_and_the_teacher():
+    from models.recognizer.evaluate import format_recognizer_eval
+
+    def lfw(accuracy: float, std: float, auc: float, tars: tuple[float, float]) -> dict:
+        return {"accuracy_mean": accuracy, "accuracy_std": std, "roc_auc": auc,
+                "tar_at_far": [{"far": 1e-3, "tar": tars[0]}, {"far": 1e-2, "tar": tars[1]}]}
+
+    report = {"lfw": {"pairs": 400},
+              "runtimes": {"keras": {"lfw": lfw(0.91234, 0.0123, 0.96541, (0.25, 0.5)),
+                                     "classroom": {"enroll_1": {"top1_accuracy": 0.8, "tpir": 0.625},
+                                                   "enroll_5": {"top1_accuracy": 0.95, "tpir": 0.875}}},
+                           "kmodel": {"missing": "/b/model.kmodel", "hint": "run `invoke compile`"}},
+              "teacher": {"lfw": lfw(0.981, 0.0034, 0.997, (0.8, 0.9))}}
+    text = format_recognizer_eval(report)
+    lines = text.splitlines()
+    assert "400 pairs" in lines[0]
+    keras_line = next(line for line in lines if line.strip().startswith("keras"))
+    assert "accuracy 0.9123 +- 0.0123" in keras_line and "AUC 0.9654" in keras_line
+    assert "TAR@FAR 0.001 0.250" in keras_line and "TAR@FAR 0.01 0.500" in keras_line
+    assert any("enroll_1: top-1 0.800, TPIR@FPIR 1% 0.625" in line for line in lines)
+    assert any("enroll_5: top-1 0.950, TPIR@FPIR 1% 0.875" in line for line in lines)
+    assert any(line.strip().startswith("kmodel") and "missing (/b/model.kmodel)" in line for line in lines)
+    teacher_line = next(line for line in lines if line.strip().startswith("teacher"))
+    assert "accuracy 0.9810 +- 0.0034" in teacher_line and "TAR@FAR 0.01 0.900" in teacher_line
+    assert text.index("keras") < text.index("kmodel") < text.index("teacher")
