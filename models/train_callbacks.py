@@ -90,14 +90,15 @@ class TimeLimit(keras.callbacks.Callback):
 
 
 class CurvesPlot(keras.callbacks.Callback):
-    """Redraw loss and validation AP curves from the CSV log after every epoch."""
+    """Redraw the curves from the CSV log after every epoch (the detector's loss and validation AP unless `plot`
+    says otherwise)."""
 
-    def __init__(self, log_path: Path, png_path: Path) -> None:
+    def __init__(self, log_path: Path, png_path: Path, plot=None) -> None:
         super().__init__()
-        self.log_path, self.png_path = log_path, png_path
+        self.log_path, self.png_path, self.plot = log_path, png_path, plot or plot_training_curves
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
-        plot_training_curves(read_log(self.log_path), self.png_path)
+        self.plot(read_log(self.log_path), self.png_path)
 
 
 def plot_training_curves(rows: list[dict[str, float]], png_path: Path) -> None:

@@ -101,7 +101,8 @@ def build_detector(model_cfg: dict[str, Any], num_classes: int) -> keras.Model:
 
 
 def load_detector(path: Path) -> keras.Model:
-    """Load a saved detector (.keras): registers the custom passthrough layer first; a clear error if unreadable."""
+    """Load a saved detector or embedder (.keras): registers the custom passthrough layer first; a clear error if
+    unreadable."""
     if not Path(path).is_file():
         raise PipelineError("model file not found", path=path, expected="run `invoke train` first")
     try:

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import keras
@@ -18,7 +17,7 @@ import keras
 from hardware.k210 import KPU_MIN_SIZE
 from models.backbones.blocks import SpaceToDepth, Widths, conv_bn, depthwise_bn
 from models.backbones.darknet import darknet19
-from models.yolo_head import model_widths
+from models.yolo_head import load_detector, model_widths
 from pipeline.errors import PipelineError
 
 FAMILIES = ("skip_darknet19", "mobilefacenet")
@@ -86,11 +85,4 @@ def build_embedder(model_cfg: dict[str, Any], embedding_size: int, head_channels
     return keras.Model(inputs, outputs, name=f"{family}_rec_w{widths.multiplier:g}")
 
 
-def load_embedder(path: Path) -> keras.Model:
-    """Load a saved embedder (.keras), with a clear error when the file is missing or unreadable."""
-    if not Path(path).is_file():
-        raise PipelineError("recognizer model not found", path=path, expected="run `invoke train` first")
-    try:
-        return keras.models.load_model(path, compile=False, custom_objects={"SpaceToDepth": SpaceToDepth})
-    except (ValueError, OSError, TypeError) as exc:
-        raise PipelineError(f"cannot load the Keras model ({exc})", path=path) from exc
+load_embedder = load_detector  # a saved embedder holds the same custom layer (the passthrough) as a detector

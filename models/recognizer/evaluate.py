@@ -26,6 +26,7 @@ from pipeline.atomic import write_json
 from pipeline.config import Config
 from pipeline.errors import PipelineError
 from pipeline.progress import progress
+from pipeline.text_files import read_utf8
 
 EVAL_NAME, ROC_NAME = "eval.json", "lfw_roc.png"
 ENROLL_COUNTS = (1, 3, 5)
@@ -116,7 +117,7 @@ class ClassroomSet:
 def classroom_set(settings: RecognizerSettings, root: Path, stranger_items: list[FaceItem]) -> ClassroomSet:
     """Students' train photos to enroll from (the first 1, 3, 5 of each, sorted by file), their val photos as probes
     and the held-out strangers' crops; faces cut around their annotated boxes."""
-    names = [line.strip() for line in (root / "classes.txt").read_text().splitlines() if line.strip()]
+    names = [line.strip() for line in read_utf8(root / "classes.txt", expected="one student name per line").splitlines() if line.strip()]
     classes, log = ClassMap(names), ProblemLog()
 
     def faces(split: str) -> list[FaceItem]:

@@ -20,7 +20,7 @@ from models.recognizer.losses import MarginHead, classification_loss, distillati
 from models.recognizer.settings import RecognizerSettings
 from models.recognizer.verification import verification_metrics
 from models.train import learning_rate_schedule
-from models.train_callbacks import TimeLimit, read_log, save_model_atomic
+from models.train_callbacks import CurvesPlot, TimeLimit, read_log, save_model_atomic
 from pipeline.atomic import write_json
 from pipeline.config import Config
 from pipeline.stage import StageResult, run_stage
@@ -128,15 +128,6 @@ def plot_recognizer_curves(rows: list[dict[str, float]], png_path) -> None:
     save_figure(fig, png_path)
 
 
-class CurvesPlot(keras.callbacks.Callback):
-    def __init__(self, log_path, png_path) -> None:
-        super().__init__()
-        self.log_path, self.png_path = log_path, png_path
-
-    def on_epoch_end(self, epoch: int, logs=None) -> None:
-        plot_recognizer_curves(read_log(self.log_path), self.png_path)
-
-
 def fit_recognizer(cfg: Config, settings: RecognizerSettings, resume: bool) -> dict[str, Any]:
     """Train and write build/<config>/model.keras (the best embedder), its metadata, the CSV log and PNG curves."""
     model_cfg, train_cfg = cfg.values["model"], cfg.values["train"]
@@ -171,8 +162,8 @@ def fit_recognizer(cfg: Config, settings: RecognizerSettings, resume: bool) -> d
     time_limit = TimeLimit(float(train_cfg["time_limit_minutes"]))
     callbacks = [validation, keras.callbacks.BackupAndRestore(str(backup)),
                  keras.callbacks.EarlyStopping(VAL_METRIC, mode="max", patience=int(train_cfg["patience"]), verbose=1),
-                 time_limit, keras.callbacks.CSVLogger(str(log_path), append=True), CurvesPlot(log_path,
-                                                                                                build / CURVES_NAME)]
+                 time_limit, keras.callbacks.CSVLogger(str(log_path), append=True),
+                 CurvesPlot(log_path, build / CURVES_NAME, plot_recognizer_curves)]
     data = training_batches(wide, labels, teacher, has_teacher, size, batch, settings.gray_prob, seed)
     started = time.monotonic()
     history = trainer.fit(data, epochs=int(train_cfg["epochs"]), callbacks=callbacks,
