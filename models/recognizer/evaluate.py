@@ -117,7 +117,8 @@ class ClassroomSet:
 def classroom_set(settings: RecognizerSettings, root: Path, stranger_items: list[FaceItem]) -> ClassroomSet:
     """Students' train photos to enroll from (the first 1, 3, 5 of each, sorted by file), their val photos as probes
     and the held-out strangers' crops; faces cut around their annotated boxes."""
-    names = [line.strip() for line in read_utf8(root / "classes.txt", expected="one student name per line").splitlines() if line.strip()]
+    text = read_utf8(root / "classes.txt", expected="one student name per line")
+    names = [line.strip() for line in text.splitlines() if line.strip()]
     classes, log = ClassMap(names), ProblemLog()
 
     def faces(split: str) -> list[FaceItem]:
