@@ -67,6 +67,11 @@ float embedding_normalise(float *values, uint32_t count)
     return norm;
 }
 
+long embedding_unit(float value)
+{
+    return lround((double)value * EMBEDDING_UNITS);
+}
+
 void embedding_print(int frame, const int box[4], const float *values, uint32_t count, unsigned long ms, int counted,
                      uint64_t instructions)
 {
@@ -83,7 +88,7 @@ void embedding_print(int frame, const int box[4], const float *values, uint32_t 
     console_line_text(&line, "],\"embedding\":[");
     for (i = 0; i < count; i++) {
         console_line_text(&line, i ? "," : "");
-        console_line_int(&line, lround((double)values[i] * EMBEDDING_UNITS));
+        console_line_int(&line, embedding_unit(values[i]));
     }
     console_line_text(&line, "],\"ms\":");
     console_line_uint(&line, ms);

@@ -31,6 +31,8 @@ int embedding_crop(const struct rt_port_frame *frame, const int box[4], int marg
 void embedding_dequantize(const uint8_t *codes, uint32_t count, float scale, int zero_point, float *out);
 /* `values` scaled to unit L2 norm (left as they are when all zero); returns the norm before. */
 float embedding_normalise(float *values, uint32_t count);
+/* One embedding value in EMBEDDING_UNITS, rounded half away from zero (as printed and as enrolled). */
+long embedding_unit(float value);
 /* The frame's JSON line; `instructions` is printed when `counted`. */
 void embedding_print(int frame, const int box[4], const float *values, uint32_t count, unsigned long ms, int counted,
                      uint64_t instructions);
