@@ -63,10 +63,15 @@ def letterbox_fit(frame_size: tuple[int, int], input_size: tuple[int, int]) -> F
     return Fit(width, height, (iw - width) // 2, (ih - height) // 2)
 
 
-def model_input(ppm: Path, input_size: tuple[int, int], fill: int) -> np.ndarray:
-    """The CHW uint8 input the firmware makes from a frame: letterboxed, nearest-neighbour (app_preprocess)."""
-    with Image.open(ppm) as image:
-        frame = np.asarray(image.convert("RGB"), dtype=np.uint8)
+def read_frame(path: Path) -> np.ndarray:
+    """A frame file as the camera would deliver it: H x W x 3 uint8 RGB."""
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"), dtype=np.uint8)
+
+
+def letterbox_input(frame: np.ndarray, input_size: tuple[int, int], fill: int) -> np.ndarray:
+    """The CHW uint8 input the firmware makes from an H x W x 3 frame: letterboxed, nearest-neighbour
+    (app_preprocess)."""
     fh, fw = frame.shape[:2]
     iw, ih = input_size
     fit = letterbox_fit((fw, fh), input_size)
@@ -75,6 +80,11 @@ def model_input(ppm: Path, input_size: tuple[int, int], fill: int) -> np.ndarray
     canvas = np.full((ih, iw, 3), fill, np.uint8)
     canvas[fit.pad_y:fit.pad_y + fit.height, fit.pad_x:fit.pad_x + fit.width] = frame[rows][:, cols]
     return np.ascontiguousarray(canvas.transpose(2, 0, 1))
+
+
+def model_input(ppm: Path, input_size: tuple[int, int], fill: int) -> np.ndarray:
+    """letterbox_input of a frame file."""
+    return letterbox_input(read_frame(ppm), input_size, fill)
 
 
 def boxes_to_frame(boxes: np.ndarray, frame_size: tuple[int, int], input_size: tuple[int, int]) -> np.ndarray:

@@ -95,9 +95,9 @@ def component_bytes(map_file: Path) -> dict[str, int]:
 
 
 def check_image(elf_path: Path, map_file: Path, size_tool: str, commands: dict[str, str],
-                embedded_kmodels: dict[str, Path]) -> ImageReport:
+                embedded_kmodels: dict[str, Path], app_commands: tuple[str, ...] = ()) -> ImageReport:
     """PipelineError naming what is missing unless every model's command (`commands`: model name -> its msh
-    command), registration and embedded kmodel are in the image."""
+    command), registration and embedded kmodel, and every application command, are in the image."""
     with open(elf_path, "rb") as handle:
         elf = ELFFile(handle)
         symbols = _symbols(elf)
@@ -116,6 +116,11 @@ def check_image(elf_path: Path, map_file: Path, size_tool: str, commands: dict[s
             if kmodel is not None:
                 found["kmodel"] = _check_kmodel(elf, symbols, name, Path(kmodel), elf_path)
             models[name] = found
+        for command in app_commands:
+            if command_symbol(command) not in symbols:
+                raise PipelineError(f"the image has no msh command {command} (symbol {command_symbol(command)})",
+                                    path=elf_path, expected="the application folder built into the BSP (see "
+                                                            "scons.log in the BSP copy)")
         bss_end = symbols.get("__bss_end", (None, 0))[0]
     text, data, bss = section_sizes(size_tool, elf_path)
     return ImageReport(text=text, data=data, bss=bss, models=models, components=component_bytes(map_file),

@@ -71,9 +71,10 @@ def _shared_digest(rendered: Path) -> str:
     return digest.hexdigest()
 
 
-def install_component(renders: list[Path], bsp_copy: Path) -> list[str]:
-    """<bsp>/face_ai/ anew: the shared runtime of the first rendered folder and the model folder of each; returns the
-    model names. Two models of one name, or rendered by different versions of the runtime, are refused by name."""
+def install_component(renders: list[Path], bsp_copy: Path, apps: tuple[Path, ...] = ()) -> list[str]:
+    """<bsp>/face_ai/ anew: the shared runtime of the first rendered folder, the model folder of each and the
+    application folders `apps` (face_ai/<app>/ of their own renders); returns the model names. Two models of one
+    name, or rendered by different versions of the runtime, are refused by name."""
     target = bsp_copy / COMPONENT
     shutil.rmtree(target, ignore_errors=True)  # a stale model folder from an earlier build goes with it
     shutil.copytree(Path(renders[0]) / COMPONENT, target,
@@ -91,6 +92,11 @@ def install_component(renders: list[Path], bsp_copy: Path) -> list[str]:
                                     field="firmware.name", expected="a different name for each model")
             shutil.copytree(folder, target / folder.name)
             names.append(folder.name)
+    for app in apps:
+        if (target / Path(app).name).exists():
+            raise PipelineError(f"an application folder named like a model: {Path(app).name!r}", path=app,
+                                expected="a model name other than the application's")
+        shutil.copytree(app, target / Path(app).name)
     return names
 
 
@@ -262,16 +268,18 @@ def run_scons(bsp_copy: Path, root: Path, toolchain: Toolchain, jobs: int) -> st
 def build_rtthread(target: BspTarget, renders: list[Path], out: Path, work: Path, *,
                    rtt_root: str | Path | None = None, generated: dict[str, str] | None = None,
                    embedded_kmodels: dict[str, Path] | None = None, cflags: tuple[str, ...] = (),
-                   rt_ai: str = "ours", rtak_lib: str | Path | None = None, jobs: int = 2) -> RtthreadBuild:
-    """Build `renders` (rendered folders, one model each) into target's BSP copied to `work`; the image goes to
-    `out` (atomically) only after check_image found every model's command, registration and kmodel in it."""
+                   rt_ai: str = "ours", rtak_lib: str | Path | None = None, jobs: int = 2,
+                   apps: tuple[Path, ...] = (), app_commands: tuple[str, ...] = ()) -> RtthreadBuild:
+    """Build `renders` (rendered folders, one model each) and application folders `apps` into target's BSP copied to
+    `work`; the image goes to `out` (atomically) only after check_image found every model's command, registration
+    and kmodel, and every one of `app_commands`, in it."""
     if shutil.which("scons") is None:
         raise PipelineError("scons not found on PATH", expected="the package scons (run `invoke setup`)")
     root = find_rtt_root(rtt_root)
     toolchain = find_toolchain(target.bsp_prefix)
     work.mkdir(parents=True, exist_ok=True)
     prepare_bsp_copy(target, root, toolchain, work, cflags)
-    names = install_component(renders, work)
+    names = install_component(renders, work, apps)
     shutil.rmtree(work / RTAK_LIB_FOLDER, ignore_errors=True)
     use_rt_ai_runtime(rt_ai, find_bsp(root, target.bsp), work, rtak_lib)
     install_port(target, toolchain, work, generated or {})
@@ -280,7 +288,7 @@ def build_rtthread(target: BspTarget, renders: list[Path], out: Path, work: Path
     run_scons(work, root, toolchain, jobs)
     commands = {name: app_command(name, rendered_kind(work / COMPONENT / name)) for name in names}
     report = check_image(work / "rtthread.elf", work / "rtthread.map", toolchain.tool("size"), commands,
-                         embedded_kmodels or {})
+                         embedded_kmodels or {}, app_commands)
     with atomic_folder(Path(out)) as tmp:
         for name in ("rtthread.elf", "rtthread.bin", "rtthread.map"):
             shutil.copy2(work / name, tmp / name)
@@ -290,7 +298,8 @@ def build_rtthread(target: BspTarget, renders: list[Path], out: Path, work: Path
 
 def build_board(board: str, renders: list[Path], out: Path, work: Path, *, rtt_root: str | Path | None = None,
                 camera: str = "ov5640", rounding: str = "reference", rt_ai: str = "ours",
-                rtak_lib: str | Path | None = None, embedded_kmodels: dict[str, Path] | None = None) -> RtthreadBuild:
+                rtak_lib: str | Path | None = None, embedded_kmodels: dict[str, Path] | None = None,
+                apps: tuple[Path, ...] = (), app_commands: tuple[str, ...] = ()) -> RtthreadBuild:
     """build_rtthread for the qemu or k210 board with what that board's port needs: the generated memory map (qemu,
     whose kernel must end below it) or the K210 board header (camera), and the soft KPU's rounding switch."""
     target = BSP_TARGETS[board]
@@ -298,7 +307,7 @@ def build_board(board: str, renders: list[Path], out: Path, work: Path, *, rtt_r
         {"k210_board.h": k210_board_header(camera)}
     result = build_rtthread(target, renders, out, work, rtt_root=rtt_root, generated=generated,
                             embedded_kmodels=embedded_kmodels, cflags=rounding_flags(rounding), rt_ai=rt_ai,
-                            rtak_lib=rtak_lib)
+                            rtak_lib=rtak_lib, apps=apps, app_commands=app_commands)
     if board == "qemu":
         check_kernel_fits(result.report.bss_end)
     return result

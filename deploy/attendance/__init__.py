@@ -1,0 +1,1 @@
+"""The attendance system: detector + recognizer on the board, the enrollment database, and their host-side twins."""
