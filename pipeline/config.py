@@ -41,7 +41,7 @@ DEFAULTS: dict[str, Any] = {
         "passthrough_filters": None,  # skip_darknet19: 1x1 conv channels before the reorg; None: 64*width, 0: none
         "output_stride": 32,  # 32 (YOLOv2) | 16: the deepest stage skips its pool, the grid is 4x finer
         "min_channels": 4,  # every conv has at least this many filters (>= 4, the KPU minimum)
-        "task": "detector",  # detector | recognizer (an embedding network: see the recognizer section)
+        "task": "detector",  # detector | recognizer (an embedding network: see the recognizer section) | attendance
     },
     "train": {"epochs": 30, "batch_size": 16, "learning_rate": 1e-3, "warmup_epochs": 2, "patience": 10,
               "seed": 20261122, "budget_mib": 1.0,
@@ -61,6 +61,17 @@ DEFAULTS: dict[str, Any] = {
                    "margin": 0.5, "distill": "none", "distill_weight": 4.0, "extra_train": [], "val_identities": 30,
                    "stranger_identities": 50, "held_out_identities": [], "min_images": 2, "gray_prob": 0.3,
                    "lfw": None, "eval_pairs_per_fold": 0, "classroom": None, "eval_strangers": 0},
+    # attendance (model.task: attendance): the firmware that names people, built from a detector config and a
+    # recognizer config (paths relative to this file); people to enroll: a folder per person (None: this config's
+    # dataset.train, a VOC set whose object names are the people); a session's photos (None: dataset.val, whose
+    # names are the ground truth) plus this many photos of the recognizer's held-out strangers; faces named per
+    # frame, frames `face_enroll` reads by default, the similarity at or above which a face is named, the database's
+    # capacity (people), the flash addresses of the two kmodels and of the database, and the firmware's test hooks
+    # (`face_db_fault`, a power cut in the middle of a save)
+    "attendance": {"detector": None, "recognizer": None, "people": None, "session": None, "strangers": 0,
+                   "max_faces": 5, "enroll_frames": 3, "threshold": 0.5, "capacity": 512,
+                   "detector_address": 0x300000, "recognizer_address": 0x900000, "db_address": 0xF00000,
+                   "test_hooks": False},
     "prune": {"sparsity": 0.0, "finetune_epochs": 5, "finetune_lr_scale": 0.1, "min_filters": 4},
     "quantize": {"calib_images": 200},
     "export": {"held_images": 8},
@@ -97,7 +108,7 @@ RULES: dict[str, Rule] = {
     "model.anchors": Rule("pairs", nullable=True), "model.num_anchors": count(1),
     "model.activation": NAME, "model.passthrough_filters": count(0, nullable=True),
     "model.output_stride": Rule("int", choices=(16, 32)), "model.min_channels": count(4, "filters"),
-    "model.task": Rule("str", choices=("detector", "recognizer")),
+    "model.task": Rule("str", choices=("detector", "recognizer", "attendance")),
     "recognizer.embedding_size": count(4, "values"), "recognizer.head_channels": count(4, "channels"),
     "recognizer.crop_margin": number(0, 2, unit="box sides on each side"), "recognizer.loss": NAME,
     "recognizer.scale": positive(), "recognizer.margin": number(0, unit="cosine or radians"),
@@ -114,6 +125,13 @@ RULES: dict[str, Rule] = {
     "train.loss_weights.coord": number(0), "train.loss_weights.obj": number(0),
     "train.loss_weights.noobj": number(0), "train.loss_weights.class": number(0),
     "train.time_limit_minutes": number(0, unit="minutes, 0 = no limit"), "train.quiet": Rule("bool"),
+    "attendance.detector": PATH, "attendance.recognizer": PATH, "attendance.people": PATH,
+    "attendance.session": PATH, "attendance.strangers": count(0, "photos"),
+    "attendance.max_faces": count(1, "faces per frame"), "attendance.enroll_frames": count(1, "frames"),
+    "attendance.threshold": fraction("cosine similarity"), "attendance.capacity": count(1, "people"),
+    "attendance.detector_address": count(0, "flash byte address"),
+    "attendance.recognizer_address": count(0, "flash byte address"),
+    "attendance.db_address": count(0, "flash byte address"), "attendance.test_hooks": Rule("bool"),
     "prune.sparsity": number(0, 1, open_high=True, unit="fraction of filters"), "prune.finetune_epochs": count(0),
     "prune.finetune_lr_scale": positive(), "prune.min_filters": count(1, "filters"),
     "quantize.calib_images": count(1, "images"), "export.held_images": count(0, "images"),

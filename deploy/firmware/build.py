@@ -60,15 +60,16 @@ def sram_report(sections: tuple[int, int, int], kmodel_bytes: int, work_bytes: i
 
 
 def build_host(rendered: Path, out: Path, *, rounding: str = "reference", kmodel_bytes: int = 0,
-               work_bytes: int = 0) -> BuildResult:
-    """Compile and link the rendered folder with the host port into `out`/firmware (written atomically)."""
+               work_bytes: int = 0, extra_dirs: tuple[Path, ...] = (), command: str | None = None) -> BuildResult:
+    """Compile and link the rendered folder (+ `extra_dirs`: more model or application folders) with the host port
+    into `out`/firmware (written atomically); the program runs `command` (default: the model's own)."""
     require_tools((HOST.cc, HOST.size_tool), HOST.apt_packages)
     rendered = Path(rendered)
     name = rendered_model_name(rendered)
     component = rendered / COMPONENT
-    source_dirs = [component / name, *(component / sub for sub in COPIED_SOURCE_DIRS)]
+    source_dirs = [component / name, *map(Path, extra_dirs), *(component / sub for sub in COPIED_SOURCE_DIRS)]
     embedded = (component / name / f"{name}_kmodel.c").is_file()
-    command = app_command(name, rendered_kind(component / name))
+    command = command or app_command(name, rendered_kind(component / name))
     with atomic_folder(Path(out)) as tmp:
         program = tmp / "firmware"
         sources = [p for d in source_dirs for p in sorted(d.glob("*.c"))] + HOST.port_sources()

@@ -24,6 +24,7 @@ class FrameResult:
     instructions: int | None = None
     box: list[int] | None = None
     embedding_units: list[int] | None = None
+    faces: list[dict] | None = None  # the attendance app's named faces
 
     @property
     def embedding(self) -> np.ndarray | None:
@@ -36,6 +37,7 @@ class FrameResult:
 class ConsoleResult:
     frames: list[FrameResult] = field(default_factory=list)
     outputs: dict[tuple[int, int], bytes] = field(default_factory=dict)  # (frame, output index) -> raw bytes
+    records: list[dict] = field(default_factory=list)  # other JSON lines (the attendance app's enroll/list lines)
     text: str = ""
     boot_seconds: float | None = None  # QEMU: process start to the msh prompt
 
@@ -58,8 +60,10 @@ def parse_console(text: str, *, source: str) -> ConsoleResult:
                 raise PipelineError(f"line {number}: {len(data)} bytes of hex, header says {record['bytes']}",
                                     path=source)
             result.outputs[(record["frame"], record["output"])] = data
-        else:
+        elif "frame" in record and "ms" in record:
             result.frames.append(FrameResult(frame=record["frame"], detections=record.get("detections", []),
                                              ms=record["ms"], instructions=record.get("insn"), box=record.get("box"),
-                                             embedding_units=record.get("embedding")))
+                                             embedding_units=record.get("embedding"), faces=record.get("faces")))
+        else:
+            result.records.append(record)
     return result

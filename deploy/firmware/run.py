@@ -34,10 +34,11 @@ def _timed_run(cmd: list[str], timeout: float, what: str) -> subprocess.Complete
 
 
 def run_host(program: Path, frames: list[Path], *, flash_files: dict[int, Path], dump: bool = False,
-             args: list[str] | None = None, timeout: float = 300.0) -> ConsoleResult:
+             args: list[str] | None = None, timeout: float = 300.0, storage: Path | None = None) -> ConsoleResult:
     """Run the host executable on PPM frames; flash_files maps flash offsets to files (e.g. 0x300000: kmodel);
-    `args` follow the app's msh command as typed at the console."""
-    cmd = [str(program)]
+    `args` follow the app's msh command as typed at the console; `storage` is the flash image file the board port
+    keeps its persistent store in."""
+    cmd = [str(program)] + (["--storage", str(storage)] if storage is not None else [])
     for offset, path in sorted(flash_files.items()):
         cmd += ["--flash-file", hex(offset), str(path)]
     cmd += ["--dump"] if dump else []
@@ -63,24 +64,30 @@ def _flash_placements(flash_files: dict[int, Path], flash_image: Path | None) ->
     return placements, regions
 
 
-def qemu_command(kernel: Path, placements: list[mm.Placement], *, count_instructions: bool) -> list[str]:
+def qemu_command(kernel: Path, placements: list[mm.Placement], *, count_instructions: bool,
+                 storage: Path | None = None) -> list[str]:
     """qemu-system-riscv64 on the virt machine with its default OpenSBI, the kernel as -kernel (as the BSP's
-    qemu-nographic.sh boots it), the UART on stdio, every file placed by the loader device."""
+    qemu-nographic.sh boots it), the UART on stdio, every file placed by the loader device, and `storage` (a 16 MiB
+    flash image) as the virtio block device the board port writes its persistent store to (as the BSP's script
+    attaches sd.bin), so what the firmware saves is in that file after QEMU exits."""
     cmd = [QEMU, "-M", "virt", "-m", f"{mm.QEMU_RAM_MIB}M", "-smp", "1", "-display", "none", "-monitor", "none",
            "-serial", "stdio", "-kernel", str(kernel)]
     if count_instructions:
         cmd += ["-icount", "shift=0"]
     for p in placements:
         cmd += ["-device", f"loader,file={p.path},addr={p.address:#x},force-raw=on"]
+    if storage is not None:
+        cmd += ["-drive", f"if=none,file={storage},format=raw,id=flash0,cache=writethrough",
+                "-device", "virtio-blk-device,drive=flash0,bus=virtio-mmio-bus.0"]
     return cmd
 
 
 def run_qemu(image: Path, frames: list[Path], *, command: str, flash_files: dict[int, Path] | None = None,
              flash_image: Path | None = None, dump: bool = False, count_instructions: bool = False,
-             timeout: float = 300.0) -> ConsoleResult:
+             timeout: float = 300.0, storage: Path | None = None) -> ConsoleResult:
     """Boot rtthread.bin with the model in the flash window (single files at their flash offsets, or a whole
-    16 MiB flash image as the simulated K210 board writes it) and the frames after it; at the msh prompt, type
-    `command` and collect its JSON lines."""
+    16 MiB flash image as the simulated K210 board writes it) and the frames after it, `storage` as its persistent
+    store; at the msh prompt, type `command` and collect its JSON lines."""
     if shutil.which(QEMU) is None:
         raise PipelineError(f"{QEMU} not found on PATH", expected="the package qemu-system-misc (run `invoke setup`)")
     placements, regions = _flash_placements(flash_files or {}, flash_image)
@@ -93,7 +100,7 @@ def run_qemu(image: Path, frames: list[Path], *, command: str, flash_files: dict
         boot = Path(tmp) / "boot_info.bin"
         boot.write_bytes(info)
         cmd = qemu_command(Path(image), placements + [mm.Placement(boot, mm.BOOT_INFO_ADDR)],
-                           count_instructions=count_instructions)
+                           count_instructions=count_instructions, storage=storage)
         with MshConsole(cmd, what="QEMU firmware") as console:
             printed = console.run(command, timeout)
         result = parse_console(printed, source="QEMU firmware")
@@ -105,10 +112,10 @@ def boot_flash_image(flash_image: Path, frames: list[Path], *, command: str, dum
                      count_instructions: bool = False, timeout: float = 300.0) -> ConsoleResult:
     """Boot like the simulated K210: the firmware image at flash 0x0 (flags, length, payload, SHA-256; what
     `invoke flash` writes) is verified and loaded at 0x80000000, the whole flash is mapped so the firmware finds its
-    kmodel at the model address."""
+    kmodel at the model address, and the same flash image is its persistent store (what it saves stays there)."""
     firmware = read_flash_firmware(Path(flash_image))
     with tempfile.TemporaryDirectory(prefix="flash_boot_") as tmp:
         image = Path(tmp) / "firmware.bin"
         image.write_bytes(firmware.payload)
         return run_qemu(image, frames, command=command, flash_image=flash_image, dump=dump,
-                        count_instructions=count_instructions, timeout=timeout)
+                        count_instructions=count_instructions, timeout=timeout, storage=Path(flash_image))

@@ -1,0 +1,300 @@
+"""Enrollment on the host and a session on the board: the students' templates computed as the firmware's
+face_enroll computes them (written as the database image that `flash` writes), then a session's photos named by
+the firmware, checked frame by frame against the Python twin, and written as attendance.csv + a contact sheet."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deploy.attendance.matching import UNKNOWN, decide
+from deploy.attendance.people import Photo, enrollment_photos
+from deploy.attendance.recognize import Face, FaceReader, largest
+from deploy.attendance.stages import DB_NAME, ROLES, AttendanceModels, _files, built, model_specs
+from deploy.firmware.frames import read_frame
+from pipeline.atomic import atomic_path, write_json, write_text
+from pipeline.errors import PipelineError
+from pipeline.progress import progress
+from pipeline.stage import StageResult, run_stage
+
+CROP_TOLERANCE_PX = 1  # C and NumPy decode boxes to within 2e-3 px: a rounding may land one pixel apart
+SIMILARITY_TOLERANCE = 2e-3
+
+
+def face_reader(models: AttendanceModels) -> FaceReader:
+    specs = model_specs(models)
+    return FaceReader(specs["detector"], specs["recognizer"], int(models.cfg.get("attendance.max_faces")))
+
+
+def database_path(models: AttendanceModels) -> Path:
+    return models.cfg.build_dir / "attendance" / DB_NAME
+
+
+def enroll_stage(models: AttendanceModels, *, people: Path | None = None, force: bool = False) -> StageResult:
+    """Enroll every person from their photos (the largest face of each, as face_enroll takes it) into
+    build/<config>/attendance/face_db.bin, the database region as the flash holds it."""
+    from deploy.attendance.face_db import FaceDatabase, FaceRecord, check_name, region_image, template_units
+
+    cfg = models.cfg
+    att = cfg.get("attendance")
+    photos = enrollment_photos(cfg, people)
+    for name in photos:
+        check_name(name)
+    if len(photos) > att["capacity"]:
+        raise PipelineError(f"{len(photos)} people", field="attendance.capacity", expected=">= the people enrolled")
+    out = database_path(models)
+
+    def work() -> dict[str, Any]:
+        reader = face_reader(models)
+        records, without_face, no_template = [], 0, []
+        for name in progress(sorted(photos), desc="enroll", unit="person"):
+            units = []
+            for path in photos[name]:
+                face = largest(reader.faces(read_frame(path)))
+                if face is None:
+                    without_face += 1
+                else:
+                    units.append(face.units)
+            if units:
+                records.append(FaceRecord(name, len(units), template_units(np.stack(units))))
+            else:
+                no_template.append(name)
+        db = FaceDatabase(embedding_size=reader.recognizer.embedder.embedding_size, capacity=att["capacity"],
+                          threshold_permyriad=round(att["threshold"] * 10000), sequence=1, records=tuple(records))
+        with atomic_path(out) as tmp:
+            tmp.write_bytes(region_image(db))
+        return {"db": str(out), "people": len(records), "photos": sum(r.photos for r in records),
+                "photos_without_face": without_face, "people_without_face": no_template,
+                "threshold": att["threshold"], "address": att["db_address"]}
+
+    inputs = [p for role in ROLES for p in _files(models.of(role))] + [p for ps in photos.values() for p in ps]
+    return run_stage(cfg.build_dir, "enroll", inputs=inputs, params={"attendance": att, "deploy": cfg.get("deploy")},
+                     outputs=[out], work=work, force=force)
+
+
+@dataclass(frozen=True)
+class FrameCheck:
+    """One frame: what the firmware printed and what the Python twin decides on the same bytes."""
+
+    photo: Photo
+    printed: list[dict]
+    expected: list[tuple[Face, str, float]]  # face, name, similarity
+
+    @property
+    def agrees(self) -> bool:
+        if len(self.printed) != len(self.expected):
+            return False
+        for got, (face, name, sim) in zip(self.printed, self.expected, strict=True):
+            if got["name"] != name or abs(got["similarity"] - sim) > SIMILARITY_TOLERANCE:
+                return False
+            if max(abs(a - b) for a, b in zip(got["crop"], face.crop, strict=True)) > CROP_TOLERANCE_PX:
+                return False
+        return True
+
+    @property
+    def named(self) -> str:
+        """Who the frame shows, by its largest face: a name, UNKNOWN, or '' (no face)."""
+        if not self.printed:
+            return ""
+        areas = [(f["box"][2] - f["box"][0]) * (f["box"][3] - f["box"][1]) for f in self.printed]
+        return self.printed[int(np.argmax(areas))]["name"]
+
+
+def python_decisions(reader: FaceReader, photo: Photo, names: list[str], templates: list[np.ndarray],
+                     threshold_permyriad: int) -> list[tuple[Face, str, float]]:
+    out = []
+    for face in reader.faces(read_frame(photo.path)):
+        decision = decide(face.units, names, templates, threshold_permyriad)
+        out.append((face, decision.name, decision.similarity))
+    return out
+
+
+def session_report(checks: list[FrameCheck], threshold: float) -> dict[str, Any]:
+    """Agreement with the Python twin, and accuracy where the truth is known: top-1 on photos of enrolled people
+    (their largest face), rejection of strangers (no face named)."""
+    known = [c for c in checks if c.photo.person is not None]
+    strangers = [c for c in checks if c.photo.stranger]
+    detected_strangers = [c for c in strangers if c.printed]
+    report: dict[str, Any] = {
+        "frames": len(checks), "agree_with_python": sum(c.agrees for c in checks), "threshold": threshold,
+        "faces": sum(len(c.printed) for c in checks),
+    }
+    if known:
+        report["enrolled_photos"] = len(known)
+        report["top1"] = round(sum(c.named == c.photo.person for c in known) / len(known), 4)
+        report["no_face"] = sum(not c.printed for c in known)
+    if strangers:
+        report["stranger_photos"] = len(strangers)
+        report["strangers_with_a_face"] = len(detected_strangers)
+        rejected = sum(all(f["name"] == UNKNOWN for f in c.printed) for c in detected_strangers)
+        report["stranger_rejection"] = round(rejected / len(detected_strangers), 4) if detected_strangers else None
+    ms = [f for c in checks for f in c.printed]
+    report["faces_named"] = sum(f["name"] != UNKNOWN for f in ms)
+    return report
+
+
+def attendance_rows(checks: list[FrameCheck]) -> list[dict[str, Any]]:
+    """name, frames seen, best similarity, first frame: one row per person the firmware named."""
+    rows: dict[str, dict[str, Any]] = {}
+    for index, check in enumerate(checks):
+        for name in {f["name"] for f in check.printed if f["name"] != UNKNOWN}:
+            best = max(f["similarity"] for f in check.printed if f["name"] == name)
+            row = rows.setdefault(name, {"name": name, "frames_seen": 0, "best_similarity": 0.0,
+                                         "first_frame": index})
+            row["frames_seen"] += 1
+            row["best_similarity"] = max(row["best_similarity"], best)
+    return sorted(rows.values(), key=lambda r: r["name"])
+
+
+def write_attendance_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=["name", "frames_seen", "best_similarity", "first_frame"],
+                            lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, buffer.getvalue())
+
+
+def contact_sheet(checks: list[FrameCheck], out: Path, *, thumb: int = 160, columns: int = 8) -> None:
+    """A grid of the session's frames with each face's box and the name the firmware gave it."""
+    from PIL import Image, ImageDraw
+
+    rows = (len(checks) + columns - 1) // columns
+    sheet = Image.new("RGB", (columns * thumb, max(rows, 1) * (thumb + 14)), (24, 24, 24))
+    draw = ImageDraw.Draw(sheet)
+    for index, check in enumerate(checks):
+        with Image.open(check.photo.path) as image:
+            frame = image.convert("RGB")
+        scale = thumb / max(frame.size)
+        small = frame.resize((max(1, round(frame.width * scale)), max(1, round(frame.height * scale))))
+        x0, y0 = (index % columns) * thumb, (index // columns) * (thumb + 14)
+        sheet.paste(small, (x0, y0))
+        for face in check.printed:
+            x1, y1, x2, y2 = (v * scale for v in face["box"])
+            colour = (60, 220, 60) if face["name"] != UNKNOWN else (230, 60, 60)
+            draw.rectangle([x0 + x1, y0 + y1, x0 + x2, y0 + y2], outline=colour, width=2)
+            draw.text((x0 + x1 + 2, y0 + y1 + 1), f"{face['name']} {face['similarity']:.2f}", fill=colour)
+        truth = check.photo.person or ("stranger" if check.photo.stranger else "")
+        draw.text((x0 + 2, y0 + thumb + 1), truth, fill=(200, 200, 200))
+    with atomic_path(out) as tmp:
+        sheet.save(tmp, format="PNG")
+
+
+def write_session(models: AttendanceModels, checks: list[FrameCheck], board: str) -> dict[str, Any]:
+    out = models.cfg.build_dir / "attendance"
+    report = session_report(checks, float(models.cfg.get("attendance.threshold")))
+    report["board"] = board
+    write_attendance_csv(out / "attendance.csv", attendance_rows(checks))
+    contact_sheet(checks, out / "contact_sheet.png")
+    frames = [{"image": str(c.photo.path), "truth": c.photo.person, "stranger": c.photo.stranger,
+               "faces": c.printed, "agrees": c.agrees} for c in checks]
+    write_json(out / "session.json", {"report": report, "frames": frames})
+    return report
+
+
+def format_session(report: dict[str, Any]) -> str:
+    lines = [f"{report['frames']} frames on {report['board']}, {report['faces']} faces, {report['faces_named']} named; "
+             f"the firmware agrees with the Python twin on {report['agree_with_python']} of {report['frames']} frames"]
+    if "top1" in report:
+        lines.append(f"enrolled people's photos: top-1 {report['top1']:.1%} of {report['enrolled_photos']} "
+                     f"({report['no_face']} without a detected face), threshold {report['threshold']}")
+    if "stranger_photos" in report:
+        rejection = report["stranger_rejection"]
+        shown = "n/a" if rejection is None else f"{rejection:.1%}"
+        lines.append(f"strangers: rejected {shown} of the {report['strangers_with_a_face']} of "
+                     f"{report['stranger_photos']} photos with a detected face")
+    return "\n".join(lines)
+
+
+def read_database(models: AttendanceModels, flash_image: Path | None = None):
+    """The database the firmware loads: from a flash image's region, else the enrolled image."""
+    from deploy.attendance.face_db import read_region, region_bytes
+
+    att = models.cfg.get("attendance")
+    if flash_image is not None:
+        from deploy.isp.image import read_flash_region
+
+        spec = model_specs(models)["recognizer"].embedder
+        data = read_flash_region(Path(flash_image), att["db_address"], region_bytes(spec.embedding_size,
+                                                                                   att["capacity"]))
+    else:
+        path = database_path(models)
+        if not path.is_file():
+            raise PipelineError("no face database", path=path, expected="run `invoke enroll` first")
+        data = path.read_bytes()
+    return read_region(data)
+
+
+def storage_image(models: AttendanceModels, board: str) -> Path:
+    """The 16 MiB flash image a run uses as the board's flash: the simulated board's own (what `flash` wrote),
+    else one made for this run from the kmodels and the enrolled database at their addresses."""
+    from deploy.firmware.boards import board_spec
+    from deploy.isp.flasher import SIM_FLASH_NAME
+    from hardware.k210 import FLASH_BYTES
+
+    cfg = models.cfg
+    if board == "sim":
+        image = cfg.build_dir / SIM_FLASH_NAME
+        if not image.is_file():
+            raise PipelineError("the simulated board's flash image is missing", path=image,
+                                expected="run `invoke build flash --board sim` first")
+        return image
+    flash = bytearray(b"\xff" * FLASH_BYTES)
+    parts = [(int(cfg.get("attendance.db_address")), database_path(models))]
+    if (board_spec(board).kmodel_storage or cfg.get("firmware.kmodel_storage")) == "flash":
+        parts += [(models.address(role), _files(models.of(role))[0]) for role in ROLES]
+    for address, path in parts:
+        if not Path(path).is_file():
+            raise PipelineError("missing", path=path, expected="run `invoke enroll` (and `invoke build`) first")
+        data = Path(path).read_bytes()
+        flash[address:address + len(data)] = data
+    out = cfg.build_dir / "firmware" / f"{board}_flash.img"
+    with atomic_path(out) as tmp:
+        tmp.write_bytes(bytes(flash))
+    return out
+
+
+def run_session(models: AttendanceModels, board: str, photos: list[Photo], *,
+                count_instructions: bool = False) -> list[FrameCheck]:
+    """`face_recognize` on every photo (as camera frames, in boots of at most MAX_FRAMES), each frame checked
+    against the Python twin's decisions with the database the board holds."""
+    from deploy.firmware import memory_map as mm
+    from deploy.firmware.frames import write_ppm_frames
+    from deploy.firmware.run import boot_flash_image, run_host, run_qemu
+
+    cfg = models.cfg
+    flash = storage_image(models, board)
+    db, _ = read_database(models, flash)
+    if db is None:
+        raise PipelineError("the board's face database is empty or corrupt", path=flash,
+                            expected="run `invoke enroll` and flash it")
+    names, templates = [r.name for r in db.records], [r.template for r in db.records]
+    frames = write_ppm_frames([p.path for p in photos], cfg.build_dir / "firmware" / f"frames_{board}")
+    timeout = float(cfg.get("firmware.run_timeout_s"))
+    printed: list[list[dict]] = []
+    for start in range(0, len(frames), mm.MAX_FRAMES):
+        batch = frames[start:start + mm.MAX_FRAMES]
+        if board == "sim":
+            result = boot_flash_image(flash, batch, command="face_recognize", count_instructions=count_instructions,
+                                      timeout=timeout)
+        elif board == "host":
+            kmodels = {models.address(role): _files(models.of(role))[0] for role in ROLES}
+            result = run_host(Path(built(cfg, "host")["program"]), batch, flash_files=kmodels, storage=flash,
+                              timeout=timeout)
+        else:
+            result = run_qemu(Path(built(cfg, "qemu")["image"]), batch, command="face_recognize",
+                              flash_image=flash, storage=flash, count_instructions=count_instructions,
+                              timeout=timeout)
+        if len(result.frames) != len(batch):
+            raise PipelineError(f"the firmware answered {len(result.frames)} of {len(batch)} frames",
+                                expected="one JSON line per frame")
+        printed += [frame.faces or [] for frame in result.frames]
+    reader = face_reader(models)
+    threshold = db.threshold_permyriad
+    return [FrameCheck(photo, faces, python_decisions(reader, photo, names, templates, threshold))
+            for photo, faces in zip(photos, progress(printed, desc="python twin", unit="frame"), strict=True)]
