@@ -308,6 +308,14 @@ def build(c, config=None, set_=None, board=None, rtt_root=None, rounding=None, f
     board = board_of(board, cfg)
     metrics = build_for_board(cfg, board, rtt_root=rtt_root, force=force,
                               check_port=bool(tasks_named(sys.argv, {"flash"})))
+    if cfg.get("model.task") == "attendance":
+        from deploy.attendance.stages import format_attendance_build
+
+        print(f"[build] {board}: {metrics.get('image') or metrics.get('program')}")
+        print(f"[build] enrolled {metrics['enrolled']['people']} people into {metrics['enrolled']['db']}")
+        for line in format_attendance_build(metrics).splitlines():
+            print(f"[build] {line}")
+        return
     from deploy.firmware.stages import format_build
 
     print(f"[build] {board}: {metrics.get('image') or metrics.get('program')}")
@@ -371,6 +379,15 @@ def flash(c, config=None, set_=None, image=None, kmodel=None, address=None, kfpk
     board = board_of(board, cfg)
     cfg = board_config(cfg, board)
     given = [Path(p) if p else None for p in (image, kmodel, kfpkg)]
+    if cfg.get("model.task") == "attendance" and not any(given):
+        from deploy.attendance.board import attendance_kfpkg, session
+        from deploy.attendance.session import format_session
+
+        flash_stage(cfg, kfpkg=attendance_kfpkg(cfg, board))
+        if board == "sim" and demo_count > 0:
+            print(f"[sim] {format_session(session(cfg, board))}")
+            print(f"[sim] attendance sheet, contact sheet and per-frame JSON in {cfg.build_dir / 'attendance'}")
+        return
     if not any(given):
         given = [*built_artifacts(cfg, board), None]
     flash_stage(cfg, image=given[0], kmodel=given[1], kfpkg=given[2])
@@ -380,6 +397,67 @@ def flash(c, config=None, set_=None, image=None, kmodel=None, address=None, kfpk
             found = ", ".join(f"{d.get('label', d['class'])} {d['score']:.2f}" for d in detections) or "nothing"
             print(f"[sim] {path.name}: {found} -> {png}")
         print(f"[sim] JSON lines: {shown.jsonl}")
+
+
+@task(iterable=["set_"], help={"config": CONFIG_HELP, "set_": SET_HELP,
+                              "people": "a folder per person with photos (default attendance.people, else the "
+                                        "config's dataset.train with named boxes)",
+                              "list": "only read a database back and list who is enrolled",
+                              "db": "--list: a database image file (default build/<config>/attendance/face_db.bin)",
+                              "flash_image": "--list: read the database from this 16 MiB flash image (e.g. the "
+                                             "simulated board's build/<config>/sim_flash.img)",
+                              "force": FORCE_HELP})
+@reports_errors
+def enroll(c, config=None, set_=None, people=None, list_=False, db=None, flash_image=None, force=False):
+    """Enroll people from their photos (the detector finds each face) into the face database image that `flash`
+    writes; --list reads one back."""
+    from pathlib import Path
+
+    from deploy.attendance.session import database_path, enroll_stage, format_region
+    from deploy.attendance.stages import attendance_models
+
+    cfg = load(config, set_, lock=not list_)
+    models = attendance_models(cfg)
+    if list_:
+        if flash_image:
+            from deploy.attendance.session import read_database
+
+            print(format_region(*read_database(models, Path(flash_image))))
+        else:
+            from deploy.attendance.face_db import read_region
+
+            path = Path(db) if db else database_path(models)
+            if not path.is_file():
+                raise PipelineError("no face database", path=path, expected="run `invoke enroll` first")
+            print(format_region(*read_region(path.read_bytes())))
+        return
+    from deploy.attendance.stages import prepare_models
+
+    prepare_models(models, force=False)
+    metrics = enroll_stage(models, people=Path(people) if people else None, force=force).metrics
+    print(f"[enroll] {metrics['people']} people from {metrics['photos']} photos -> {metrics['db']} "
+          f"({metrics['photos_without_face']} photos without a detected face"
+          + (f"; nobody found for {', '.join(metrics['people_without_face'])}" if metrics["people_without_face"]
+             else "") + ")")
+
+
+@task(iterable=["set_"], help={"config": CONFIG_HELP, "set_": SET_HELP, "board": "host | qemu | sim (default as build)",
+                              "images": "a folder of a session's photos (default: dataset.val, whose names are the "
+                                        "truth, plus attendance.strangers held-out strangers)",
+                              "icount": "QEMU: count instructions per frame exactly (-icount)"})
+@reports_errors
+def attendance(c, config=None, set_=None, board=None, images=None, icount=False):
+    """Name the people in a session's photos on the firmware; writes attendance.csv, a contact sheet (PNG) and
+    session.json, and prints the accuracy where the truth is known."""
+    from pathlib import Path
+
+    from deploy.attendance.board import session
+    from deploy.attendance.session import format_session
+
+    cfg = load(config, set_)
+    board = board_of(board, cfg)
+    print(format_session(session(cfg, board, Path(images) if images else None, count_instructions=icount)))
+    print(f"written: {cfg.build_dir / 'attendance'}/attendance.csv, contact_sheet.png, session.json")
 
 
 @task(auto_shortflags=False, help={

@@ -49,6 +49,10 @@ def build_for_board(cfg: Config, board: str, *, rtt_root: str | None = None, for
     from models.train import train_stage
 
     cfg = board_config(cfg, board)
+    if cfg.get("model.task") == "attendance":
+        from deploy.attendance.board import build_attendance
+
+        return build_attendance(cfg, board, rtt_root=rtt_root, force=force)
     deploy = cfg.values["deploy"]
     if board_spec(board).build_target != "host":
         preflight_rtthread(board, rtt_root)

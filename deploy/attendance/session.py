@@ -298,3 +298,16 @@ def run_session(models: AttendanceModels, board: str, photos: list[Photo], *,
     threshold = db.threshold_permyriad
     return [FrameCheck(photo, faces, python_decisions(reader, photo, names, templates, threshold))
             for photo, faces in zip(photos, progress(printed, desc="python twin", unit="frame"), strict=True)]
+
+
+def format_region(db, slots) -> str:
+    """What a database region holds: each slot's state, then the people of the one in use."""
+    lines = [f"slot {s.index}: {s.state}" + (f" (sequence {s.sequence})" if s.sequence is not None else "")
+             + (f": {s.reason}" if s.reason else "") for s in slots]
+    if db is None:
+        lines.append("no valid database: nobody is enrolled")
+        return "\n".join(lines)
+    lines.append(f"{len(db.records)} of {db.capacity} people, threshold {db.threshold_permyriad / 10000:.4f}, "
+                 f"sequence {db.sequence}")
+    lines += [f"  {r.name}: {r.photos} photo(s)" for r in db.records]
+    return "\n".join(lines)
