@@ -15,6 +15,10 @@ MIB = 1024 * 1024
 SRAM_BYTES = 6 * MIB  # general SRAM 0x80000000..0x805FFFFF: firmware, heap, a flash-stored kmodel; the ROM boots here
 KPU_RAM_BYTES = 2 * MIB  # the KPU's AI SRAM, 0x80600000..0x807FFFFF
 FLASH_BYTES = 16 * MIB  # the SPI NOR flash of the common boards (Maix Bit/Dock/Go, KD233)
+# Its geometry (the W25Q128 family on those boards): the smallest erase (SECTOR ERASE 0x20) and the largest PAGE
+# PROGRAM (0x02), which must not cross a page boundary.
+FLASH_SECTOR_BYTES = 4096
+FLASH_PAGE_BYTES = 256
 
 # KPU RAM geometry (§1.3): 64-byte lines; maps at most 16 or 32 pixels wide share a line between 4 or 2 channels.
 KPU_LINE_BYTES = 64

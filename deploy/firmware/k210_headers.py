@@ -41,6 +41,7 @@ def kpu_header_text() -> str:
     """k210_kpu.h: sizes, limits, bit fields (word, lsb, width, plus a getter macro per group) and pool types."""
     body = [_define(name, value) for name, value in (
         ("K210_SRAM_BYTES", k210.SRAM_BYTES), ("K210_FLASH_BYTES", k210.FLASH_BYTES),
+        ("K210_FLASH_SECTOR_BYTES", k210.FLASH_SECTOR_BYTES), ("K210_FLASH_PAGE_BYTES", k210.FLASH_PAGE_BYTES),
         ("KPU_RAM_BYTES", k210.KPU_RAM_BYTES), ("KPU_LINE_BYTES", k210.KPU_LINE_BYTES),
         ("KPU_RAM_LINES", k210.KPU_RAM_LINES),
         *((f"KPU_LINE_{groups}_CHANNELS_MAX_WIDTH", widest) for widest, groups in k210.KPU_LINE_SHARING),

@@ -5,6 +5,9 @@
 #ifndef RT_PORT_RTTHREAD_H
 #define RT_PORT_RTTHREAD_H
 
+/* This is the host process, not the kernel (e.g. a test hook's power cut exits instead of idling forever). */
+#define RT_PORT_HOST_SHIM 1
+
 #include <stddef.h>
 #include <stdint.h>
 

@@ -1,9 +1,10 @@
 /* Host target of the RT-Thread port: a native process. Options name the flash contents and the frames;
  * then the components are initialised and the application's msh command runs.
  *
- *   firmware [--flash-file OFFSET FILE]... [--dump] [--args "ARGUMENTS"] FRAME.ppm...
+ *   firmware [--flash-file OFFSET FILE]... [--storage FILE] [--dump] [--args "ARGUMENTS"] FRAME.ppm...
  *
- * --args appends its text (space-separated arguments) to the command, as typed at msh.
+ * --args appends its text (space-separated arguments) to the command, as typed at msh. --storage names the board's
+ * persistent flash store, a 16 MiB flash-image file (created erased when missing; storage_host.c).
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
@@ -15,6 +16,7 @@
 #include "ppm_frame.h"
 #include "rt_port_board.h"
 #include "rtthread.h"
+#include "storage_host.h"
 
 #ifndef RT_APP_COMMAND
 #error "RT_APP_COMMAND (the msh command the host target runs) must be defined by the build"
@@ -59,8 +61,8 @@ static uint8_t *read_file(const char *path, size_t *size)
 
 static int usage_error(const char *what, const char *arg)
 {
-    fprintf(stderr, "error: %s: %s\nusage: firmware [--flash-file OFFSET FILE]... [--dump] [--args \"ARGUMENTS\"] "
-            "FRAME.ppm...\n", what, arg);
+    fprintf(stderr, "error: %s: %s\nusage: firmware [--flash-file OFFSET FILE]... [--storage FILE] [--dump] "
+            "[--args \"ARGUMENTS\"] FRAME.ppm...\n", what, arg);
     return 2;
 }
 
@@ -154,6 +156,11 @@ int main(int argc, char **argv)
             if ((rc = add_flash_file(argv[i + 1], argv[i + 2])) != 0)
                 return rc;
             i += 2;
+        } else if (strcmp(argv[i], "--storage") == 0) {
+            if (i + 1 >= argc)
+                return usage_error("--storage needs a flash-image FILE", argv[i]);
+            if (host_storage_open(argv[++i]) != 0)
+                return 2;
         } else if (strcmp(argv[i], "--dump") == 0) {
             dump_outputs = 1;
         } else if (strcmp(argv[i], "--args") == 0) {
