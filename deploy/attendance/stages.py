@@ -141,21 +141,29 @@ def rendered_dirs(cfg: Config) -> dict[str, Path]:
     return {"detector": root / "detector", "recognizer": root / "recognizer", "app": root / "app"}
 
 
+def render_pair(specs: dict[str, ModelSpec], app: AttendanceApp, addresses: dict[str, int], storage: str,
+                folders: dict[str, Path]) -> None:
+    """Render the detector and the recognizer (each with its flash address) and the application into `folders`
+    (keys detector, recognizer, app)."""
+    names = {"detector": app.detector, "recognizer": app.recognizer}
+    for role in ROLES:
+        render_firmware(specs[role], RenderOptions(name=names[role], storage=storage, flash_offset=addresses[role]),
+                        folders[role])
+    render_attendance(app, folders["app"])
+
+
 def render_attendance_stage(models: AttendanceModels, storage: str, *, force: bool = False) -> StageResult:
-    """Render both models (each with its flash address) and the attendance application."""
+    """Render both models and the attendance application for the config."""
     cfg = models.cfg
     folders = rendered_dirs(cfg)
-    names = c_names(models)
 
     def work() -> dict[str, Any]:
         specs = model_specs(models)
         layout = flash_layout(models, specs, storage)
-        for role in ROLES:
-            render_firmware(specs[role], RenderOptions(name=names[role], storage=storage,
-                                                       flash_offset=models.address(role)), folders[role])
         app = attendance_app(models, specs)
-        render_attendance(app, folders["app"])
-        return {"storage": storage, "names": names, "commands": list(app.commands()), "flash_layout": layout,
+        render_pair(specs, app, {role: models.address(role) for role in ROLES}, storage, folders)
+        return {"storage": storage, "names": {"detector": app.detector, "recognizer": app.recognizer},
+                "commands": list(app.commands()), "flash_layout": layout,
                 "kmodels": {role: str(specs[role].kmodel) for role in ROLES},
                 "kmodel_bytes": {role: specs[role].kmodel_size for role in ROLES},
                 "work_buffer_bytes": {role: specs[role].work_buffer_bytes for role in ROLES}}

@@ -34,15 +34,18 @@ def _timed_run(cmd: list[str], timeout: float, what: str) -> subprocess.Complete
 
 
 def run_host(program: Path, frames: list[Path], *, flash_files: dict[int, Path], dump: bool = False,
-             args: list[str] | None = None, timeout: float = 300.0, storage: Path | None = None) -> ConsoleResult:
+             args: list[str] | None = None, timeout: float = 300.0, storage: Path | None = None,
+             commands: list[str] | None = None) -> ConsoleResult:
     """Run the host executable on PPM frames; flash_files maps flash offsets to files (e.g. 0x300000: kmodel);
     `args` follow the app's msh command as typed at the console; `storage` is the flash image file the board port
-    keeps its persistent store in."""
+    keeps its persistent store in; `commands` are typed one after another instead of the app's command."""
     cmd = [str(program)] + (["--storage", str(storage)] if storage is not None else [])
     for offset, path in sorted(flash_files.items()):
         cmd += ["--flash-file", hex(offset), str(path)]
     cmd += ["--dump"] if dump else []
     cmd += ["--args", " ".join(args)] if args else []
+    for line in commands or []:
+        cmd += ["--command", line]
     return _finish(_timed_run(cmd + [str(f) for f in frames], timeout, "host firmware"), "host firmware")
 
 

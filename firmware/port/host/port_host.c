@@ -1,9 +1,11 @@
 /* Host target of the RT-Thread port: a native process. Options name the flash contents and the frames;
  * then the components are initialised and the application's msh command runs.
  *
- *   firmware [--flash-file OFFSET FILE]... [--storage FILE] [--dump] [--args "ARGUMENTS"] FRAME.ppm...
+ *   firmware [--flash-file OFFSET FILE]... [--storage FILE] [--dump] [--args "ARGUMENTS"] [--command "LINE"]...
+ *            FRAME.ppm...
  *
- * --args appends its text (space-separated arguments) to the command, as typed at msh. --storage names the board's
+ * --args appends its text (space-separated arguments) to the command, as typed at msh; --command (repeatable) types
+ * these lines instead, one after another. --storage names the board's
  * persistent flash store, a 16 MiB flash-image file (created erased when missing; storage_host.c).
  */
 #define _POSIX_C_SOURCE 200809L
@@ -145,10 +147,13 @@ rt_tick_t rt_tick_get(void)
     return (rt_tick_t)((uint64_t)ts.tv_sec * RT_TICK_PER_SECOND + (uint64_t)ts.tv_nsec / (1000000000u / RT_TICK_PER_SECOND));
 }
 
+#define HOST_MAX_COMMANDS 16
+
 int main(int argc, char **argv)
 {
     char command[HOST_COMMAND_BYTES] = RT_APP_COMMAND;
-    int i, rc;
+    const char *typed[HOST_MAX_COMMANDS];
+    int i, rc, commands = 0, failed = 0;
     for (i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--flash-file") == 0) {
             if (i + 2 >= argc)
@@ -161,6 +166,10 @@ int main(int argc, char **argv)
                 return usage_error("--storage needs a flash-image FILE", argv[i]);
             if (host_storage_open(argv[++i]) != 0)
                 return 2;
+        } else if (strcmp(argv[i], "--command") == 0) {
+            if (i + 1 >= argc || commands >= HOST_MAX_COMMANDS || strlen(argv[i + 1]) >= HOST_COMMAND_BYTES)
+                return usage_error("--command needs one command line (at most 16 of them)", argv[i]);
+            typed[commands++] = argv[++i];
         } else if (strcmp(argv[i], "--dump") == 0) {
             dump_outputs = 1;
         } else if (strcmp(argv[i], "--args") == 0) {
@@ -175,5 +184,11 @@ int main(int argc, char **argv)
     }
     if (rt_components_init() != 0)
         return 1;
-    return msh_exec(command, (rt_size_t)strlen(command)) == 0 ? 0 : 1;
+    if (commands == 0)
+        return msh_exec(command, (rt_size_t)strlen(command)) == 0 ? 0 : 1;
+    for (i = 0; i < commands; i++) { /* typed one after another at the console, as on the board */
+        strcpy(command, typed[i]);
+        failed |= msh_exec(command, (rt_size_t)strlen(command)) != 0;
+    }
+    return failed;
 }
