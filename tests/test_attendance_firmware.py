@@ -124,7 +124,7 @@ def test_host_enrolls_and_names_faces_as_the_python_twin_decides(program, specs,
 
     reader = FaceReader(specs["detector"], specs["recognizer"], app.max_faces)
     templates = []
-    for name, photos in ((a, sources[0:2]), (b, sources[2:4])):
+    for photos in (sources[0:2], sources[2:4]):
         units = [largest(reader.faces(read_frame(p))).units for p in photos]
         templates.append(template_units(np.stack(units)))
     db, slots = database(flash, app)
