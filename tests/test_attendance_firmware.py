@@ -197,3 +197,58 @@ def test_a_flipped_byte_is_caught_by_the_crc_at_boot(program, specs, app, frames
     booted = host(program, specs, ppms, flash, "face_list")
     assert "CRC" in booted.stdout
     assert f'"person":"{b}"' not in booted.stdout and f'"person":"{a}"' in booted.stdout  # the older slot
+
+
+@pytest.fixture(scope="module")
+def qemu_image(folders, app, workdir) -> Path:
+    """The two models and the attendance app built into real RT-Thread's qemu-virt64-riscv BSP."""
+    from deploy.firmware.rtthread_build import build_board
+    from tests.conftest import rtthread_root
+
+    rtthread_root()
+    if shutil.which("riscv64-unknown-elf-gcc") is None or shutil.which("qemu-system-riscv64") is None:
+        pytest.skip("RISC-V gcc / QEMU not installed (run `invoke setup`)")
+    build = build_board("qemu", [folders["detector"], folders["recognizer"]], workdir / "qemu", workdir / "qemu_bsp",
+                        apps=(folders["app"] / COMPONENT / "attendance",), app_commands=app.commands())
+    return build.image
+
+
+def flash_with_models(path: Path, specs) -> Path:
+    data = bytearray(b"\xff" * FLASH_BYTES)
+    for offset, kmodel in flash_files(specs).items():
+        blob = kmodel.read_bytes()
+        data[offset:offset + len(blob)] = blob
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_qemu_rtthread_keeps_enrollments_across_a_reboot_and_a_power_cut(qemu_image, specs, app, frames, workdir):
+    from deploy.firmware.console import parse_console
+    from deploy.firmware.run import qemu_console
+
+    ppms, sources, (a, b) = frames
+    flash = flash_with_models(workdir / "qemu_flash.img", specs)
+    with qemu_console(qemu_image, ppms, flash_image=flash, storage=flash) as console:
+        assert "face_db: empty" in console.transcript
+        enrolled = parse_console(console.run(f"face_enroll {a} 2", 600), source="qemu").records
+        assert enrolled[0]["enrolled"] == a and enrolled[0]["sequence"] == 1
+        console.run("face_db_fault 2", 30)
+        console.run_until(f"face_enroll {b} 2", "power cut (test hook)", 600)
+    # QEMU was killed in the middle of the save; the flash file holds what was written until then
+    db, slots = database(flash, app)
+    assert [r.name for r in db.records] == [a] and [s.state for s in slots].count("valid") == 1
+    with qemu_console(qemu_image, ppms, flash_image=flash, storage=flash) as console:
+        listed = parse_console(console.run("face_list", 60), source="qemu").records
+        assert [r["person"] for r in listed if "person" in r] == [a]
+        enrolled = parse_console(console.run(f"face_enroll {b} 2", 600), source="qemu").records
+        assert enrolled[0]["enrolled"] == b
+        named = parse_console(console.run("face_recognize", 600), source="qemu")
+    reader = FaceReader(specs["detector"], specs["recognizer"], app.max_faces)
+    db, _ = database(flash, app)
+    assert [r.name for r in db.records] == [a, b]
+    assert [f.frame for f in named.frames] == [2, 3, 4, 5]  # after the reboot, enrollment read frames 0 and 1
+    for frame in named.frames:
+        faces = reader.faces(read_frame(sources[frame.frame]))
+        assert [f["name"] for f in frame.faces] == [
+            decide(face.units, [a, b], [r.template for r in db.records], app.threshold_permyriad).name
+            for face in faces]

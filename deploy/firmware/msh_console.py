@@ -69,6 +69,19 @@ class MshConsole:
                                 expected="an msh command the firmware registers (type `help` on its console)")
         return body
 
+    def run_until(self, line: str, marker: str, timeout: float) -> str:
+        """Type `line` and wait until it prints `marker` (not the prompt: a command that never returns, such as a
+        save stopped by a power-cut test hook); what it printed so far."""
+        assert self._child is not None
+        self._child.send(line + "\r")
+        index = self._child.expect_exact([marker, PROMPT, pexpect.EOF, pexpect.TIMEOUT], timeout=timeout)
+        text = (self._child.before or "") + (self._child.after if isinstance(self._child.after, str) else "")
+        self.transcript += text
+        if index != 0:
+            raise PipelineError(f"{self.what} did not print {marker!r} while running `{line}`:\n"
+                                f"{self.transcript[-2000:]}")
+        return text.replace("\r", "")
+
 
 def msh_commands(help_text: str) -> list[str]:
     """The command names `help` lists (lines `name - description`)."""

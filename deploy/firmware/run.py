@@ -4,9 +4,11 @@ memory by QEMU's loader device, and the app's msh command typed at the console."
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from deploy.firmware import memory_map as mm
@@ -85,12 +87,12 @@ def qemu_command(kernel: Path, placements: list[mm.Placement], *, count_instruct
     return cmd
 
 
-def run_qemu(image: Path, frames: list[Path], *, command: str, flash_files: dict[int, Path] | None = None,
-             flash_image: Path | None = None, dump: bool = False, count_instructions: bool = False,
-             timeout: float = 300.0, storage: Path | None = None) -> ConsoleResult:
-    """Boot rtthread.bin with the model in the flash window (single files at their flash offsets, or a whole
-    16 MiB flash image as the simulated K210 board writes it) and the frames after it, `storage` as its persistent
-    store; at the msh prompt, type `command` and collect its JSON lines."""
+@contextlib.contextmanager
+def qemu_console(image: Path, frames: list[Path], *, flash_files: dict[int, Path] | None = None,
+                 flash_image: Path | None = None, dump: bool = False, count_instructions: bool = False,
+                 storage: Path | None = None) -> Iterator[MshConsole]:
+    """QEMU booted to the msh prompt with the flash contents, the frames and the boot-info block placed in memory
+    and `storage` as its persistent store; killed when the block ends (as a power cut would stop a board)."""
     if shutil.which(QEMU) is None:
         raise PipelineError(f"{QEMU} not found on PATH", expected="the package qemu-system-misc (run `invoke setup`)")
     placements, regions = _flash_placements(flash_files or {}, flash_image)
@@ -105,10 +107,21 @@ def run_qemu(image: Path, frames: list[Path], *, command: str, flash_files: dict
         cmd = qemu_command(Path(image), placements + [mm.Placement(boot, mm.BOOT_INFO_ADDR)],
                            count_instructions=count_instructions, storage=storage)
         with MshConsole(cmd, what="QEMU firmware") as console:
-            printed = console.run(command, timeout)
-        result = parse_console(printed, source="QEMU firmware")
-        result.boot_seconds = console.boot_seconds
-        return result
+            yield console
+
+
+def run_qemu(image: Path, frames: list[Path], *, command: str, flash_files: dict[int, Path] | None = None,
+             flash_image: Path | None = None, dump: bool = False, count_instructions: bool = False,
+             timeout: float = 300.0, storage: Path | None = None) -> ConsoleResult:
+    """Boot rtthread.bin with the model in the flash window (single files at their flash offsets, or a whole
+    16 MiB flash image as the simulated K210 board writes it) and the frames after it, `storage` as its persistent
+    store; at the msh prompt, type `command` and collect its JSON lines."""
+    with qemu_console(image, frames, flash_files=flash_files, flash_image=flash_image, dump=dump,
+                      count_instructions=count_instructions, storage=storage) as console:
+        printed = console.run(command, timeout)
+    result = parse_console(printed, source="QEMU firmware")
+    result.boot_seconds = console.boot_seconds
+    return result
 
 
 def boot_flash_image(flash_image: Path, frames: list[Path], *, command: str, dump: bool = False,

@@ -83,3 +83,75 @@ int rt_port_instructions(uint64_t *count)
     *count = n;
     return 1;
 }
+
+/* The persistent store: the 16 MiB flash image the run script attaches as the BSP's virtio block device
+ * (components/drivers/virtio/virtio_blk.c registers it as "virtio-blk0", 512-byte sectors), so flash offset =
+ * byte offset in the file and what is written stays in the file after QEMU stops. Partial sectors are read,
+ * changed and written back. */
+#define STORAGE_DEVICE "virtio-blk0"
+#define STORAGE_BLOCK 512u
+
+static rt_device_t storage_device(void)
+{
+    static rt_device_t device;
+    static int tried;
+    if (!tried) {
+        tried = 1;
+        device = rt_device_find(STORAGE_DEVICE);
+        if (device == RT_NULL || rt_device_open(device, RT_DEVICE_OFLAG_RDWR) != RT_EOK) {
+            rt_kprintf("board: no %s block device: nothing can be saved (attach the flash image with -drive)\n",
+                       STORAGE_DEVICE);
+            device = RT_NULL;
+        }
+    }
+    return device;
+}
+
+/* Read (data == RT_NULL: into out) or write `size` bytes at `offset`, a block at a time. */
+static int storage_transfer(uint32_t offset, uint8_t *out, const uint8_t *data, uint8_t fill, uint32_t size)
+{
+    static uint8_t block[STORAGE_BLOCK];
+    rt_device_t device = storage_device();
+    if (device == RT_NULL || (uint64_t)offset + size > FW_FLASH_SIZE)
+        return -1;
+    while (size > 0) {
+        uint32_t sector = offset / STORAGE_BLOCK, at = offset % STORAGE_BLOCK;
+        uint32_t n = size < STORAGE_BLOCK - at ? size : STORAGE_BLOCK - at;
+        int whole = at == 0 && n == STORAGE_BLOCK;
+        if (!(whole && out == RT_NULL) && rt_device_read(device, sector, block, 1) != 1)
+            return -1;
+        if (out != RT_NULL) {
+            rt_memcpy(out, block + at, n);
+            out += n;
+        } else {
+            if (data != RT_NULL) {
+                rt_memcpy(block + at, data, n);
+                data += n;
+            } else {
+                rt_memset(block + at, fill, n);
+            }
+            if (rt_device_write(device, sector, block, 1) != 1)
+                return -1;
+        }
+        offset += n;
+        size -= n;
+    }
+    return 0;
+}
+
+int rt_port_storage_read(uint32_t offset, void *buf, uint32_t size)
+{
+    return storage_transfer(offset, (uint8_t *)buf, RT_NULL, 0, size);
+}
+
+int rt_port_storage_erase(uint32_t offset, uint32_t size)
+{
+    if (offset % RT_PORT_STORAGE_SECTOR != 0 || size % RT_PORT_STORAGE_SECTOR != 0)
+        return -1;
+    return storage_transfer(offset, RT_NULL, RT_NULL, 0xFF, size);
+}
+
+int rt_port_storage_write(uint32_t offset, const void *buf, uint32_t size)
+{
+    return storage_transfer(offset, RT_NULL, (const uint8_t *)buf, 0, size);
+}
