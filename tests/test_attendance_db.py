@@ -337,10 +337,15 @@ class Driver:
             return f.read(2 * self.slot)
 
     def storage_with(self, path: Path, region: bytes) -> Path:
-        image = bytearray(b"\xff" * FLASH_BYTES)
-        image[REGION_OFFSET:REGION_OFFSET + len(region)] = region
-        path.write_bytes(bytes(image))
-        return path
+        return flash_image_with(path, region)
+
+
+def flash_image_with(path: Path, region: bytes) -> Path:
+    """A whole flash image, erased but for the database region."""
+    image = bytearray(b"\xff" * FLASH_BYTES)
+    image[REGION_OFFSET:REGION_OFFSET + len(region)] = region
+    path.write_bytes(bytes(image))
+    return path
 
 
 def add_line(record: FaceRecord) -> str:
@@ -557,3 +562,144 @@ def test_a_file_that_is_not_a_flash_image_is_refused(driver, tmp_path):
     proc = subprocess.run([str(driver.program), str(tmp_path / "small.img"), str(tmp_path / "s.txt")],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "is not a flash image (4096 bytes, expected 16777216)" in proc.stderr
+
+
+# --- on real RT-Thread in QEMU: the virtio-blk flash store (firmware/port/rtt_qemu/storage_rtt_qemu.c) ---
+
+QEMU_TOOLS = ("riscv64-unknown-elf-gcc", "qemu-system-riscv64", "scons")
+MSH_COMMAND = Path(__file__).parent / "c" / "face_db_msh.c"
+SCRATCH = 0xF00000  # tests/c/face_db_msh.c's FDB_SCRATCH
+
+
+@pytest.fixture(scope="module")
+def qemu_fdb(tmp_path_factory) -> Path:
+    """bsp/qemu-virt64-riscv with the QEMU board port (face_port/) and a component holding face_db.c and the msh
+    command `fdb` (tests/c/face_db_msh.c); the image."""
+    from deploy.firmware.boards import BSP_TARGETS
+    from deploy.firmware.memory_map import memory_map_header
+    from deploy.firmware.rtthread_build import install_port, prepare_bsp_copy, run_scons
+    from deploy.firmware.rtthread_tree import find_toolchain
+    from tests.conftest import rtthread_root
+
+    if any(shutil.which(tool) is None for tool in QEMU_TOOLS):
+        pytest.skip(f"{' / '.join(QEMU_TOOLS)} not installed (invoke setup)")
+    root = rtthread_root()
+    target = BSP_TARGETS["qemu"]
+    toolchain = find_toolchain(target.bsp_prefix)
+    bsp = tmp_path_factory.mktemp("fdb_qemu") / "bsp"
+    bsp.mkdir()
+    prepare_bsp_copy(target, root, toolchain, bsp)
+    install_port(target, toolchain, bsp, {"memory_map.h": memory_map_header()})
+    component = bsp / "face_db_test"
+    component.mkdir()
+    for source in (*ATTENDANCE.glob("*.[ch]"), MSH_COMMAND):
+        shutil.copy2(source, component / source.name)
+    (component / "face_db_layout.h").write_text(layout_header(128, DEFAULT_CAPACITY, REGION_OFFSET, 5000))
+    write_k210_headers(component)
+    (component / "SConscript").write_text("from building import *\ncwd = GetCurrentDir()\ngroup = DefineGroup("
+                                          "'face_db_test', Glob('*.c'), depend=[''], CPPPATH=[cwd])\n"
+                                          "Return('group')\n")
+    run_scons(bsp, root, toolchain, jobs=2)
+    return bsp / "rtthread.bin"
+
+
+class QemuBoard:
+    """RT-Thread in QEMU with `flash` attached as virtio-blk0 (as the run script attaches the flash image)."""
+
+    def __init__(self, image: Path, flash: Path):
+        import pexpect
+
+        from deploy.firmware.run import qemu_command
+
+        cmd = qemu_command(image, [], count_instructions=False) + [
+            "-drive", f"if=none,file={flash},format=raw,id=flash0", "-device", "virtio-blk-device,drive=flash0"]
+        self.child = pexpect.spawn(cmd[0], cmd[1:], encoding="utf-8", echo=False, timeout=60)
+        self.child.expect_exact("msh />")
+
+    def run(self, line: str) -> tuple[list[dict], str]:
+        """Type `line`; its JSON lines and its other console lines."""
+        self.child.send(line + "\r")
+        self.child.expect_exact("msh />")
+        lines = [x.strip() for x in self.child.before.replace("\r", "").split("\n")[1:] if x.strip()]
+        return [json.loads(x) for x in lines if x.startswith("{")], "\n".join(x for x in lines if x[0] != "{")
+
+    def cut(self, line: str) -> str:
+        """Type `line`, which ends in the power-cut hook; the board is then switched off."""
+        self.child.send(line + "\r")
+        self.child.expect(r"face_db: power cut \(test hook\) after \d+ writes")
+        return self.child.after
+
+    def close(self) -> None:
+        self.child.terminate(force=True)
+
+
+def seeded_template(seed: int, size: int = 128) -> np.ndarray:
+    """tests/c/face_db_msh.c's `add` template."""
+    i = np.arange(size, dtype=np.uint64)
+    return ((np.uint64(seed + 1) * (i + 3) * np.uint64(7919)) % np.uint64(1 << 32) % np.uint64(20001)).astype(
+        np.int64) - 10000
+
+
+def loaded(results: list[dict]) -> tuple[int, list[tuple[str, str, int]]]:
+    return results[-1]["used"], [(s["state"], s["reason"], s["sequence"]) for s in results[-1]["slots"]]
+
+
+@pytest.mark.slow
+def test_qemu_flash_store_keeps_the_database_across_reboots_and_power_cuts(qemu_fdb, tmp_path):
+    slot = slot_bytes(128, DEFAULT_CAPACITY)
+    before = make_db(sequence=7, threshold=4000, people=3)
+    after = dataclasses.replace(before.without(before.records[0].name).with_record(
+        FaceRecord("newcomer", 3, seeded_template(5))), sequence=8, threshold_permyriad=6000)
+    flash = flash_image_with(tmp_path / "flash.img", region_image(before))
+    board = QemuBoard(qemu_fdb, flash)
+    try:
+        results, console = board.run("fdb storage")  # unaligned block I/O, the window, range checks
+        assert results == [{"op": "storage", "erase": 0, "write": 0, "read": 0, "read_equal": 1, "window_equal": 1,
+                            "unaligned": -1, "past": -1}]
+        assert "not whole 4096-byte sectors" in console and "past the flash image" in console
+        results, console = board.run("fdb load")
+        assert loaded(results) == (0, [("valid", "", 7), ("erased", "", 0)])
+        assert console == "face_db: slot 0 (sequence 7) in use, 3 of 512 people, threshold 0.4000"
+        for line in (f"fdb remove {before.records[0].name}", "fdb add newcomer 3 5", "fdb threshold 6000"):
+            board.run(line)
+        assert board.run("fdb save")[0][0]["sequence"] == 8
+    finally:
+        board.close()
+    image = flash.read_bytes()
+    assert image[REGION_OFFSET:REGION_OFFSET + 2 * slot] == encode_slot(before) + encode_slot(after)
+    assert image[SCRATCH + 300:SCRATCH + 1000] == bytes((i * 13 + 5) & 0xFF for i in range(700))
+    assert image[SCRATCH + 1000:SCRATCH + 8192] == b"\xff" * (8192 - 1000)
+
+    damaged = bytearray(image)
+    damaged[REGION_OFFSET + slot + 32 + 10] ^= 0x01  # the newest slot's first record
+    flash.write_bytes(bytes(damaged))
+    board = QemuBoard(qemu_fdb, flash)
+    try:
+        results, console = board.run("fdb load")
+        assert loaded(results) == (0, [("valid", "", 7), ("invalid", "CRC mismatch", 0)])
+        assert console.splitlines()[1] == "face_db: slot 1 not used: CRC mismatch"
+    finally:
+        board.close()
+
+    flash.write_bytes(image)  # repaired: the newest slot is used again; cut a save in the middle of its records
+    cut_after = slot // FLASH_SECTOR_BYTES + 1
+    board = QemuBoard(qemu_fdb, flash)
+    try:
+        results, _ = board.run("fdb load")
+        assert loaded(results) == (1, [("valid", "", 7), ("valid", "", 8)])
+        board.run("fdb remove newcomer")
+        board.run(f"fdb fault {cut_after}")
+        assert board.cut("fdb save").endswith(f"after {cut_after} writes")
+    finally:
+        board.close()
+    assert read_region(flash.read_bytes()[REGION_OFFSET:REGION_OFFSET + 2 * slot])[0] == after
+    board = QemuBoard(qemu_fdb, flash)  # the reboot after the power cut
+    try:
+        results, console = board.run("fdb load")
+        assert loaded(results) == (1, [("erased", "", 0), ("valid", "", 8)])
+        assert console == "face_db: slot 1 (sequence 8) in use, 3 of 512 people, threshold 0.6000"
+        records, _ = board.run("fdb records")
+        assert [(r["name"], r["photos"], r["template_sum"]) for r in records] == [
+            (r.name, r.photos, int(r.template.astype(np.int64).sum())) for r in after.records]
+    finally:
+        board.close()
