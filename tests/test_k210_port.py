@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from deploy.firmware.k210_board import HEADER_VALUES, K210_CAMERAS, write_k210_board_header
+from deploy.firmware.k210_headers import write_k210_headers
 from deploy.firmware.model_spec import model_spec
 from deploy.firmware.reference_model import voc20_report
 from deploy.firmware.render import RenderOptions, model_folder, render_firmware
@@ -264,6 +265,7 @@ def test_port_compiles_against_the_real_bsp_and_sdk(tmp_path, rendered_board, ab
         assert " ".join(ABI_FLAGS[abi]) in (K210_BSP / "rtconfig.py").read_text()  # the BSP's own flags
     config = rtconfig_variant(tmp_path / "config", with_camera, with_lcd)
     write_k210_board_header(tmp_path / "k210_board.h", camera)
+    write_k210_headers(tmp_path)  # k210_kpu.h: the flash geometry rt_port_board.h uses
     includes = ["-I", str(tmp_path), "-I", str(PORT_DIR), "-iquote", str(REPO / "firmware" / "port"),
                 "-I", str(REPO / "firmware" / "rt_ai"), "-isystem", str(config)]
     for folder in SYSTEM_INCLUDES:
@@ -279,7 +281,8 @@ def test_port_compiles_against_the_real_bsp_and_sdk(tmp_path, rendered_board, ab
                              check=True).stdout
     defined = {line.split()[-1] for line in symbols.splitlines() if len(line.split()) == 3}
     for name in ("rt_port_flash_map", "rt_port_kpu_ram", "rt_port_frame_count", "rt_port_frame_get",
-                 "rt_port_dump_outputs", "rt_port_show", "rt_port_instructions", "backend_k210_kpu",
+                 "rt_port_dump_outputs", "rt_port_show", "rt_port_instructions", "rt_port_storage_read",
+                 "rt_port_storage_erase", "rt_port_storage_write", "backend_k210_kpu",
                  "k210_board_sensor", "k210_port_set_dump", "__fsym_face_dump"):
         assert name in defined, name
     missing = unresolved_symbols(objects, ABI_FLAGS[abi], tmp_path / "port.elf") - real_tree_definitions()
@@ -342,6 +345,7 @@ def build_harness(out: Path, name: str, sources: list[Path], defines: list[str])
     if shutil.which("gcc") is None:
         pytest.skip("host gcc is not installed")
     write_k210_board_header(out / "k210_board.h", "ov2640")
+    write_k210_headers(out)
     subprocess.run(["gcc", "-std=gnu99", "-O1", "-Wall", "-Wextra", "-Werror", *defines, "-I", str(HOST_FAKES),
                     "-I", str(out), "-I", str(PORT_DIR), "-I", str(REPO / "firmware" / "rt_ai"),
                     "-iquote", str(REPO / "firmware" / "port"), "-o", str(out / name),
@@ -427,3 +431,29 @@ def test_missing_lcd_is_reported_once(port_harness):
     result, console = run_harness(port_harness, "nolcd")
     assert result["finds"] == 1 and result["updates"] == 0
     assert console.count("board: no LCD device 'lcd' (enable BSP_USING_LCD)") == 1
+
+
+def test_storage_erases_sectors_and_programs_pages_like_the_chip_wants(port_harness):
+    """Two sectors erased, 3000 bytes from 0x11FA0 (mid-page, across a sector boundary) programmed and read back;
+    the mapped RAM copy of a region around them follows."""
+    result, console = run_harness(port_harness, "nor")
+    assert console.count("not whole 4096-byte sectors") == 1 and "past the 16777216 bytes it can reach" in console
+    assert result["erase"] == result["write"] == result["read"] == 0 and result["unaligned"] == result["past"] == -1
+    assert result["read_equal"] == result["image_equal"] == result["map_equal"] == 1
+    first = 256 - 0x11FA0 % 256
+    assert result["erases"] == 2 and result["programs"] == 1 + -(-(3000 - first) // 256)
+    assert result["page_crossings"] == result["commands_while_busy"] == result["without_wel"] == 0
+    assert result["sends_with_irq_on"] == 0
+
+
+def test_a_write_protected_flash_is_reported(port_harness):
+    result, console = run_harness(port_harness, "nor_protected")
+    assert result == {"erase": -1, "write": -1, "erases": 0, "programs": 0}
+    assert console.count("board: SPI3 flash refuses writes (status 00 after WRITE ENABLE: write-protected?)") == 2
+
+
+def test_a_flash_that_stays_busy_is_reported(port_harness):
+    result, console = run_harness(port_harness, "nor_stuck")
+    assert result["erase"] == result["write"] == -1 and result["erases"] == 1 and result["programs"] == 0
+    limit = HEADER_VALUES["K210_FLASH_ERASE_TIMEOUT_MS"]
+    assert f"board: SPI3 flash still busy after {limit} ms (status 01)" in console

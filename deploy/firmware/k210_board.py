@@ -1,5 +1,5 @@
 """Board facts of the K210 port (firmware/port/k210) defined once here: the camera frame the DVP delivers, the
-sensor clock, the flash reader's SPI clock and the supported sensors; the C side gets them as a generated
+sensor clock, the flash's SPI clock and busy time limits and the supported sensors; the C side gets them as a generated
 k210_board.h. Pins are not here: bsp/k210's Kconfig owns them (BSP_CAMERA_*, BSP_LCD_* in rtconfig.h)."""
 
 from __future__ import annotations
@@ -22,6 +22,9 @@ HEADER_VALUES = {
     "K210_FRAME_TIMEOUT_MS": 1000,  # no frame-done interrupt within this time = the sensor is not streaming
     "K210_FLASH_SPI_HZ": 20_000_000,  # SPI3 clock for the flash's plain READ (0x03) command
     "K210_FLASH_MAPS": 4,  # flash regions rt_port_flash_map keeps in RAM at once
+    # the flash chip's busy time limits (W25Q128: sector erase 400 ms max, page program 3 ms max), with margin
+    "K210_FLASH_ERASE_TIMEOUT_MS": 1000,
+    "K210_FLASH_PROGRAM_TIMEOUT_MS": 20,
 }
 
 

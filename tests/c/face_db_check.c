@@ -2,16 +2,18 @@
  * RT-Thread API shim: runs the operations of a script, one per line, on one database in RAM and prints a JSON line
  * for each (the firmware's own console lines, "face_db: ...", come in between).
  *
- *   face_db_check STORAGE.img SCRIPT
+ *   face_db_check STORAGE.img|- SCRIPT        ("-": no flash image, every storage call fails)
  *
  * Script lines: load | records | add NAME PHOTOS V0 .. V(E-1) | remove NAME | find NAME | check NAME |
  * threshold PERMYRIAD | fault WRITES | save | template PHOTOS S0 .. S(E-1)   (E = FACE_DB_EMBEDDING_SIZE)
+ * and the storage itself: erase OFFSET SIZE | poke OFFSET BYTE (a one-byte write) | peek OFFSET
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "face_db.h"
+#include "rt_port_board.h"
 #include "rtthread.h"
 #include "storage_host.h"
 
@@ -130,6 +132,20 @@ static int run_op(const char *op, FILE *script)
             db.threshold_permyriad = (uint16_t)number;
         else
             face_db_fault_after((uint32_t)number);
+    } else if (strcmp(op, "erase") == 0 || strcmp(op, "poke") == 0 || strcmp(op, "peek") == 0) {
+        long offset, value = 0;
+        uint8_t byte;
+        int rc;
+        if (fscanf(script, "%li", &offset) != 1 || (strcmp(op, "peek") != 0 && fscanf(script, "%li", &value) != 1))
+            return -1;
+        byte = (uint8_t)value;
+        if (strcmp(op, "erase") == 0)
+            rc = rt_port_storage_erase((uint32_t)offset, (uint32_t)value);
+        else if (strcmp(op, "poke") == 0)
+            rc = rt_port_storage_write((uint32_t)offset, &byte, 1);
+        else
+            rc = rt_port_storage_read((uint32_t)offset, &byte, 1);
+        printf("{\"op\":\"%s\",\"rc\":%d,\"byte\":%u}\n", op, rc, (unsigned)byte);
     } else {
         return -1;
     }
@@ -141,8 +157,9 @@ int main(int argc, char **argv)
 {
     char op[32];
     FILE *script;
-    if (argc != 3 || host_storage_open(argv[1]) != 0 || (script = fopen(argv[2], "r")) == NULL) {
-        fprintf(stderr, "usage: face_db_check STORAGE.img SCRIPT\n");
+    if (argc != 3 || (strcmp(argv[1], "-") != 0 && host_storage_open(argv[1]) != 0) ||
+        (script = fopen(argv[2], "r")) == NULL) {
+        fprintf(stderr, "usage: face_db_check STORAGE.img|- SCRIPT\n");
         return 2;
     }
     while (fscanf(script, "%31s", op) == 1)

@@ -9,6 +9,7 @@
 #include "rtthread.h"
 
 int fake_allocated, fake_freed, fake_lock_nesting_errors, fake_irq_off;
+static rt_tick_t fake_ticks;
 
 void rt_kprintf(const char *fmt, ...)
 {
@@ -67,8 +68,13 @@ void rt_hw_interrupt_enable(rt_base_t level)
     fake_irq_off = (int)level;
 }
 
+rt_tick_t rt_tick_get(void)
+{
+    return fake_ticks++;
+}
+
 rt_err_t rt_thread_mdelay(rt_int32_t ms)
 {
-    (void)ms;
+    fake_ticks += (rt_tick_t)ms;
     return RT_EOK;
 }

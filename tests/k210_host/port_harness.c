@@ -1,6 +1,6 @@
-/* Host harness for firmware/port/k210's flash reader and display and firmware/rt_ai/backend_k210_kpu.c over test
- * doubles of the SDK (SPI3 flash chip, KPU, bsp/k210's dmalock and lcd device). Prints one JSON line;
- * argv[1] picks the case: "flash", "noflash", "kpu", "lcd", "nolcd". */
+/* Host harness for firmware/port/k210's flash port and display and firmware/rt_ai/backend_k210_kpu.c over test
+ * doubles of the SDK (SPI3 NOR flash chip, KPU, bsp/k210's dmalock and lcd device). Prints one JSON line;
+ * argv[1] picks the case: "flash", "noflash", "kpu", "lcd", "nolcd", "nor", "nor_protected", "nor_stuck". */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,9 +18,14 @@
 
 static const char *mode;
 
-/* --- SPI3 flash chip: JEDEC id EF 40 18 (16 MiB), READ 0x03 serves flash_image --- */
+/* --- SPI3 NOR flash chip: JEDEC id EF 40 18 (16 MiB), READ 0x03 serves flash_image; WRITE ENABLE 0x06, STATUS
+ * 0x05 (WIP, WEL), SECTOR ERASE 0x20 and PAGE PROGRAM 0x02 (bits only cleared, the address wrapping inside its
+ * 256-byte page as on the chip) change it. Each erase or program keeps the chip busy for a few status polls; the
+ * chip ignores commands while busy and erase/program without WEL, as a real one does, and counts them. --- */
 static uint8_t *flash_image;
 static int reads_with_irq_on, longest_read;
+static int chip_wel, chip_busy, chip_write_protected, chip_stuck;
+static int sends_with_irq_on, commands_while_busy, without_wel, page_crossings, erases, programs;
 
 void spi_init(spi_device_num_t spi_num, spi_work_mode_t work_mode, spi_frame_format_t frame_format,
               size_t data_bit_length, uint32_t endian)
@@ -34,6 +39,11 @@ uint32_t spi_set_clk_rate(spi_device_num_t spi_num, uint32_t spi_clk)
     return spi_clk;
 }
 
+static uint32_t address(const uint8_t *cmd)
+{
+    return (uint32_t)cmd[1] << 16 | (uint32_t)cmd[2] << 8 | cmd[3];
+}
+
 void spi_receive_data_standard(spi_device_num_t spi_num, spi_chip_select_t chip_select, const uint8_t *cmd_buff,
                                size_t cmd_len, uint8_t *rx_buff, size_t rx_len)
 {
@@ -41,13 +51,47 @@ void spi_receive_data_standard(spi_device_num_t spi_num, spi_chip_select_t chip_
     (void)spi_num, (void)chip_select;
     if (strcmp(mode, "noflash") == 0) {
         memset(rx_buff, 0xFF, rx_len);
+    } else if (cmd_len == 1 && cmd_buff[0] == 0x05) {
+        rx_buff[0] = (uint8_t)((chip_busy > 0) | chip_wel << 1);
+        chip_busy -= chip_busy > 0 && !chip_stuck;
+    } else if (chip_busy > 0) {
+        commands_while_busy++;
     } else if (cmd_len == 1 && cmd_buff[0] == 0x9F) {
         memcpy(rx_buff, jedec, rx_len < 3 ? rx_len : 3);
     } else if (cmd_len == 4 && cmd_buff[0] == 0x03) {
-        uint32_t at = (uint32_t)cmd_buff[1] << 16 | (uint32_t)cmd_buff[2] << 8 | cmd_buff[3];
         reads_with_irq_on += fake_irq_off == 0;
         longest_read = (int)rx_len > longest_read ? (int)rx_len : longest_read;
-        memcpy(rx_buff, flash_image + at, rx_len);
+        memcpy(rx_buff, flash_image + address(cmd_buff), rx_len);
+    } else {
+        abort();
+    }
+}
+
+void spi_send_data_standard(spi_device_num_t spi_num, spi_chip_select_t chip_select, const uint8_t *cmd_buff,
+                            size_t cmd_len, const uint8_t *tx_buff, size_t tx_len)
+{
+    size_t i;
+    (void)spi_num, (void)chip_select;
+    sends_with_irq_on += fake_irq_off == 0;
+    if (chip_busy > 0) {
+        commands_while_busy++;
+    } else if (cmd_len == 1 && cmd_buff[0] == 0x06) {
+        chip_wel = !chip_write_protected;
+    } else if (cmd_len == 4 && (cmd_buff[0] == 0x20 || cmd_buff[0] == 0x02) && !chip_wel) {
+        without_wel++;
+    } else if (cmd_len == 4 && cmd_buff[0] == 0x20 && tx_len == 0) {
+        memset(flash_image + (address(cmd_buff) & ~0xFFFu), 0xFF, 0x1000);
+        erases++;
+        chip_wel = 0;
+        chip_busy = chip_stuck ? 1 : 5;
+    } else if (cmd_len == 4 && cmd_buff[0] == 0x02 && tx_len <= 256) {
+        uint32_t at = address(cmd_buff);
+        page_crossings += at % 256 + tx_len > 256;
+        for (i = 0; i < tx_len; i++)
+            flash_image[(at & ~0xFFu) | ((at + i) & 0xFFu)] &= tx_buff[i];
+        programs++;
+        chip_wel = 0;
+        chip_busy = chip_stuck ? 1 : 2;
     } else {
         abort();
     }
@@ -219,6 +263,47 @@ static void display_case(void)
            lcd_fb[20][10], lcd_fb[100][50]);
 }
 
+/* Storage over two sectors of a mapped region: erase, a write across pages and a sector boundary, read back. */
+#define NOR_MAP 0x10000u
+#define NOR_ERASE 0x11000u
+#define NOR_WRITE 0x11FA0u
+#define NOR_BYTES 3000u
+
+static void nor_case(void)
+{
+    static uint8_t data[NOR_BYTES], back[NOR_BYTES], expected[0x3000];
+    const uint8_t *mapped = rt_port_flash_map(NOR_MAP, sizeof(expected));
+    int erase_rc, write_rc, read_rc, unaligned, past, i;
+    memcpy(expected, flash_image + NOR_MAP, sizeof(expected));
+    memset(expected + (NOR_ERASE - NOR_MAP), 0xFF, 0x2000);
+    for (i = 0; i < (int)NOR_BYTES; i++)
+        data[i] = expected[NOR_WRITE - NOR_MAP + i] = (uint8_t)(i * 7 + 1);
+    erase_rc = rt_port_storage_erase(NOR_ERASE, 0x2000);
+    write_rc = rt_port_storage_write(NOR_WRITE, data, NOR_BYTES);
+    read_rc = rt_port_storage_read(NOR_WRITE, back, NOR_BYTES);
+    unaligned = rt_port_storage_erase(NOR_ERASE + 1, 0x1000);
+    past = rt_port_storage_write(FLASH_BYTES - 10, data, 20);
+    printf("{\"erase\":%d,\"write\":%d,\"read\":%d,\"read_equal\":%d,\"image_equal\":%d,\"map_equal\":%d,"
+           "\"unaligned\":%d,\"past\":%d,\"erases\":%d,\"programs\":%d,\"page_crossings\":%d,"
+           "\"sends_with_irq_on\":%d,\"commands_while_busy\":%d,\"without_wel\":%d}\n",
+           erase_rc, write_rc, read_rc, memcmp(back, data, NOR_BYTES) == 0,
+           memcmp(flash_image + NOR_MAP, expected, sizeof(expected)) == 0,
+           mapped != RT_NULL && memcmp(mapped, expected, sizeof(expected)) == 0, unaligned, past, erases, programs,
+           page_crossings, sends_with_irq_on, commands_while_busy, without_wel);
+}
+
+/* A chip that refuses WRITE ENABLE, or one that stays busy: the storage call fails with a message. */
+static void nor_failure_case(void)
+{
+    uint8_t byte = 0;
+    int erase_rc, write_rc;
+    chip_write_protected = strcmp(mode, "nor_protected") == 0;
+    chip_stuck = strcmp(mode, "nor_stuck") == 0;
+    erase_rc = rt_port_storage_erase(NOR_ERASE, 0x1000);
+    write_rc = rt_port_storage_write(NOR_WRITE, &byte, 1);
+    printf("{\"erase\":%d,\"write\":%d,\"erases\":%d,\"programs\":%d}\n", erase_rc, write_rc, erases, programs);
+}
+
 int main(int argc, char **argv)
 {
     mode = argc > 1 ? argv[1] : "flash";
@@ -230,6 +315,10 @@ int main(int argc, char **argv)
         kpu_case();
     else if (strcmp(mode, "lcd") == 0 || strcmp(mode, "nolcd") == 0)
         display_case();
+    else if (strcmp(mode, "nor") == 0)
+        nor_case();
+    else if (strncmp(mode, "nor_", 4) == 0)
+        nor_failure_case();
     else
         flash_case();
     return 0;

@@ -37,6 +37,7 @@ rt_err_t rt_event_send(struct rt_event *event, rt_uint32_t set);
 rt_err_t rt_event_recv(struct rt_event *event, rt_uint32_t set, rt_uint8_t option, rt_int32_t timeout,
                        rt_uint32_t *recved);
 rt_tick_t rt_tick_from_millisecond(rt_int32_t ms);
+rt_tick_t rt_tick_get(void); /* simulated time: 1 ms per call, plus what rt_thread_mdelay sleeps */
 void rt_spin_lock_init(struct rt_spinlock *lock);
 rt_base_t rt_spin_lock_irqsave(struct rt_spinlock *lock);
 void rt_spin_unlock_irqrestore(struct rt_spinlock *lock, rt_base_t level);
