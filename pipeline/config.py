@@ -67,11 +67,13 @@ DEFAULTS: dict[str, Any] = {
     # names are the ground truth) plus this many photos of the recognizer's held-out strangers; faces named per
     # frame, frames `face_enroll` reads by default, the similarity at or above which a face is named, the database's
     # capacity (people), the flash addresses of the two kmodels and of the database, and the firmware's test hooks
-    # (`face_db_fault`, a power cut in the middle of a save)
+    # (`face_db_fault`, a power cut in the middle of a save); tune_impostors > 0: `enroll` sets the threshold instead,
+    # the lowest that rejects target_rejection of that many photos of the recognizer's held-back identities (never
+    # trained on, and not the strangers of the session)
     "attendance": {"detector": None, "recognizer": None, "people": None, "session": None, "strangers": 0,
                    "max_faces": 5, "enroll_frames": 3, "threshold": 0.5, "capacity": 512,
                    "detector_address": 0x300000, "recognizer_address": 0x900000, "db_address": 0xF00000,
-                   "test_hooks": False},
+                   "test_hooks": False, "tune_impostors": 0, "target_rejection": 0.95},
     "prune": {"sparsity": 0.0, "finetune_epochs": 5, "finetune_lr_scale": 0.1, "min_filters": 4},
     "quantize": {"calib_images": 200},
     "export": {"held_images": 8},
@@ -132,6 +134,8 @@ RULES: dict[str, Rule] = {
     "attendance.detector_address": count(0, "flash byte address"),
     "attendance.recognizer_address": count(0, "flash byte address"),
     "attendance.db_address": count(0, "flash byte address"), "attendance.test_hooks": Rule("bool"),
+    "attendance.tune_impostors": count(0, "photos, 0 = use attendance.threshold"),
+    "attendance.target_rejection": fraction("share of impostor photos"),
     "prune.sparsity": number(0, 1, open_high=True, unit="fraction of filters"), "prune.finetune_epochs": count(0),
     "prune.finetune_lr_scale": positive(), "prune.min_filters": count(1, "filters"),
     "quantize.calib_images": count(1, "images"), "export.held_images": count(0, "images"),

@@ -64,11 +64,13 @@ def session_photos(cfg: Config, images: Path | None = None) -> list[Photo]:
     return _voc_photos(cfg, "val")
 
 
-def stranger_photos(recognizer: Config, count: int) -> list[Photo]:
-    """The first `count` photos of the recognizer's held-out strangers (identities it never trained on)."""
+def stranger_photos(recognizer: Config, count: int, *, held_back: bool = False) -> list[Photo]:
+    """The first `count` photos of the recognizer's held-out strangers (identities it never trained on), or of its
+    held-back identities (never trained on either; used to tune the threshold, so the strangers stay unseen)."""
     if count == 0:
         return []
     from models.recognizer.settings import RecognizerSettings
 
-    items = RecognizerSettings.from_config(recognizer).identity_split(ProblemLog()).strangers
+    split = RecognizerSettings.from_config(recognizer).identity_split(ProblemLog())
+    items = split.val if held_back else split.strangers
     return [Photo(item.path, None, stranger=True) for item in items[:count]]

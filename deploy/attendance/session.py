@@ -19,6 +19,7 @@ from deploy.attendance.stages import DB_NAME, ROLES, AttendanceModels, _files, b
 from deploy.firmware.frames import read_frame
 from pipeline.atomic import atomic_path, write_json, write_text
 from pipeline.errors import PipelineError
+from pipeline.json_files import read_json_object
 from pipeline.progress import progress
 from pipeline.stage import StageResult, run_stage
 
@@ -64,17 +65,43 @@ def enroll_stage(models: AttendanceModels, *, people: Path | None = None, force:
                 records.append(FaceRecord(name, len(units), template_units(np.stack(units))))
             else:
                 no_template.append(name)
+        threshold, tuning = round(att["threshold"] * 10000), None
+        if att["tune_impostors"] > 0 and records:
+            tuning = tune_threshold(reader, records, models, att["tune_impostors"], att["target_rejection"])
+            threshold = tuning["threshold_permyriad"]
         db = FaceDatabase(embedding_size=reader.recognizer.embedder.embedding_size, capacity=att["capacity"],
-                          threshold_permyriad=round(att["threshold"] * 10000), sequence=1, records=tuple(records))
+                          threshold_permyriad=threshold, sequence=1, records=tuple(records))
         with atomic_path(out) as tmp:
             tmp.write_bytes(region_image(db))
         return {"db": str(out), "people": len(records), "photos": sum(r.photos for r in records),
                 "photos_without_face": without_face, "people_without_face": no_template,
-                "threshold": att["threshold"], "address": att["db_address"]}
+                "threshold": threshold / 10000, "tuning": tuning, "address": att["db_address"]}
 
     inputs = [p for role in ROLES for p in _files(models.of(role))] + [p for ps in photos.values() for p in ps]
     return run_stage(cfg.build_dir, "enroll", inputs=inputs, params={"attendance": att, "deploy": cfg.get("deploy")},
                      outputs=[out], work=work, force=force)
+
+
+def tune_threshold(reader: FaceReader, records: list, models: AttendanceModels, impostors: int,
+                   target: float) -> dict[str, Any]:
+    """The lowest threshold (in 1e-4) that rejects `target` of the impostor photos (the recognizer's held-back
+    identities: their best similarity to any enrolled template must stay below it)."""
+    from deploy.attendance.people import stranger_photos
+
+    names, templates = [r.name for r in records], [r.template for r in records]
+    best = []
+    for photo in progress(stranger_photos(models.recognizer, impostors, held_back=True), desc="tune", unit="photo"):
+        face = largest(reader.faces(read_frame(photo.path)))
+        if face is not None:
+            best.append(decide(face.units, names, templates, 0).similarity)
+    if not best:
+        raise PipelineError("no face found in any impostor photo", field="attendance.tune_impostors",
+                            expected="photos in which the detector finds a face")
+    ordered = sorted(best)
+    keep = min(len(ordered) - 1, int(np.ceil(target * len(ordered))) - 1)  # this many (+1) must fall below
+    threshold = min(10000, int(np.floor(ordered[keep] * 10000)) + 1)
+    return {"threshold_permyriad": threshold, "impostor_photos": len(best), "target_rejection": target,
+            "rejected": round(sum(s * 10000 < threshold for s in best) / len(best), 4)}
 
 
 @dataclass(frozen=True)
@@ -84,6 +111,7 @@ class FrameCheck:
     photo: Photo
     printed: list[dict]
     expected: list[tuple[Face, str, float]]  # face, name, similarity
+    instructions: int | None = None  # QEMU -icount: instructions the frame took on the emulated CPU
 
     @property
     def agrees(self) -> bool:
@@ -185,10 +213,31 @@ def contact_sheet(checks: list[FrameCheck], out: Path, *, thumb: int = 160, colu
         sheet.save(tmp, format="PNG")
 
 
+def frame_times(models: AttendanceModels, checks: list[FrameCheck]) -> dict[str, Any]:
+    """Time per frame with 1 and with `max_faces` faces: the K210 estimate from the two compile reports' cycle
+    model (detector + one recognizer run per face; CPU work around them not counted), and, where QEMU counted
+    them, the instructions per frame by number of faces (the soft KPU on an emulated CPU, not K210 time)."""
+    latency = {role: float(read_json_object(_files(models.of(role))[1], what="compile report")["totals"]
+                           ["latency_ms"]) for role in ROLES}
+    most = int(models.cfg.get("attendance.max_faces"))
+    times: dict[str, Any] = {
+        "k210_estimate_ms": {f"{n}_faces": round(latency["detector"] + n * latency["recognizer"], 3)
+                             for n in sorted({1, most})},
+        "k210_estimate_basis": "cycle-model estimates at 400 MHz (compile reports), not calibrated on a board"}
+    by_faces: dict[int, list[int]] = {}
+    for check in checks:
+        if check.instructions is not None:
+            by_faces.setdefault(len(check.printed), []).append(check.instructions)
+    if by_faces:
+        times["qemu_instructions_by_faces"] = {str(n): int(np.mean(v)) for n, v in sorted(by_faces.items())}
+    return times
+
+
 def write_session(models: AttendanceModels, checks: list[FrameCheck], board: str) -> dict[str, Any]:
     out = models.cfg.build_dir / "attendance"
     report = session_report(checks, float(models.cfg.get("attendance.threshold")))
     report["board"] = board
+    report["time_per_frame"] = frame_times(models, checks)
     write_attendance_csv(out / "attendance.csv", attendance_rows(checks))
     contact_sheet(checks, out / "contact_sheet.png")
     frames = [{"image": str(c.photo.path), "truth": c.photo.person, "stranger": c.photo.stranger,
@@ -208,6 +257,12 @@ def format_session(report: dict[str, Any]) -> str:
         shown = "n/a" if rejection is None else f"{rejection:.1%}"
         lines.append(f"strangers: rejected {shown} of the {report['strangers_with_a_face']} of "
                      f"{report['stranger_photos']} photos with a detected face")
+    times = report.get("time_per_frame", {})
+    for faces, ms in times.get("k210_estimate_ms", {}).items():
+        lines.append(f"K210 time per frame with {faces.replace('_', ' ')}: {ms} ms (estimate: "
+                     f"{times['k210_estimate_basis']})")
+    for faces, insn in times.get("qemu_instructions_by_faces", {}).items():
+        lines.append(f"QEMU instructions per frame with {faces} face(s): {insn:,}")
     return "\n".join(lines)
 
 
@@ -277,6 +332,7 @@ def run_session(models: AttendanceModels, board: str, photos: list[Photo], *,
     frames = write_ppm_frames([p.path for p in photos], cfg.build_dir / "firmware" / f"frames_{board}")
     timeout = float(cfg.get("firmware.run_timeout_s"))
     printed: list[list[dict]] = []
+    counts: list[int | None] = []
     for start in range(0, len(frames), mm.MAX_FRAMES):
         batch = frames[start:start + mm.MAX_FRAMES]
         if board == "sim":
@@ -294,10 +350,12 @@ def run_session(models: AttendanceModels, board: str, photos: list[Photo], *,
             raise PipelineError(f"the firmware answered {len(result.frames)} of {len(batch)} frames",
                                 expected="one JSON line per frame")
         printed += [frame.faces or [] for frame in result.frames]
+        counts += [frame.instructions for frame in result.frames]
     reader = face_reader(models)
     threshold = db.threshold_permyriad
-    return [FrameCheck(photo, faces, python_decisions(reader, photo, names, templates, threshold))
-            for photo, faces in zip(photos, progress(printed, desc="python twin", unit="frame"), strict=True)]
+    return [FrameCheck(photo, faces, python_decisions(reader, photo, names, templates, threshold), count)
+            for photo, faces, count in zip(photos, progress(printed, desc="python twin", unit="frame"), counts,
+                                           strict=True)]
 
 
 def format_region(db, slots) -> str:
