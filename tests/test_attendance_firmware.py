@@ -25,6 +25,7 @@ from deploy.firmware.reference_model import voc20_report
 from deploy.firmware.render import COMPONENT, model_folder
 from deploy.firmware.run import run_host
 from hardware.k210 import FLASH_BYTES
+from pipeline.errors import PipelineError
 from tests.conftest import shared_path
 from tests.embedder_kmodel import embedder_kmodel
 
@@ -252,3 +253,25 @@ def test_qemu_rtthread_keeps_enrollments_across_a_reboot_and_a_power_cut(qemu_im
         assert [f["name"] for f in frame.faces] == [
             decide(face.units, [a, b], [r.template for r in db.records], app.threshold_permyriad).name
             for face in faces]
+
+
+def test_the_attendance_app_builds_into_the_real_bsp_k210(specs, app, workdir):
+    """Both models embedded and the app in bsp/k210 with the K210 SDK: the image holds every attendance command,
+    both registrations and both kmodels byte for byte (the SPI-flash store compiled against the real SDK)."""
+    from deploy.firmware.rtthread_build import build_board
+    from deploy.firmware.rtthread_tree import find_toolchain
+    from tests.conftest import rtthread_root
+
+    rtthread_root()
+    try:
+        find_toolchain("riscv-none-embed-")
+    except PipelineError as exc:
+        pytest.skip(f"no RISC-V toolchain: {exc}")
+    folders = {role: workdir / "k210_rendered" / role for role in ("detector", "recognizer", "app")}
+    render_pair(specs, app, {"detector": DET_ADDRESS, "recognizer": REC_ADDRESS}, "embedded", folders)
+    build = build_board("k210", [folders["detector"], folders["recognizer"]], workdir / "k210", workdir / "k210_bsp",
+                        apps=(folders["app"] / COMPONENT / "attendance",), app_commands=app.commands(),
+                        embedded_kmodels={"voc20": specs["detector"].kmodel, "rec": specs["recognizer"].kmodel})
+    assert set(build.report.models) == {"voc20", "rec"}
+    assert all(model["kmodel"]["alignment_ok"] for model in build.report.models.values())
+    assert build.report.components.get("face_ai", 0) > 0
