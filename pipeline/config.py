@@ -152,6 +152,12 @@ def parse_setting(dotted: str, value: Any) -> Any:
     checked by its rule; unknown keys are left to the config merge, which names them."""
     return rule_for(dotted).parse(value, field=dotted, path="command line") if _is_leaf(dotted) else value
 
+
+def build_root() -> Path:
+    """build/, or $PIPELINE_BUILD_ROOT when set (tests use a temp folder)."""
+    return Path(os.environ.get("PIPELINE_BUILD_ROOT", REPO_ROOT / "build"))
+
+
 @dataclass(frozen=True)
 class Config:
     """A loaded pipeline config: its values, the file it came from and where its artifacts go."""
@@ -163,7 +169,7 @@ class Config:
     @property
     def build_dir(self) -> Path:
         """build/<config>/, under $PIPELINE_BUILD_ROOT when set (tests use a temp folder)."""
-        return Path(os.environ.get("PIPELINE_BUILD_ROOT", REPO_ROOT / "build")) / self.name
+        return build_root() / self.name
 
     def get(self, dotted: str) -> Any:
         node: Any = self.values
