@@ -64,6 +64,9 @@ DEFAULTS: dict[str, Any] = {
     "prune": {"sparsity": 0.0, "finetune_epochs": 5, "finetune_lr_scale": 0.1, "min_filters": 4},
     "quantize": {"calib_images": 200},
     "export": {"held_images": 8},
+    # kmodel_engine: how `invoke eval` runs the kmodel, fast (the C runtime, ~30x quicker, the same bytes) or
+    # reference (the NumPy simulator that defines them)
+    "eval": {"kmodel_engine": "fast"},
     # fuse_leaky: fold LeakyReLU into the conv's KPU activation table (one layer, not bit-exact to LiteRT)
     "compile": {"budget_mib": 5.5, "fuse_leaky": False},
     "deploy": {"board": "sim", "port": None, "kmodel_address": 0x300000, "score_threshold": 0.5, "nms_iou": 0.3,
@@ -117,6 +120,7 @@ RULES: dict[str, Rule] = {
     "prune.sparsity": number(0, 1, open_high=True, unit="fraction of filters"), "prune.finetune_epochs": count(0),
     "prune.finetune_lr_scale": positive(), "prune.min_filters": count(1, "filters"),
     "quantize.calib_images": count(1, "images"), "export.held_images": count(0, "images"),
+    "eval.kmodel_engine": Rule("str", choices=("fast", "reference")),
     "compile.budget_mib": positive("MiB"), "compile.fuse_leaky": Rule("bool"),
     "deploy.board": NAME, "deploy.port": PATH, "deploy.kmodel_address": count(0, "flash byte address"),
     "deploy.score_threshold": fraction("score"), "deploy.nms_iou": fraction("IoU"), "deploy.board_type": NAME,

@@ -5,6 +5,7 @@ CPU layer, several inputs per batch; each input from a fresh state; clear errors
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -81,16 +82,37 @@ def test_compiled_detector_batch_is_byte_identical(detector_kmodel):
     assert deq[0][0].dtype == np.float32
 
 
-def test_embedder_batch_is_byte_identical(tmp_path):
+@pytest.fixture(scope="module")
+def embedder_path(tmp_path_factory) -> Path:
+    """A compiled random-weight MobileFaceNet embedder (112x112, float embedding out)."""
     from tests.embedder_kmodel import embedder_kmodel
 
-    path, _ = embedder_kmodel(tmp_path)
+    return embedder_kmodel(tmp_path_factory.mktemp("embedder"))[0]
+
+
+def test_embedder_batch_is_byte_identical(embedder_path):
+    path = embedder_path
     fast, reference = simulator_for(path, fast=True), simulator_for(path, fast=False)
     assert isinstance(fast, FastSimulator) and isinstance(reference, ReferenceSimulator)
     batch = varied_inputs(np.random.default_rng(3), fast.input_shape, 3)
     got, want = fast.run(batch), reference.run(batch)
     assert_same(got, want)
     assert got[0][0].dtype == np.float32  # the embedding leaves the model dequantized, as float32
+
+
+def test_evaluation_runs_the_kmodel_the_same_on_both_engines(detector_kmodel, embedder_path, tmp_path):
+    from models.evaluate import kmodel_predictor
+    from models.recognizer.evaluate import kmodel_embed
+
+    detector = tmp_path / "detector.kmodel"
+    detector.write_bytes(detector_kmodel)
+    rng = np.random.default_rng(8)
+    images = rng.random((3, 128, 160, 3), dtype=np.float32)
+    boxes = {engine: kmodel_predictor(detector, (4, 5, 35), engine)(images) for engine in ("fast", "reference")}
+    assert boxes["fast"].shape == (3, 4, 5, 35) and np.array_equal(boxes["fast"], boxes["reference"])
+    crops = rng.random((3, 112, 112, 3), dtype=np.float32)
+    embeddings = {engine: kmodel_embed(embedder_path, "embed", engine)(crops) for engine in ("fast", "reference")}
+    assert embeddings["fast"].shape == (3, 128) and np.array_equal(embeddings["fast"], embeddings["reference"])
 
 
 def synthetic_model(rng: np.random.Generator) -> km.KModel:
@@ -185,3 +207,35 @@ def test_missing_gcc_is_a_clear_error(tmp_path, monkeypatch):
         assert "invoke setup" in error.value.expected
     finally:
         kmodel_runner.runner_key.cache_clear()
+
+
+def test_simulate_task_fast_flag_saves_the_same_npz(tmp_path):
+    from invoke import Context
+
+    import tasks
+
+    kmodel, image = shared_path("kmodels", "voc20_yolov2_v3.kmodel"), shared_path("kmodels", "dog.bmp")
+    for fast in (False, True):
+        tasks.simulate(Context(), kmodel=str(kmodel), image=str(image), out=str(tmp_path / f"{fast}.npz"),
+                       rounding="v0.1", fast=fast)
+    reference, fast = np.load(tmp_path / "False.npz"), np.load(tmp_path / "True.npz")
+    assert sorted(fast.files) == sorted(reference.files) == ["output_0_dequantized", "output_0_raw"]
+    for key in reference.files:
+        assert fast[key].dtype == reference[key].dtype and fast[key].tobytes() == reference[key].tobytes()
+    golden = np.load(shared_path("kmodels", "voc20_dog_expected_output_v01_rounding.npy"))
+    assert fast["output_0_raw"].tobytes() == golden.tobytes()
+
+
+def test_model_starting_with_a_float_fully_connected_takes_float_batches(tmp_path):
+    weights = np.array([[1, 2, 0], [-3, 1, 0.5]], np.float32)
+    layers = [km.Layer(km.LayerType.FULLY_CONNECTED,
+                       km.FullyConnectedBody(0, 0, 16, 3, 2, 1, weights, np.array([0.5, 0], np.float32))),
+              km.Layer(km.LayerType.QUANTIZE, km.QuantizeBody(0, 16, 24, 2, 0.5, 0.0))]
+    data = write_kmodel(km.KModel(flags=1, max_start_address=0, main_mem_usage=32, outputs=[km.OutputDesc(24, 2)],
+                                  layers=layers))
+    batch = np.array([[1, 1, 2], [0, 3, -1], [-2, 0, 0]], np.float32)
+    fast = FastSimulator(data).run(batch)
+    assert_same(fast, ReferenceSimulator(data).run(batch))
+    assert fast[0][0].tolist() == [7, 0]  # relu([3.5, -1]) / 0.5
+    with pytest.raises(PipelineError, match="dtype uint8"):
+        FastSimulator(data).run(batch.astype(np.uint8))
