@@ -94,11 +94,14 @@ static size_t align8(size_t n)
 }
 
 /* With enough input channels a convolution runs as dot products: each output position's k x k x in_c window is
- * copied out of a position-major (HWC) int16 copy of the padded input into one row (im2col, one output row at a
- * time), and multiplied with each output channel's weights reordered the same way. A group of output channels shares
- * each im2col row; their accumulator planes and weights are bounded by the two budgets below (int32 / int16 items).
- * Few channels (the first layer's 3) and depthwise layers run over whole planes instead. */
+ * copied out of a position-major (HWC) copy of the padded input into one row (im2col, one output row at a time),
+ * and multiplied with each output channel's weights reordered the same way. The copy holds x - 128 as int8, so that
+ * a row is a dot product of unsigned and signed bytes (one instruction per 64 products where the CPU has one, e.g.
+ * VNNI); the batch norm adds the 128 * sum(w) back, exactly. A group of output channels shares each im2col row;
+ * their accumulator planes and weights are bounded by the two budgets below (items). Few channels (the first layer's
+ * 3) and depthwise layers run over whole planes instead. */
 #define KPU_DOT_MIN_CHANNELS 8u
+#define KPU_DOT_ROW_ALIGN 32u /* rows padded with zeros to a multiple of this: no scalar loop tails */
 #define KPU_GROUP_ACC_ITEMS (1u << 18)
 #define KPU_GROUP_WEIGHT_ITEMS (1u << 18)
 
@@ -112,6 +115,7 @@ struct conv_sizes {
     size_t padded; /* padded plane */
     size_t plane;  /* input-resolution plane */
     size_t taps;   /* weights of one output channel: k * k * (1 or in_c) */
+    size_t row;    /* stride of weight and im2col rows: taps, for dot products rounded up to whole vectors */
     size_t group;  /* output channels computed together */
     int dots;
 };
@@ -124,35 +128,36 @@ static struct conv_sizes conv_sizes(const struct kpu_conv_args *a)
     z.plane = (size_t)a->in_h * a->in_w;
     z.taps = (size_t)a->kernel * a->kernel * (a->depthwise ? 1 : a->in_c);
     z.dots = uses_dot_products(a);
+    z.row = z.dots ? (z.taps + KPU_DOT_ROW_ALIGN - 1) / KPU_DOT_ROW_ALIGN * KPU_DOT_ROW_ALIGN : z.taps;
     by_acc = KPU_GROUP_ACC_ITEMS / z.plane;
-    by_weights = KPU_GROUP_WEIGHT_ITEMS / z.taps;
+    by_weights = KPU_GROUP_WEIGHT_ITEMS / z.row;
     z.group = z.dots ? (by_acc < by_weights ? by_acc : by_weights) : 1;
     z.group = z.group < 1 ? 1 : (z.group > a->out_c ? a->out_c : z.group);
     return z;
 }
 
-/* Scratch: padded input planes (u8); for dot products their HWC copy and one im2col row (i16); per-position tap-sum
- * plane over padded size (i64), Sx and BN-output planes (i64); a group's accumulator planes, low and high (i32), its
- * weights, low and high bytes (i16), and weight sums (i64); the activated plane (u8). */
+/* Scratch: padded input planes (u8); for dot products their HWC copy and one im2col row (i8, x - 128); per-position
+ * tap-sum plane over padded size (i64), Sx and BN-output planes (i64); a group's accumulator planes, low and high
+ * (i32), its weights, low and high bytes (u8), and weight sums (i64); the activated plane (u8). */
 size_t kpu_conv_scratch_bytes(const struct kpu_conv_args *a)
 {
     const struct conv_sizes z = conv_sizes(a);
-    const size_t hwc = z.dots ? align8(z.padded * a->in_c * 2) + align8((size_t)a->in_w * z.taps * 2) : 0;
+    const size_t hwc = z.dots ? align8(z.padded * a->in_c) + align8((size_t)a->in_w * z.row) : 0;
     return align8(z.padded * a->in_c) + hwc + z.padded * 8 + 2 * z.plane * 8 + 2 * align8(z.group * z.plane * 4) +
-           2 * align8(z.group * z.taps * 2) + z.group * 8 + align8(z.plane);
+           2 * align8(z.group * z.row) + z.group * 8 + align8(z.plane);
 }
 
 struct conv_scratch {
     struct conv_sizes size;
     uint8_t *padded;
-    int16_t *hwc;  /* [padded position][channel] */
-    int16_t *cols; /* im2col row: [x][ky][kx][channel] */
+    int8_t *hwc;  /* [padded position][channel]: x - 128 */
+    int8_t *cols; /* im2col row: [x][ky][kx][channel] */
     int64_t *tap_plane;
     int64_t *sx;
     int32_t *acc_lo; /* [group][plane] */
     int32_t *acc_hi;
-    int16_t *w_lo; /* [group][taps]: low bytes of the group's weights ([ky][kx][channel] for dot products) */
-    int16_t *w_hi; /* high bytes (16-bit mode) */
+    uint8_t *w_lo; /* [group][row]: low bytes of the group's weights ([ky][kx][channel] for dot products) */
+    uint8_t *w_hi; /* high bytes (16-bit mode) */
     int64_t *sum_w; /* [group] */
     int64_t *t;
     uint8_t *z;
@@ -166,10 +171,10 @@ static struct conv_scratch carve(const struct kpu_conv_args *a, void *scratch)
     s.size = z;
     s.padded = cur;
     cur += align8(z.padded * a->in_c);
-    s.hwc = (int16_t *)(void *)cur;
-    cur += z.dots ? align8(z.padded * a->in_c * 2) : 0;
-    s.cols = (int16_t *)(void *)cur;
-    cur += z.dots ? align8((size_t)a->in_w * z.taps * 2) : 0;
+    s.hwc = (int8_t *)(void *)cur;
+    cur += z.dots ? align8(z.padded * a->in_c) : 0;
+    s.cols = (int8_t *)(void *)cur;
+    cur += z.dots ? align8((size_t)a->in_w * z.row) : 0;
     s.tap_plane = (int64_t *)(void *)cur;
     cur += z.padded * 8;
     s.sx = (int64_t *)(void *)cur;
@@ -180,10 +185,10 @@ static struct conv_scratch carve(const struct kpu_conv_args *a, void *scratch)
     cur += align8(z.group * z.plane * 4);
     s.acc_hi = (int32_t *)(void *)cur;
     cur += align8(z.group * z.plane * 4);
-    s.w_lo = (int16_t *)(void *)cur;
-    cur += align8(z.group * z.taps * 2);
-    s.w_hi = (int16_t *)(void *)cur;
-    cur += align8(z.group * z.taps * 2);
+    s.w_lo = cur;
+    cur += align8(z.group * z.row);
+    s.w_hi = cur;
+    cur += align8(z.group * z.row);
     s.sum_w = (int64_t *)(void *)cur;
     cur += z.group * 8;
     s.z = cur;
@@ -235,7 +240,7 @@ static void input_sums(const struct kpu_conv_args *a, const struct conv_scratch 
 /* acc = sum over channels and taps of w * input plane (padded, from `planes`), one output row at a time so that
  * the row of accumulators stays in cache; w is [count][k][k]; zero weights are skipped.
  * int32 is exact here: at most 1024 channels x 9 taps x 255 x 255 < 2^31. */
-static void mac_rows(int32_t *restrict acc, const int16_t *restrict w, const uint8_t *restrict planes,
+static void mac_rows(int32_t *restrict acc, const uint8_t *restrict w, const uint8_t *restrict planes,
                      uint32_t count, const struct kpu_conv_args *a)
 {
     const size_t k = a->kernel, width = a->in_w, pw = width + k - 1, plane = pw * (a->in_h + k - 1);
@@ -262,37 +267,39 @@ static void transpose_to_positions(const struct kpu_conv_args *a, const struct c
     size_t c, i;
     for (c = 0; c < channels; c++)
         for (i = 0; i < n; i++)
-            s->hwc[i * channels + c] = s->padded[c * n + i];
+            s->hwc[i * channels + c] = (int8_t)(s->padded[c * n + i] - 128);
 }
 
-/* The im2col row of output row y: for each x, the k kernel rows of k * in_c values from the HWC copy. A 1x1 layer
- * needs no copy: its HWC row is the im2col row. */
-static const int16_t *im2col_row(const struct kpu_conv_args *a, const struct conv_scratch *s, size_t y)
+/* The im2col row of output row y: for each x, the k kernel rows of k * in_c values from the HWC copy, then zeros up
+ * to the row stride. A 1x1 layer whose channels fill whole rows needs no copy: its HWC row is the im2col row. */
+static const int8_t *im2col_row(const struct kpu_conv_args *a, const struct conv_scratch *s, size_t y)
 {
-    const size_t k = a->kernel, channels = a->in_c, pw = a->in_w + k - 1, run = k * channels;
+    const size_t k = a->kernel, channels = a->in_c, pw = a->in_w + k - 1, run = k * channels, row = s->size.row;
     size_t x, ky;
-    if (k == 1)
+    if (k == 1 && row == channels)
         return s->hwc + y * pw * channels;
-    for (x = 0; x < a->in_w; x++)
+    for (x = 0; x < a->in_w; x++) {
         for (ky = 0; ky < k; ky++)
-            memcpy(s->cols + (x * k + ky) * run, s->hwc + ((y + ky) * pw + x) * channels, run * sizeof(int16_t));
+            memcpy(s->cols + x * row + ky * run, s->hwc + ((y + ky) * pw + x) * channels, run);
+        memset(s->cols + x * row + k * run, 0, row - k * run);
+    }
     return s->cols;
 }
 
-/* acc[g][y][x] = dot product of weight row g with the im2col row of (y, x), for the n channels of a group; the
- * products of two values < 256 and their pairwise sums fit the int16 x int16 -> int32 multiply-add. */
-static void dot_row(int32_t *restrict acc, const int16_t *restrict w, const int16_t *restrict cols, size_t n,
-                    size_t taps, size_t plane, size_t width, size_t y)
+/* acc[g][y][x] = dot product of weight row g (u8) with the im2col row of (y, x) (i8), for the n channels of a group,
+ * four channels per pass over the row. int32 is exact: at most 1024 x 9 products of magnitude <= 255 x 128. */
+static void dot_row(int32_t *restrict acc, const uint8_t *restrict w, const int8_t *restrict cols, size_t n,
+                    size_t row, size_t plane, size_t width, size_t y)
 {
     size_t x, g, j;
     for (x = 0; x < width; x++) {
-        const int16_t *restrict col = cols + x * taps;
+        const int8_t *restrict col = cols + x * row;
         int32_t *restrict out = acc + y * width + x;
         for (g = 0; g + 4 <= n; g += 4) {
-            const int16_t *restrict w0 = w + g * taps, *restrict w1 = w0 + taps, *restrict w2 = w1 + taps,
-                          *restrict w3 = w2 + taps;
+            const uint8_t *restrict w0 = w + g * row, *restrict w1 = w0 + row, *restrict w2 = w1 + row,
+                          *restrict w3 = w2 + row;
             int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-            for (j = 0; j < taps; j++) {
+            for (j = 0; j < row; j++) {
                 const int32_t c = col[j];
                 s0 += w0[j] * c;
                 s1 += w1[j] * c;
@@ -305,9 +312,9 @@ static void dot_row(int32_t *restrict acc, const int16_t *restrict w, const int1
             out[(g + 3) * plane] = s3;
         }
         for (; g < n; g++) {
-            const int16_t *restrict wg = w + g * taps;
+            const uint8_t *restrict wg = w + g * row;
             int32_t sum = 0;
-            for (j = 0; j < taps; j++)
+            for (j = 0; j < row; j++)
                 sum += (int32_t)wg[j] * col[j];
             out[g * plane] = sum;
         }
@@ -317,18 +324,19 @@ static void dot_row(int32_t *restrict acc, const int16_t *restrict w, const int1
 /* Weights of output channel o ([count][k][k]) split into low bytes (lo) and high bytes (hi, 0 in 8-bit mode), kept
  * in that order or, `tap_major`, reordered to [k][k][count] like an im2col row; returns their sum. */
 static int64_t split_weights(const struct kpu_conv_args *a, const struct kpu_conv_params *p, uint32_t o,
-                             int tap_major, int16_t *lo, int16_t *hi)
+                             int tap_major, uint8_t *restrict lo, uint8_t *restrict hi)
 {
-    const size_t taps = (size_t)a->kernel * a->kernel, count = a->depthwise ? 1 : a->in_c;
-    const size_t wbase = (size_t)o * count * taps;
+    const size_t taps = (size_t)a->kernel * a->kernel, count = a->depthwise ? 1 : a->in_c, n = taps * count;
+    const size_t bytes = p->eight_bit ? 1 : 2, step_c = tap_major ? 1 : taps, step_t = tap_major ? count : 1;
+    const uint8_t *restrict src = p->weights + bytes * o * n;
     int64_t sum_w = 0;
     size_t c, t;
-    for (c = 0; c < count; c++)
-        for (t = 0; t < taps; t++) {
-            const size_t index = wbase + c * taps + t, to = tap_major ? t * count + c : c * taps + t;
-            lo[to] = p->eight_bit ? p->weights[index] : p->weights[2 * index];
-            hi[to] = p->eight_bit ? 0 : p->weights[2 * index + 1];
-            sum_w += lo[to] + 256 * hi[to];
+    for (t = 0; t < taps; t++)
+        for (c = 0; c < count; c++) {
+            const size_t from = bytes * (c * taps + t), to = t * step_t + c * step_c;
+            lo[to] = src[from];
+            hi[to] = bytes == 2 ? src[from + 1] : 0;
+            sum_w += src[from] + 256 * hi[to];
         }
     return sum_w;
 }
@@ -340,8 +348,10 @@ static void multiply_accumulate(const struct kpu_conv_args *a, const struct kpu_
 {
     const struct conv_sizes *z = &s->size;
     size_t g, y;
+    memset(s->w_lo, 0, n * z->row); /* the padding of each row */
+    memset(s->w_hi, 0, n * z->row);
     for (g = 0; g < n; g++)
-        s->sum_w[g] = split_weights(a, p, o + (uint32_t)g, z->dots, s->w_lo + g * z->taps, s->w_hi + g * z->taps);
+        s->sum_w[g] = split_weights(a, p, o + (uint32_t)g, z->dots, s->w_lo + g * z->row, s->w_hi + g * z->row);
     if (!z->dots) {
         const uint8_t *planes = s->padded + (a->depthwise ? o * z->padded : 0);
         const uint32_t count = a->depthwise ? 1 : a->in_c;
@@ -351,10 +361,10 @@ static void multiply_accumulate(const struct kpu_conv_args *a, const struct kpu_
         return;
     }
     for (y = 0; y < a->in_h; y++) {
-        const int16_t *cols = im2col_row(a, s, y);
-        dot_row(s->acc_lo, s->w_lo, cols, n, z->taps, z->plane, a->in_w, y);
+        const int8_t *cols = im2col_row(a, s, y);
+        dot_row(s->acc_lo, s->w_lo, cols, n, z->row, z->plane, a->in_w, y);
         if (!p->eight_bit)
-            dot_row(s->acc_hi, s->w_hi, cols, n, z->taps, z->plane, a->in_w, y);
+            dot_row(s->acc_hi, s->w_hi, cols, n, z->row, z->plane, a->in_w, y);
     }
 }
 
@@ -465,8 +475,9 @@ static enum kpu_status batch_norm_channel(const struct kpu_conv_args *a, const s
     const int64_t bn_add = kpu_sign_extend(KPU_BN_GET(bn, NORM_ADD), KPU_BN_NORM_ADD_WIDTH);
     const uint32_t bn_shift = (uint32_t)KPU_BN_GET(bn, NORM_SHIFT), shr_x = a->shr_x;
     const int64_t arg_x = a->arg_x, hi_scale = p->eight_bit ? 0 : 256;
+    const int64_t unbias = s->size.dots ? 128 * s->sum_w[g] : 0; /* the dot products took x - 128 */
     const int64_t constant =
-        kpu_floor_shift(a->arg_w * s->sum_w[g], a->shr_w) + a->arg_add * (a->depthwise ? 1 : a->in_c);
+        kpu_floor_shift(a->arg_w * s->sum_w[g], a->shr_w) + a->arg_add * (a->depthwise ? 1 : a->in_c) + unbias;
     const size_t n = s->size.plane;
     const int32_t *restrict lo = s->acc_lo + g * n, *restrict hi = s->acc_hi + g * n;
     const int64_t *restrict sx = s->sx;
