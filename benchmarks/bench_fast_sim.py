@@ -72,6 +72,7 @@ def _plot(engines: dict[str, dict[str, float]], png: Path) -> None:
             ax.text(xi + offset, value * 1.08, f"{value:g}\nx{ratio:g}", ha="center", fontsize=7)
     ax.axhline(GOAL_FPS, color="tab:red", linestyle="--", linewidth=1, label=f"goal {GOAL_FPS:g} frames/s")
     ax.set_yscale("log")
+    ax.set_ylim(top=3 * max(row["frames_per_s_cpu"] for row in engines.values()))
     ax.set_xticks(x, [LABELS[name] for name in names])
     ax.set_ylabel(f"frames/s at {WIDTH}x{HEIGHT} (log)")
     ax.set_title("kmodel evaluation engines on one model (ratios: x the NumPy reference, same run)")
