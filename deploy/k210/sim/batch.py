@@ -31,12 +31,10 @@ def check_batch(inputs: np.ndarray, model: km.KModel) -> np.ndarray:
 class BatchSimulator(ABC):
     """The batch interface evaluation code uses, over either engine."""
 
-    def __init__(self, kmodel: Path | str | bytes, rounding: str) -> None:
+    def __init__(self, kmodel: Path | str | bytes, *, rounding: str = "reference") -> None:
         check_rounding(rounding)
         self.rounding = rounding
         self.model = load_kmodel(kmodel)  # a clear PipelineError for a missing or malformed file
-        self.source = None if isinstance(kmodel, (bytes, bytearray, memoryview)) else Path(kmodel)
-        self.data = bytes(kmodel) if self.source is None else self.source.read_bytes()
         self.input_shape, self.input_dtype = model_input_shape(self.model)
 
     @abstractmethod
@@ -50,9 +48,6 @@ class BatchSimulator(ABC):
 
 class ReferenceSimulator(BatchSimulator):
     """The NumPy reference simulator, one simulate() per input."""
-
-    def __init__(self, kmodel: Path | str | bytes, *, rounding: str = "reference") -> None:
-        super().__init__(kmodel, rounding)
 
     def run(self, inputs: np.ndarray) -> list[list[np.ndarray]]:
         return [simulate(self.model, x, rounding=self.rounding).outputs for x in check_batch(inputs, self.model)]

@@ -18,7 +18,9 @@ class FastSimulator(BatchSimulator):
     """The kmodel on the C runtime (host build, cached under build/tools/), same bytes as simulate()."""
 
     def __init__(self, kmodel: Path | str | bytes, *, rounding: str = "reference") -> None:
-        super().__init__(kmodel, rounding)
+        super().__init__(kmodel, rounding=rounding)
+        self.source = None if isinstance(kmodel, (bytes, bytearray, memoryview)) else Path(kmodel)
+        self.data = bytes(kmodel) if self.source is None else self.source.read_bytes()
         self.layouts = output_layouts(self.model)
         self.runner = cached_kmodel_runner(rounding)
 
