@@ -22,7 +22,12 @@ class FastSimulator(BatchSimulator):
         self.source = None if isinstance(kmodel, (bytes, bytearray, memoryview)) else Path(kmodel)
         self.data = bytes(kmodel) if self.source is None else self.source.read_bytes()
         self.layouts = output_layouts(self.model)
-        self.runner = cached_kmodel_runner(rounding)
+        try:
+            self.runner = cached_kmodel_runner(rounding)
+        except PipelineError as exc:
+            instead = "or the NumPy simulator instead (eval.kmodel_engine: reference; `invoke simulate` without --fast)"
+            raise PipelineError(f"the fast simulator cannot build its C runner: {exc.message}", path=exc.path,
+                                expected=f"{exc.expected or 'the host gcc (run `invoke setup`)'}, {instead}") from None
 
     def run(self, inputs: np.ndarray) -> list[list[np.ndarray]]:
         """inputs: N x (the model input shape, e.g. C x H x W uint8); per input, its raw output arrays, shaped and
