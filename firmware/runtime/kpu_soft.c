@@ -208,18 +208,22 @@ static void gather_padded(const uint8_t *ram, const struct kpu_conv_args *a, uin
             memcpy(padded + ((size_t)c * ph + y + p) * pw + p, base + kpu_offset(&l, a->in_h, c, y, 0), a->in_w);
 }
 
-/* out[y][x] = sum over the k x k window of plane (padded size), for every output position. */
+/* out[y][x] = sum over the k x k window of plane (padded size), for every output position; k is 1 or 3 (checked
+ * when the registers are decoded), written out so that the loop over x vectorises. */
 static void window_sum(const int64_t *plane, const struct kpu_conv_args *a, int64_t *out)
 {
-    uint32_t k = a->kernel, pw = a->in_w + k - 1, y, x, ky, kx;
-    for (y = 0; y < a->in_h; y++)
-        for (x = 0; x < a->in_w; x++) {
-            int64_t s = 0;
-            for (ky = 0; ky < k; ky++)
-                for (kx = 0; kx < k; kx++)
-                    s += plane[(size_t)(y + ky) * pw + x + kx];
-            out[(size_t)y * a->in_w + x] = s;
+    const size_t w = a->in_w, pw = w + a->kernel - 1;
+    size_t y, x;
+    for (y = 0; y < a->in_h; y++) {
+        const int64_t *restrict r0 = plane + y * pw, *restrict r1 = r0 + pw, *restrict r2 = r1 + pw;
+        int64_t *restrict o = out + y * w;
+        if (a->kernel == 1) {
+            memcpy(o, r0, w * sizeof(int64_t));
+            continue;
         }
+        for (x = 0; x < w; x++)
+            o[x] = r0[x] + r0[x + 1] + r0[x + 2] + r1[x] + r1[x + 1] + r1[x + 2] + r2[x] + r2[x + 1] + r2[x + 2];
+    }
 }
 
 /* Sx for a set of channels [c0, c0 + n): tap sums of the padded inputs, padding included. */
@@ -573,8 +577,11 @@ static void write_back(uint8_t *ram, const struct kpu_conv_args *a, const uint8_
     uint32_t oy, ox;
     for (oy = 0; oy < a->out_h; oy++) {
         uint8_t *dst = base + kpu_offset(&l, a->out_h, o, oy, 0);
-        for (ox = 0; ox < a->out_w; ox++)
-            dst[ox] = pool_at(z, h, w, type, oy, ox);
+        if (type == KPU_POOL_BYPASS)
+            memcpy(dst, z + (size_t)oy * w, a->out_w);
+        else
+            for (ox = 0; ox < a->out_w; ox++)
+                dst[ox] = pool_at(z, h, w, type, oy, ox);
         if (main_out)
             memcpy(main_out + ((size_t)o * a->out_h + oy) * a->out_w, dst, a->out_w);
     }
