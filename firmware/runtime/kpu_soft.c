@@ -373,7 +373,8 @@ static void multiply_accumulate(const struct kpu_conv_args *a, const struct kpu_
 }
 
 /* The segments of an activation table that can be selected: of segments with equal starts only the last one (t
- * passes all of them or none, and the last one passed wins); segment 0 applies when t passes no other. */
+ * passes all of them or none, and the last one passed wins), and none that even the largest t passes (the batch
+ * norm output is checked to lie below 2^35 before it is activated); segment 0 applies when t passes no other. */
 struct activation {
     int64_t start[KPU_ACT_SEGMENTS];
     int64_t mul[KPU_ACT_SEGMENTS];
@@ -395,7 +396,8 @@ static enum kpu_status decode_activation(const uint8_t *table, struct activation
     act->count = 0;
     for (i = 0; i < KPU_ACT_SEGMENTS; i++) {
         const uint64_t w = kmodel_u64(table + 8 * i);
-        if (i > 0 && i + 1 < KPU_ACT_SEGMENTS && start[i] == start[i + 1])
+        if (i > 0 && ((i + 1 < KPU_ACT_SEGMENTS && start[i] == start[i + 1]) ||
+                      !kpu_segment_hit(KPU_RANGE_36 - 1, start[i])))
             continue;
         act->start[act->count] = start[i];
         act->shift[act->count] = (int64_t)KPU_ACT_GET(w, SHIFT_NUMBER);
