@@ -64,7 +64,7 @@ DEFAULTS: dict[str, Any] = {
     "prune": {"sparsity": 0.0, "finetune_epochs": 5, "finetune_lr_scale": 0.1, "min_filters": 4},
     "quantize": {"calib_images": 200},
     "export": {"held_images": 8},
-    # kmodel_engine: how `invoke eval` runs the kmodel, fast (the C runtime, ~30x quicker, the same bytes) or
+    # kmodel_engine: how `invoke eval` runs the kmodel, fast (the C runtime, 15-30x quicker, the same bytes) or
     # reference (the NumPy simulator that defines them)
     "eval": {"kmodel_engine": "fast"},
     # fuse_leaky: fold LeakyReLU into the conv's KPU activation table (one layer, not bit-exact to LiteRT)
