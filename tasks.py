@@ -242,15 +242,16 @@ def compile(c, config=None, set_=None, tflite=None, budget=None, inspect=None, c
             "image": "input: an image (resized to the model input) or a .npy of exactly the input shape (uint8 CHW; "
                      "float32 for a model whose first layer is a float FULLY_CONNECTED)",
             "out": "save every output, raw and dequantized, to this .npz",
-            "rounding": "KPU activation rounding: reference (half to even, strict >) | v0.1 (half up, >=)"})
+            "rounding": "KPU activation rounding: reference (half to even, strict >) | v0.1 (half up, >=)",
+            "fast": "run on the C runtime (built once with the host gcc): the same bytes, many times faster"})
 @reports_errors
-def simulate(c, kmodel, image, out=None, rounding="reference"):
+def simulate(c, kmodel, image, out=None, rounding="reference", fast=False):
     """Run a kmodel V3 on one input in the bit-exact KPU simulator; prints and saves its outputs."""
     from pathlib import Path
 
     from deploy.k210.sim.sim_cli import run_simulation
 
-    run_simulation(Path(kmodel), Path(image), Path(out) if out else None, rounding=rounding)
+    run_simulation(Path(kmodel), Path(image), Path(out) if out else None, rounding=rounding, fast=fast)
 
 
 @task(iterable=["only"], help={"only": "run only this benchmark (repeatable); default all but the hour-long backbones"})

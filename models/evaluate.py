@@ -87,18 +87,18 @@ def tflite_predictor(runner) -> Predictor:
     return lambda images: np.stack([runner.run(image).reshape(runner.outputs[0]["shape"][1:]) for image in images])
 
 
-def kmodel_predictor(path: Path, output_hwc: tuple[int, int, int]) -> Predictor:
-    """The compiled kmodel in the bit-exact KPU simulator as a batch predictor: each letterboxed image goes in as
-    its uint8 RGB codes (CHW, the kmodel's input), the dequantized flat CHW output comes back as (H, W, C)."""
-    from deploy.k210.format.kmodel_io import load_kmodel
-    from deploy.k210.sim.simulator import simulate
+def kmodel_predictor(path: Path, output_hwc: tuple[int, int, int], engine: str = "fast") -> Predictor:
+    """The compiled kmodel as a batch predictor, on the C runtime (engine "fast") or the NumPy reference simulator
+    ("reference"; the same bytes): each letterboxed image goes in as its uint8 RGB codes (CHW, the kmodel's input),
+    the dequantized flat CHW output comes back as (H, W, C)."""
+    from deploy.k210.sim.fast import simulator_for
 
-    kmodel = load_kmodel(path)
+    simulator = simulator_for(path, fast=engine == "fast")
 
     def predict(images: np.ndarray) -> np.ndarray:
-        codes = np.rint(images * 255.0).astype(np.uint8).transpose(0, 3, 1, 2)
+        codes = np.ascontiguousarray(np.rint(images * 255.0).astype(np.uint8).transpose(0, 3, 1, 2))
         height, width, channels = output_hwc
-        return np.stack([chw_to_hwc(simulate(kmodel, chw).dequantized[0], channels, height, width) for chw in codes])
+        return np.stack([chw_to_hwc(outputs[0], channels, height, width) for outputs in simulator.dequantized(codes)])
 
     return predict
 
@@ -114,8 +114,8 @@ def model_anchors(meta_path: Path) -> tuple[np.ndarray, list[str]]:
 def evaluate_stage(cfg: Config, split: str = "val",
                    runtimes: tuple[str, ...] = ("keras", "float", "uint8", "kmodel"),
                    model_path: Path | None = None) -> dict[str, Any]:
-    """AP of each available runtime (Keras, float and uint8 TFLite in LiteRT, the kmodel in the KPU simulator) on the
-    same images -> build/<config>/eval.json and a PR-curve PNG."""
+    """AP of each available runtime (Keras, float and uint8 TFLite in LiteRT, the kmodel in the KPU simulator of
+    eval.kmodel_engine) on the same images -> build/<config>/eval.json and a PR-curve PNG."""
     from deploy.tflite import LiteRTRunner
 
     build = cfg.build_dir
@@ -135,8 +135,9 @@ def evaluate_stage(cfg: Config, split: str = "val",
         if not path.is_file():
             report["runtimes"][name] = {"missing": str(path), "hint": "run `invoke train` / `invoke export` first"}
             continue
-        predict = (keras_predictor(load_detector(path)) if name == "keras" else kmodel_predictor(path, output_hwc)
-                   if name == "kmodel" else tflite_predictor(LiteRTRunner(path)))
+        predict = (keras_predictor(load_detector(path)) if name == "keras"
+                   else kmodel_predictor(path, output_hwc, cfg.values["eval"]["kmodel_engine"]) if name == "kmodel"
+                   else tflite_predictor(LiteRTRunner(path)))
         results = collect_results(predict, data, anchors, len(classes), input_size, nms_iou, desc=name)
         report["runtimes"][name] = {"model": str(path), **evaluate_results(results, classes, score_threshold)}
         curves[name] = pr_curve(results, 0, 0.5)

@@ -77,6 +77,9 @@ DEFAULTS: dict[str, Any] = {
     "prune": {"sparsity": 0.0, "finetune_epochs": 5, "finetune_lr_scale": 0.1, "min_filters": 4},
     "quantize": {"calib_images": 200},
     "export": {"held_images": 8},
+    # kmodel_engine: how `invoke eval` runs the kmodel, fast (the C runtime, 15-30x quicker, the same bytes) or
+    # reference (the NumPy simulator that defines them)
+    "eval": {"kmodel_engine": "fast"},
     # fuse_leaky: fold LeakyReLU into the conv's KPU activation table (one layer, not bit-exact to LiteRT)
     "compile": {"budget_mib": 5.5, "fuse_leaky": False},
     "deploy": {"board": "sim", "port": None, "kmodel_address": 0x300000, "score_threshold": 0.5, "nms_iou": 0.3,
@@ -139,6 +142,7 @@ RULES: dict[str, Rule] = {
     "prune.sparsity": number(0, 1, open_high=True, unit="fraction of filters"), "prune.finetune_epochs": count(0),
     "prune.finetune_lr_scale": positive(), "prune.min_filters": count(1, "filters"),
     "quantize.calib_images": count(1, "images"), "export.held_images": count(0, "images"),
+    "eval.kmodel_engine": Rule("str", choices=("fast", "reference")),
     "compile.budget_mib": positive("MiB"), "compile.fuse_leaky": Rule("bool"),
     "deploy.board": NAME, "deploy.port": PATH, "deploy.kmodel_address": count(0, "flash byte address"),
     "deploy.score_threshold": fraction("score"), "deploy.nms_iou": fraction("IoU"), "deploy.board_type": NAME,
@@ -174,6 +178,12 @@ def parse_setting(dotted: str, value: Any) -> Any:
     checked by its rule; unknown keys are left to the config merge, which names them."""
     return rule_for(dotted).parse(value, field=dotted, path="command line") if _is_leaf(dotted) else value
 
+
+def build_root() -> Path:
+    """build/, or $PIPELINE_BUILD_ROOT when set (tests use a temp folder)."""
+    return Path(os.environ.get("PIPELINE_BUILD_ROOT", REPO_ROOT / "build"))
+
+
 @dataclass(frozen=True)
 class Config:
     """A loaded pipeline config: its values, the file it came from and where its artifacts go."""
@@ -185,7 +195,7 @@ class Config:
     @property
     def build_dir(self) -> Path:
         """build/<config>/, under $PIPELINE_BUILD_ROOT when set (tests use a temp folder)."""
-        return Path(os.environ.get("PIPELINE_BUILD_ROOT", REPO_ROOT / "build")) / self.name
+        return build_root() / self.name
 
     def get(self, dotted: str) -> Any:
         node: Any = self.values

@@ -10,6 +10,7 @@ class PipelineError(Exception):
 
     def __init__(self, message: str, *, path: str | Path | None = None, field: str | None = None,
                  expected: str | None = None) -> None:
+        self.message = message
         self.path = str(path) if path is not None else None
         self.field = field
         self.expected = expected

@@ -17,19 +17,21 @@ static inline int64_t kpu_floor_shift(int64_t v, unsigned s)
     return v >> s;
 }
 
-/* v / 2^s rounded: half to even (reference) or half up (v0.1). */
+/* v / 2^s rounded: half to even (reference) or half up (v0.1). Branch-free and without shifting a constant, so a
+ * loop over values with per-value shifts vectorises: `bit` is the first bit shifted out (the remainder is at least
+ * half), `sticky` says whether any bit below it is set (the remainder is more than half). */
 static inline int64_t kpu_round_shift(int64_t v, unsigned s)
 {
-    int64_t q, r, half;
-    if (s == 0)
-        return v;
-    q = v >> s;
-    r = v & (((int64_t)1 << s) - 1);
-    half = (int64_t)1 << (s - 1);
+    const int64_t nonzero = s != 0;
+    const unsigned s1 = s - (unsigned)nonzero; /* s - 1, or 0 when s is 0 */
+    const int64_t q = v >> s, above = v >> s1;
+    const int64_t bit = above & 1 & nonzero;
+    const int64_t sticky = ((uint64_t)v - ((uint64_t)above << s1)) != 0;
 #ifdef KPU_ROUNDING_V01
-    return q + (r >= half);
+    (void)sticky;
+    return q + bit;
 #else
-    return q + (r > half || (r == half && (q & 1)));
+    return q + (bit & (sticky | (q & 1)));
 #endif
 }
 

@@ -25,12 +25,13 @@ from models.recognizer.verification import plot_roc, verification_metrics
 from pipeline.atomic import write_json
 from pipeline.config import Config
 from pipeline.errors import PipelineError
-from pipeline.progress import progress
+from pipeline.progress import bar, progress
 from pipeline.text_files import read_utf8
 
 EVAL_NAME, ROC_NAME = "eval.json", "lfw_roc.png"
 ENROLL_COUNTS = (1, 3, 5)
 Embed = Callable[[np.ndarray], np.ndarray]  # float crops (N, S, S, 3) in [0, 1] -> embeddings (N, D)
+KMODEL_CHUNK = 128  # crops per C runtime call: one process each, and a progress step
 
 
 def normalised(embeddings: np.ndarray) -> np.ndarray:
@@ -47,17 +48,22 @@ def tflite_embed(runner, desc: str) -> Embed:
                                                                                          unit="face")])
 
 
-def kmodel_embed(path: Path, desc: str) -> Embed:
-    """The kmodel in the bit-exact KPU simulator: the crop's uint8 RGB codes (CHW) in, the dequantized output out."""
-    from deploy.k210.format.kmodel_io import load_kmodel
-    from deploy.k210.sim.simulator import simulate
+def kmodel_embed(path: Path, desc: str, engine: str = "fast") -> Embed:
+    """The kmodel on the C runtime (engine "fast", a chunk of crops per call) or the NumPy reference simulator
+    ("reference", the same bytes): the crop's uint8 RGB codes (CHW) in, the dequantized output out."""
+    from deploy.k210.sim.fast import simulator_for
 
-    kmodel = load_kmodel(path)
+    simulator = simulator_for(path, fast=engine == "fast")
+    chunk = KMODEL_CHUNK if engine == "fast" else 1
 
     def embed(images: np.ndarray) -> np.ndarray:
-        codes = np.rint(images * 255.0).astype(np.uint8).transpose(0, 3, 1, 2)
-        return np.stack([simulate(kmodel, chw).dequantized[0].reshape(-1) for chw in progress(codes, desc=desc,
-                                                                                                unit="face")])
+        codes = np.ascontiguousarray(np.rint(images * 255.0).astype(np.uint8).transpose(0, 3, 1, 2))
+        out = []
+        with bar(desc=desc, total=len(codes), unit="face") as shown:
+            for start in range(0, len(codes), chunk):
+                out += [outputs[0].reshape(-1) for outputs in simulator.dequantized(codes[start:start + chunk])]
+                shown.update(len(codes[start:start + chunk]))
+        return np.stack(out)
 
     return embed
 
@@ -153,7 +159,8 @@ def runtime_embedders(cfg: Config, model_path: Path | None) -> dict[str, tuple[P
     return {"keras": (model_path or build / "model.keras", lambda p: keras_embed(load_embedder(p))),
             "float": (build / "model_float.tflite", lambda p: tflite_embed(LiteRTRunner(p), "float TFLite")),
             "uint8": (build / "model_uint8.tflite", lambda p: tflite_embed(LiteRTRunner(p), "uint8 TFLite")),
-            "kmodel": (build / "model.kmodel", lambda p: kmodel_embed(p, "kmodel (KPU sim)"))}
+            "kmodel": (build / "model.kmodel",
+                       lambda p: kmodel_embed(p, "kmodel (KPU sim)", cfg.values["eval"]["kmodel_engine"]))}
 
 
 def evaluate_recognizer_stage(cfg: Config, runtimes: tuple[str, ...] = ("keras", "float", "uint8", "kmodel"),

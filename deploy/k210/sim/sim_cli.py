@@ -1,6 +1,6 @@
 """`invoke simulate`: load an input (image resized to the model input, or an exact-shape .npy; a .npy of floats for
-a model whose first layer is a float FULLY_CONNECTED on the CPU), run the simulator, save every output raw and
-dequantized to an .npz."""
+a model whose first layer is a float FULLY_CONNECTED on the CPU), run the simulator (the NumPy reference, or with
+--fast the C runtime: the same bytes), save every output raw and dequantized to an .npz."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from deploy.k210.format.kmodel_io import load_kmodel
-from deploy.k210.sim.simulator import SimResult, model_input_shape, simulate
+from deploy.k210.sim.fast import FastSimulator
+from deploy.k210.sim.simulator import SimResult, dequantize_outputs, model_input_shape, simulate
 from pipeline.atomic import atomic_path
 from pipeline.errors import PipelineError
 
@@ -75,14 +76,21 @@ def save_outputs(result: SimResult, out: Path) -> None:
         np.savez(handle, **arrays)
 
 
-def run_simulation(kmodel: Path, image: Path, out: Path | None, rounding: str = "reference") -> SimResult:
-    """Simulate one input and (when `out` is given) save its outputs; prints a summary."""
+def run_simulation(kmodel: Path, image: Path, out: Path | None, rounding: str = "reference",
+                   fast: bool = False) -> SimResult:
+    """Simulate one input (`fast`: on the C runtime, the same outputs without the per-layer trace) and (when `out` is
+    given) save its outputs; prints a summary."""
     if out is not None and (Path(out).is_dir() or Path(out).parent.is_file()):
         raise PipelineError("is a folder" if Path(out).is_dir() else "its parent is a file", path=out, field="--out",
                             expected="the path of an .npz file to write")
     model = load_kmodel(kmodel)
     shape, dtype = model_input_shape(model)
-    result = simulate(model, load_model_input(Path(image), shape, dtype), rounding=rounding)
+    model_input = load_model_input(Path(image), shape, dtype)
+    if fast:
+        outputs = FastSimulator(kmodel, rounding=rounding).run(model_input[None])[0]
+        result = SimResult(outputs=outputs, dequantized=dequantize_outputs(outputs))
+    else:
+        result = simulate(model, model_input, rounding=rounding)
     for index, raw in enumerate(result.outputs):
         print(f"output[{index}]: {raw.dtype} {tuple(raw.shape)}  min {raw.min()} max {raw.max()}")
     if out is not None:

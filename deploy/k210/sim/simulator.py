@@ -8,6 +8,7 @@ default, `rounding="v0.1"` for the documented alternative); CPU layers follow th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from math import prod
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from deploy.k210.format.kmodel_io import load_kmodel
 from deploy.k210.sim.cpu_ops import MainMemory, run_cpu_layer
 from deploy.k210.sim.kpu_arith import ConvStages, check_rounding, run_kpu_layer
 from deploy.k210.sim.kpu_ram import read_map, write_map
+from deploy.k210.sim.layouts import output_layouts
 from hardware.k210 import KERNEL_TYPE_1X1, KERNEL_TYPE_3X3, KPU_RAM_BYTES, PoolType, row_layout
 from pipeline.errors import PipelineError
 
@@ -109,21 +111,17 @@ def _place_input(model: km.KModel, input_chw: np.ndarray, ram: np.ndarray, mem: 
         mem.write(first.in_addr, array.astype("<f4"), "layers[0].in_addr")
 
 
-def _output_arrays(model: km.KModel, mem: MainMemory, traces: list[LayerTrace]) -> list[np.ndarray]:
+def _output_arrays(model: km.KModel, mem: MainMemory) -> list[np.ndarray]:
     outputs = []
-    for index, desc in enumerate(model.outputs):
-        producer = next((t for t in reversed(traces) if t.main_addr is not None
-                         and t.main_addr <= desc.address < t.main_addr + t.output.nbytes), None)
-        is_float = producer is not None and producer.output.dtype == np.float32
-        dtype = "<f4" if is_float else "u1"
-        if desc.size % np.dtype(dtype).itemsize:
-            raise PipelineError(f"size {desc.size} is not a whole number of {dtype} items",
-                                field=f"outputs[{index}].size", expected="a multiple of 4 for float outputs")
-        raw = mem.read(desc.address, desc.size // np.dtype(dtype).itemsize, dtype, f"outputs[{index}]")
-        if producer is not None and producer.main_addr == desc.address and producer.output.nbytes == desc.size:
-            raw = raw.reshape(producer.output.shape)
-        outputs.append(raw.astype(np.float32) if is_float else raw)
+    for index, (desc, layout) in enumerate(zip(model.outputs, output_layouts(model), strict=True)):
+        raw = mem.read(desc.address, prod(layout.shape), layout.dtype.str, f"outputs[{index}]").reshape(layout.shape)
+        outputs.append(raw.astype(np.float32) if layout.is_float else raw)
     return outputs
+
+
+def dequantize_outputs(outputs: list[np.ndarray]) -> list[np.ndarray]:
+    """SimResult.dequantized of raw outputs (V3 uint8 outputs carry no quantization: their codes as float)."""
+    return [o.astype(np.float32) for o in outputs]
 
 
 def simulate(kmodel: bytes | Path | str | km.KModel, input_chw: np.ndarray, *, rounding: str = "reference",
@@ -146,5 +144,5 @@ def simulate(kmodel: bytes | Path | str | km.KModel, input_chw: np.ndarray, *, r
         main_addr = getattr(layer.body, "out_addr", None)
         kpu_line = getattr(layer.body, "kpu_out_line", None)
         traces.append(LayerTrace(index, layer.type, output, main_addr, kpu_line))
-    outputs = _output_arrays(model, mem, traces)
-    return SimResult(outputs=outputs, dequantized=[o.astype(np.float32) for o in outputs], layers=traces)
+    outputs = _output_arrays(model, mem)
+    return SimResult(outputs=outputs, dequantized=dequantize_outputs(outputs), layers=traces)
