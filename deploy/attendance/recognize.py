@@ -30,6 +30,17 @@ def reference_runner(kmodel: Path, rounding: str = "reference") -> Runner:
     return lambda chw: simulate(model, chw, rounding=rounding).outputs
 
 
+def fast_runner(kmodel: Path, rounding: str = "reference") -> Runner:
+    """The kmodel on the C runtime (deploy/k210/sim/fast.py), the same bytes as the simulator, about 30x faster."""
+    from deploy.k210.sim.fast import FastSimulator
+
+    sim = FastSimulator(kmodel, rounding=rounding)
+    return lambda chw: sim.run(chw[None])[0]
+
+
+RUNNERS = {"fast": fast_runner, "reference": reference_runner}
+
+
 @dataclass(frozen=True)
 class Face:
     """One face of a frame as the firmware sees it."""

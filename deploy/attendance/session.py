@@ -28,8 +28,13 @@ SIMILARITY_TOLERANCE = 2e-3
 
 
 def face_reader(models: AttendanceModels) -> FaceReader:
+    """The Python twin on the engine `eval.kmodel_engine` names (fast: the C runtime; reference: NumPy)."""
+    from deploy.attendance.recognize import RUNNERS
+
     specs = model_specs(models)
-    return FaceReader(specs["detector"], specs["recognizer"], int(models.cfg.get("attendance.max_faces")))
+    engine, rounding = RUNNERS[models.cfg.get("eval.kmodel_engine")], models.cfg.get("firmware.rounding")
+    return FaceReader(specs["detector"], specs["recognizer"], int(models.cfg.get("attendance.max_faces")),
+                      runner=lambda kmodel: engine(kmodel, rounding))
 
 
 def database_path(models: AttendanceModels) -> Path:
