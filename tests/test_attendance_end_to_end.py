@@ -69,8 +69,8 @@ def write_configs(root: Path, names: list[str]) -> Path:
         "dataset": {"format": "voc", "train": str(classroom / "train"), "val": str(classroom / "val"),
                     "classes": ["face"], "class_map": {line.strip(): "face" for line in
                                                        (classroom / "classes.txt").read_text().split()}},
-        "model": {"family": "tiny", "width": 0.25, "input_size": [224, 224], "num_anchors": 3},
-        "train": {"epochs": 12, "batch_size": 16, "patience": 12, "quiet": True},
+        "model": {"family": "tiny", "width": 0.125, "input_size": [224, 224], "num_anchors": 3},
+        "train": {"epochs": 20, "batch_size": 16, "patience": 20, "quiet": True},
         "quantize": {"calib_images": 32}, "export": {"held_images": 2}}
     recognizer = {
         "dataset": {"format": "folders", "train": str(identity_subset(root / "faces"))},

@@ -15,11 +15,18 @@ import numpy as np
 from deploy.attendance.matching import UNKNOWN, decide
 from deploy.attendance.people import Photo, enrollment_photos
 from deploy.attendance.recognize import Face, FaceReader, largest
-from deploy.attendance.stages import DB_NAME, ROLES, AttendanceModels, _files, built, model_specs
+from deploy.attendance.stages import (
+    DB_NAME,
+    ROLES,
+    AttendanceModels,
+    _files,
+    built,
+    compile_report,
+    model_specs,
+)
 from deploy.firmware.frames import read_frame
 from pipeline.atomic import atomic_path, write_json, write_text
 from pipeline.errors import PipelineError
-from pipeline.json_files import read_json_object
 from pipeline.progress import progress
 from pipeline.stage import StageResult, run_stage
 
@@ -222,8 +229,7 @@ def frame_times(models: AttendanceModels, checks: list[FrameCheck]) -> dict[str,
     """Time per frame with 1 and with `max_faces` faces: the K210 estimate from the two compile reports' cycle
     model (detector + one recognizer run per face; CPU work around them not counted), and, where QEMU counted
     them, the instructions per frame by number of faces (the soft KPU on an emulated CPU, not K210 time)."""
-    latency = {role: float(read_json_object(_files(models.of(role))[1], what="compile report")["totals"]
-                           ["latency_ms"]) for role in ROLES}
+    latency = {role: float(compile_report(models.of(role))["totals"]["latency_ms"]) for role in ROLES}
     most = int(models.cfg.get("attendance.max_faces"))
     times: dict[str, Any] = {
         "k210_estimate_ms": {f"{n}_faces": round(latency["detector"] + n * latency["recognizer"], 3)

@@ -82,12 +82,18 @@ def _files(sub: Config) -> tuple[Path, Path]:
     return kmodel, report
 
 
+def compile_report(sub: Config) -> dict[str, Any]:
+    """The compile report of a model config's kmodel."""
+    return read_json_object(_files(sub)[1], what="compile report",
+                            missing_hint=f"run `invoke compile --config {sub.path}`")
+
+
 def model_specs(models: AttendanceModels) -> dict[str, ModelSpec]:
     """role -> the compiled model as the firmware sees it (thresholds from the attendance config's deploy.*)."""
     specs = {}
     for role in ROLES:
         kmodel, report = _files(models.of(role))
-        specs[role] = model_spec(kmodel, read_json_object(report, what="compile report"), report,
+        specs[role] = model_spec(kmodel, compile_report(models.of(role)), report,
                                  score_threshold=models.cfg.get("deploy.score_threshold"),
                                  nms_iou=models.cfg.get("deploy.nms_iou"),
                                  max_candidates=models.cfg.get("firmware.max_candidates"))
@@ -199,7 +205,7 @@ def memory_plan(sections: tuple[int, int, int], render: dict[str, Any], kpu_ram_
 def _kpu_ram_peaks(models: AttendanceModels) -> dict[str, int]:
     peaks = {}
     for role in ROLES:
-        report = read_json_object(_files(models.of(role))[1], what="compile report")
+        report = compile_report(models.of(role))
         peaks[role] = int(report.get("totals", {}).get("kpu_ram_peak_bytes", 0))
     return peaks
 

@@ -193,6 +193,17 @@ static void att_print_summary(struct console_line *line)
     console_line_uint(line, att_db.sequence);
 }
 
+/* The database's summary as a line of its own: {"people":N,...}. */
+static void att_summary_line(void)
+{
+    struct console_line line;
+    console_line_begin(&line);
+    console_line_text(&line, "{");
+    att_print_summary(&line);
+    console_line_text(&line, "}");
+    console_line_end(&line);
+}
+
 /* Save the changed database; on failure say so (the previous one is still what the flash holds). */
 static int att_save(const char *command)
 {
@@ -308,11 +319,7 @@ static int face_list(int argc, char **argv)
         console_line_text(&line, "}");
         console_line_end(&line);
     }
-    console_line_begin(&line);
-    console_line_text(&line, "{");
-    att_print_summary(&line);
-    console_line_text(&line, "}");
-    console_line_end(&line);
+    att_summary_line();
     return 0;
 }
 MSH_CMD_EXPORT(face_list, list the enrolled people);
@@ -364,7 +371,6 @@ static int att_parse_permyriad(const char *text)
 
 static int face_threshold(int argc, char **argv)
 {
-    struct console_line line;
     if (argc > 2) {
         rt_kprintf("usage: face_threshold [VALUE]  (0 .. 1, at most 4 decimals)\n");
         return -1;
@@ -383,11 +389,7 @@ static int face_threshold(int argc, char **argv)
             return -1;
         }
     }
-    console_line_begin(&line);
-    console_line_text(&line, "{");
-    att_print_summary(&line);
-    console_line_text(&line, "}");
-    console_line_end(&line);
+    att_summary_line();
     return 0;
 }
 MSH_CMD_EXPORT(face_threshold, show or set the similarity at or above which a face is named);

@@ -20,30 +20,31 @@
 
 static int storage_fd = -1;
 
-static int write_all(int fd, const uint8_t *data, size_t size, off_t at)
+/* pread or pwrite all `size` bytes at `at` (short transfers continue); 0, or -1. */
+static int transfer_all(int fd, uint8_t *data, const uint8_t *source, size_t size, off_t at)
 {
     while (size > 0) {
-        ssize_t n = pwrite(fd, data, size, at);
+        ssize_t n = source != NULL ? pwrite(fd, source, size, at) : pread(fd, data, size, at);
         if (n <= 0)
             return -1;
-        data += n;
+        if (source != NULL)
+            source += n;
+        else
+            data += n;
         size -= (size_t)n;
         at += n;
     }
     return 0;
 }
 
+static int write_all(int fd, const uint8_t *data, size_t size, off_t at)
+{
+    return transfer_all(fd, NULL, data, size, at);
+}
+
 static int read_all(int fd, uint8_t *data, size_t size, off_t at)
 {
-    while (size > 0) {
-        ssize_t n = pread(fd, data, size, at);
-        if (n <= 0)
-            return -1;
-        data += n;
-        size -= (size_t)n;
-        at += n;
-    }
-    return 0;
+    return transfer_all(fd, data, NULL, size, at);
 }
 
 /* A new erased image at `path`; the fd, or -1. */
