@@ -232,8 +232,8 @@ def frame_times(models: AttendanceModels, checks: list[FrameCheck]) -> dict[str,
     latency = {role: float(compile_report(models.of(role))["totals"]["latency_ms"]) for role in ROLES}
     most = int(models.cfg.get("attendance.max_faces"))
     times: dict[str, Any] = {
-        "k210_estimate_ms": {f"{n}_face{'s' if n > 1 else ''}": round(latency["detector"] + n * latency["recognizer"], 3)
-                             for n in sorted({1, most})},
+        "k210_estimate_ms": {f"{n}_face{'s' if n > 1 else ''}":
+                             round(latency["detector"] + n * latency["recognizer"], 3) for n in sorted({1, most})},
         "k210_estimate_basis": "cycle-model estimates at 400 MHz (compile reports), not calibrated on a board"}
     by_faces: dict[int, list[int]] = {}
     for check in checks:
