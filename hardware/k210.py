@@ -121,6 +121,18 @@ ACTIVATION_FIELDS = _fields(("shift_number", 0, 0, 8, False), ("y_mul", 0, 8, 16
                             ("x_start", 0, 24, 36, True))
 ACTIVATION_TABLE_BYTES = 8 * ACTIVATION_SEGMENTS + ACTIVATION_SEGMENTS
 
+# kmodel V3 layout (spec §7): the file header, one (type, body size) entry per layer and per output, the fixed head of
+# a K210_CONV body (flags, output address, four blob offsets), and the alignments nncase v0.1 keeps: bodies 8-aligned,
+# a conv's register words 8-, weights and BN words 128- and its activation table 256-aligned (absolute file offsets).
+KMODEL_HEADER_BYTES = 28
+KMODEL_ENTRY_BYTES = 8
+KMODEL_CONV_HEAD_BYTES = 24
+KMODEL_BODY_ALIGN = 8
+KMODEL_REGISTER_ALIGN = 8
+KMODEL_WEIGHTS_ALIGN = 128
+KMODEL_BN_ALIGN = 128
+KMODEL_ACTIVATION_ALIGN = 256
+
 
 # (widest map, channels sharing one line): narrow maps put several channels' rows side by side in a 64-byte line
 KPU_LINE_SHARING = ((16, 4), (32, 2))

@@ -54,11 +54,14 @@ DEFAULTS: dict[str, Any] = {
     # scale and margin (CosFace: cosine, ArcFace: radians), distillation from a teacher (none | dlib) and its weight,
     # more identity folders to train on, identities held back to choose the best epoch and held out as strangers,
     # identities never trained on (the people a classroom enrolls), the fewest images an identity needs, and the
-    # share of training crops turned grey (LFW is grey); evaluation: lfw, the LFW folder (pairs_dev.txt + images/),
+    # share of training crops turned grey (LFW is grey); class_weight scales the margin loss (0: pure distillation);
+    # unlabelled: VOC split folders whose annotated faces of at least unlabelled_min_side pixels (longer box side)
+    # are distillation-only crops (they need a teacher); evaluation: lfw, the LFW folder (pairs_dev.txt + images/),
     # with the first eval_pairs_per_fold pairs of each fold (0: all 600), and classroom, a VOC identity set whose
     # students are enrolled from train photos and identified in val photos against eval_strangers strangers (0: all)
     "recognizer": {"embedding_size": 128, "head_channels": 32, "crop_margin": 0.25, "loss": "arcface", "scale": 32.0,
-                   "margin": 0.5, "distill": "none", "distill_weight": 4.0, "extra_train": [], "val_identities": 30,
+                   "margin": 0.5, "distill": "none", "distill_weight": 4.0, "class_weight": 1.0, "extra_train": [],
+                   "unlabelled": [], "unlabelled_min_side": 32, "val_identities": 30,
                    "stranger_identities": 50, "held_out_identities": [], "min_images": 2, "gray_prob": 0.3,
                    "lfw": None, "eval_pairs_per_fold": 0, "classroom": None, "eval_strangers": 0},
     # attendance (model.task: attendance): the firmware that names people, built from a detector config and a
@@ -118,6 +121,8 @@ RULES: dict[str, Rule] = {
     "recognizer.crop_margin": number(0, 2, unit="box sides on each side"), "recognizer.loss": NAME,
     "recognizer.scale": positive(), "recognizer.margin": number(0, unit="cosine or radians"),
     "recognizer.distill": NAME, "recognizer.distill_weight": number(0), "recognizer.extra_train": Rule("strings"),
+    "recognizer.class_weight": number(0), "recognizer.unlabelled": Rule("strings"),
+    "recognizer.unlabelled_min_side": count(4, "pixels"),
     "recognizer.val_identities": count(2, "identities"), "recognizer.stranger_identities": count(0, "identities"),
     "recognizer.held_out_identities": Rule("strings"), "recognizer.min_images": count(2, "images"),
     "recognizer.gray_prob": fraction("probability"), "recognizer.lfw": PATH,

@@ -13,6 +13,27 @@ def test_the_hour_long_backbone_comparison_runs_only_on_request():
     assert "backbones" not in default_names() and "compiler" in default_names()
 
 
+def test_the_recognizer_comparison_runs_only_on_request_and_its_configs_are_valid_and_fit():
+    from benchmarks.bench_recognizer import COMPARE_DIR
+    from models.budget import check_budget
+    from models.recognizer.embedder import build_embedder
+    from models.recognizer.settings import RecognizerSettings
+    from pipeline.config import load_config
+
+    assert "recognizer" in available() and "recognizer" not in default_names()
+    rows = set()
+    for path in sorted(COMPARE_DIR.glob("*.yaml")):
+        cfg = load_config(path)
+        settings = RecognizerSettings.from_config(cfg)
+        model = cfg.values["model"]
+        check_budget(model, 0, 1.0, build=lambda m, _, s=settings: build_embedder(m, s.embedding_size,
+                                                                                s.head_channels))
+        rows.add((model["family"], settings.loss, settings.distill, settings.class_weight > 0))
+    for loss in ("softmax", "cosface", "arcface"):  # scratch vs distilled for every loss
+        assert {("skip_darknet19", loss, "none", True), ("skip_darknet19", loss, "dlib", True)} <= rows
+    assert {("mobilefacenet", "cosface", "none", True), ("mobilefacenet", "cosface", "dlib", True)} <= rows
+
+
 def test_an_unknown_benchmark_is_refused_with_the_known_names(tmp_path):
     with pytest.raises(PipelineError, match="--only.*backbones"):
         run_benchmarks(tmp_path, ["nonesuch"])

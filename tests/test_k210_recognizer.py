@@ -56,6 +56,10 @@ def set_bn_statistics(model, seed: int) -> None:
 _TFLITE: dict[tuple[str, int], bytes] = {}
 
 
+def embedder_config(family: str, side: int) -> dict:
+    return {"family": family, "width": 0.125, "input_size": [side, side], "min_channels": 8, "activation": "leaky"}
+
+
 def embedder_tflite(family: str, side: int) -> bytes:
     """The uint8 TFLite of a w0.125 embedder (built once per module run)."""
     if (family, side) not in _TFLITE:
@@ -64,8 +68,7 @@ def embedder_tflite(family: str, side: int) -> bytes:
         from models.recognizer.embedder import build_embedder
 
         keras.utils.set_random_seed(7)
-        model = build_embedder({"family": family, "width": 0.125, "input_size": [side, side], "min_channels": 8,
-                                "activation": "leaky"}, EMBEDDING, HEAD_CHANNELS)
+        model = build_embedder(embedder_config(family, side), EMBEDDING, HEAD_CHANNELS)
         set_bn_statistics(model, 11)
         _TFLITE[family, side] = convert(model, random_images(side, 8, seed=5))
     return _TFLITE[family, side]
@@ -119,6 +122,19 @@ def test_embedder_matches_litert(family, side):
             assert real_ours @ real_ref / (np.linalg.norm(real_ours) * np.linalg.norm(real_ref)) > 0.9999
         off = np.concatenate(steps_off)
         assert off.max() <= 1 and np.mean(off == 0) >= (0.99 if kpu_fc else 0.95), (kpu_fc, np.mean(off == 0))
+
+
+@pytest.mark.parametrize(("family", "side"), CASES)
+def test_the_budget_estimate_bounds_the_compiled_kmodel(family, side):
+    """train.budget_mib refuses on models.budget's kmodel size: never below what the compiler writes (headers,
+    padding and the layers it adds included), and not far above it (measured 2-16 % over at width 0.125)."""
+    from models.budget import measure_config
+    from models.recognizer.embedder import build_embedder
+
+    estimate = measure_config(embedder_config(family, side), 0,
+                              build=lambda cfg, _: build_embedder(cfg, EMBEDDING, HEAD_CHANNELS)).uint8_bytes
+    size = len(compile_tflite(embedder_tflite(family, side)).data)
+    assert size <= estimate <= 1.2 * size, (size, estimate)
 
 
 def odd_stride_model():

@@ -13,7 +13,13 @@ from models.data.problems import ProblemLog
 from models.data.records import read_image
 from models.recognizer.crop import CropPolicy, centred_box, crop_face
 from models.recognizer.face_boxes import celeba_boxes
-from models.recognizer.faces import FaceItem, crop_faces, read_identity_faces, split_identities
+from models.recognizer.faces import (
+    FaceItem,
+    crop_faces,
+    read_identity_faces,
+    read_unlabelled_faces,
+    split_identities,
+)
 from models.recognizer.settings import RecognizerSettings
 from pipeline.config import load_config
 from pipeline.errors import PipelineError
@@ -187,6 +193,38 @@ def test_too_few_identities_names_val_identities():
     assert len(names(split_identities(items, 3, 2, seed=1).train)) == 1
 
 
+# --- unlabelled faces (distillation only) ------------------------------------------------------------------------
+
+def voc_split(root: Path, faces: list[tuple[str, tuple[int, int, int, int]]]) -> Path:
+    """`root`/images/a.png (80x60) and `root`/annotations/a.xml with one object per (class name, box)."""
+    write_face(root / "images" / "a.png", seed=5, size=(80, 60))
+    objects = "".join(f"<object><name>{name}</name><bndbox><xmin>{x1}</xmin><ymin>{y1}</ymin><xmax>{x2}</xmax>"
+                      f"<ymax>{y2}</ymax></bndbox></object>" for name, (x1, y1, x2, y2) in faces)
+    (root / "annotations").mkdir(parents=True)
+    (root / "annotations" / "a.xml").write_text(f"<annotation><filename>a.png</filename><size><width>80</width>"
+                                                f"<height>60</height><depth>3</depth></size>{objects}</annotation>")
+    return root
+
+
+def test_unlabelled_faces_keep_every_class_name_and_skip_small_faces_counted(tmp_path):
+    root = voc_split(tmp_path / "voc", [("with_mask", (2, 2, 40, 50)), ("anything", (45, 5, 75, 30)),
+                                        ("without_mask", (50, 40, 60, 52))])
+    log = ProblemLog()
+    items = read_unlabelled_faces([root], 20, log)
+    assert [(item.identity, item.box) for item in items] == [(None, (2.0, 2.0, 40.0, 50.0)),
+                                                             (None, (45.0, 5.0, 75.0, 30.0))]
+    assert log.counts["face too small"] == 1  # 12 px < 20
+    assert read_unlabelled_faces([root], 40, ProblemLog()) == items[:1]
+    crops, kept = crop_faces(items, POLICY, ProblemLog())
+    assert crops.shape == (2, 32, 32, 3) and kept == items
+
+
+def test_unlabelled_faces_from_a_missing_folder_are_an_error_naming_it(tmp_path):
+    with pytest.raises(PipelineError) as caught:
+        read_unlabelled_faces([tmp_path / "nowhere"], 20, ProblemLog())
+    assert "nowhere" in str(caught.value)
+
+
 # --- config rules -----------------------------------------------------------------------------------------------
 
 GOOD = {"dataset": {"format": "folders", "train": "faces"},
@@ -216,8 +254,24 @@ def test_the_good_config_reads_into_settings(tmp_path):
     assert (settings.loss, settings.distill) == ("cosface", "none")
 
 
+def test_unlabelled_faces_and_class_weight_0_need_a_teacher(tmp_path):
+    with pytest.raises(PipelineError, match="without a teacher") as caught:
+        settings_of(write_config(tmp_path, "recognizer", "unlabelled", ["voc/train"]))
+    assert caught.value.field == "recognizer.unlabelled"
+    with pytest.raises(PipelineError, match="leaves no loss") as caught:
+        settings_of(write_config(tmp_path, "recognizer", "class_weight", 0.0))
+    assert caught.value.field == "recognizer.class_weight"
+    path = write_config(tmp_path, "recognizer", "unlabelled", ["voc/train"])
+    settings = RecognizerSettings.from_config(load_config(path, {"recognizer.distill": "dlib",
+                                                                 "recognizer.class_weight": 0.0}))
+    assert settings.unlabelled == (tmp_path / "voc" / "train",) and settings.class_weight == 0.0
+    assert settings.input_paths() == [tmp_path / "faces", tmp_path / "voc" / "train"]
+
+
 @pytest.mark.parametrize(("section", "key", "value", "field"), [
     ("recognizer", "losss", "cosface", "recognizer.losss"),
+    ("recognizer", "class_weight", -1.0, "recognizer.class_weight"),
+    ("recognizer", "unlabelled_min_side", 2, "recognizer.unlabelled_min_side"),
     ("recognizer", "loss", "sphereface", "recognizer.loss"),
     ("recognizer", "distill", "dlb", "recognizer.distill"),
     ("dataset", "format", "voc", "dataset.format"),

@@ -109,6 +109,35 @@ def test_distilling_from_dlib_gives_a_distill_loss(tmp_path, faces, monkeypatch)
     assert any((tmp_path / "build" / "teacher").glob("teacher-*.npz"))  # cached beside the config's build folder
 
 
+@pytest.mark.slow
+def test_pure_distillation_with_unlabelled_faces(tmp_path, faces, monkeypatch):
+    """class_weight 0: the loss is the distillation term alone; unlabelled VOC faces add teacher-only crops."""
+    pytest.importorskip("dlib", reason="the teacher needs dlib (pip install dlib-bin)")
+    pytest.importorskip("face_recognition_models", reason="the teacher needs pip install face_recognition_models")
+    from models.recognizer.train import train_recognizer_stage
+    from models.train_callbacks import read_log
+
+    voc = tmp_path / "voc"
+    (voc / "annotations").mkdir(parents=True)
+    (voc / "images").mkdir()
+    sources = sorted(faces.glob("*/*.jpg"))[:3]
+    for index, source in enumerate(sources):
+        shutil.copy(source, voc / "images" / f"u{index}.jpg")
+        side = 106 if index else 40
+        (voc / "annotations" / f"u{index}.xml").write_text(
+            f"<annotation><filename>u{index}.jpg</filename><object><name>face</name><bndbox><xmin>22</xmin>"
+            f"<ymin>22</ymin><xmax>{side}</xmax><ymax>{side}</ymax></bndbox></object></annotation>")
+    monkeypatch.setenv("PIPELINE_BUILD_ROOT", str(tmp_path / "build"))
+    cfg = load_config(tiny_config(tmp_path, faces, "pure", distill="dlib", class_weight=0.0, unlabelled=[str(voc)],
+                                  unlabelled_min_side=48))
+    metrics = train_recognizer_stage(cfg).metrics
+    assert (metrics["train_images"], metrics["unlabelled_images"]) == (6 * IMAGES, 2)  # u0's 18 px face skipped
+    assert metrics["teacher_targets"] == 6 * IMAGES + 2
+    assert metrics["problems"]["skipped"]["face too small"] == 1
+    row = read_log(cfg.build_dir / "train_log.csv")[0]
+    assert row["class_loss"] > 0 and row["loss"] == pytest.approx(4.0 * row["distill_loss"], rel=1e-4)
+
+
 # --- evaluation -------------------------------------------------------------------------------------------------
 
 FOLDS, PER_KIND = 2, 3

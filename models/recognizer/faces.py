@@ -9,9 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
+from models.data.classmap import ClassMap
 from models.data.problems import ProblemLog
 from models.data.records import read_image
-from models.data.voc import IMAGE_SUFFIXES
+from models.data.voc import IMAGE_SUFFIXES, read_voc
 from models.recognizer.crop import CropPolicy, centred_box, crop_face
 from models.recognizer.face_boxes import celeba_boxes
 from pipeline.errors import PipelineError
@@ -51,6 +52,32 @@ def read_identity_faces(roots: Sequence[Path], log: ProblemLog, min_images: int 
                            expected=f"at least {min_images} images per identity")
                 continue
             items += [FaceItem(path, person.name, boxes.get(f"{person.name}/{path.name}")) for path in images]
+    return items
+
+
+class AnyClass(ClassMap):
+    """A class map that takes every object name as a face (unlabelled faces keep no class)."""
+
+    def __init__(self) -> None:
+        super().__init__(["face"])
+
+    def index(self, name: str) -> int | None:
+        return 0
+
+
+def read_unlabelled_faces(split_dirs: Sequence[Path], min_side: int, log: ProblemLog) -> list[FaceItem]:
+    """The annotated faces of VOC split folders whose longer box side is at least `min_side` pixels, without an
+    identity (distillation-only crops); smaller faces are counted as skipped."""
+    items: list[FaceItem] = []
+    for split_dir in split_dirs:
+        for record in read_voc(Path(split_dir), AnyClass(), log):
+            for box in record.boxes:
+                x1, y1, x2, y2 = (float(v) for v in box)
+                if max(x2 - x1, y2 - y1) < min_side:
+                    log.report("face too small", f"{max(x2 - x1, y2 - y1):g} px", record.annotation_path,
+                               expected=f"unlabelled faces of at least {min_side} px (recognizer.unlabelled_min_side)")
+                    continue
+                items.append(FaceItem(record.image_path, None, (x1, y1, x2, y2)))
     return items
 
 

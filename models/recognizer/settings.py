@@ -12,7 +12,13 @@ from models.data.problems import ProblemLog
 from models.data.records import image_size
 from models.recognizer.crop import CropPolicy
 from models.recognizer.embedder import input_side
-from models.recognizer.faces import FaceItem, IdentitySplit, read_identity_faces, split_identities
+from models.recognizer.faces import (
+    FaceItem,
+    IdentitySplit,
+    read_identity_faces,
+    read_unlabelled_faces,
+    split_identities,
+)
 from models.recognizer.losses import LOSSES
 from pipeline.config import Config
 from pipeline.errors import PipelineError
@@ -38,6 +44,8 @@ class RecognizerSettings:
     margin: float
     distill: str
     distill_weight: float
+    class_weight: float
+    unlabelled: tuple[Path, ...]
     gray_prob: float
 
     @classmethod
@@ -55,10 +63,17 @@ class RecognizerSettings:
         if data["train"] is None:
             raise PipelineError("no training identities", path=cfg.path, field="dataset.train",
                                 expected="a folder of identity folders")
+        if rec["unlabelled"] and rec["distill"] == "none":
+            raise PipelineError("unlabelled faces without a teacher", path=cfg.path, field="recognizer.unlabelled",
+                                expected="recognizer.distill set (unlabelled faces only carry a teacher target)")
+        if float(rec["class_weight"]) == 0 and rec["distill"] == "none":
+            raise PipelineError("class_weight 0 without a teacher leaves no loss", path=cfg.path,
+                                field="recognizer.class_weight", expected="> 0, or recognizer.distill set")
         roots = (cfg.resolve_path(data["train"]), *(cfg.resolve_path(p) for p in rec["extra_train"]))
         policy = CropPolicy(input_side(cfg.values["model"]), int(round(float(rec["crop_margin"]) * 1000)))
         return cls(cfg, policy, roots, int(rec["embedding_size"]), int(rec["head_channels"]), rec["loss"],
                    float(rec["scale"]), float(rec["margin"]), rec["distill"], float(rec["distill_weight"]),
+                   float(rec["class_weight"]), tuple(cfg.resolve_path(p) for p in rec["unlabelled"]),
                    float(rec["gray_prob"]))
 
     @property
@@ -71,6 +86,10 @@ class RecognizerSettings:
         return split_identities(items, int(self.values["val_identities"]), int(self.values["stranger_identities"]),
                                 int(self.cfg.values["train"]["seed"]),
                                 excluded=[str(name) for name in self.values["held_out_identities"]])
+
+    def unlabelled_faces(self, log: ProblemLog) -> list[FaceItem]:
+        """The distillation-only faces of `recognizer.unlabelled` (none when it is empty)."""
+        return read_unlabelled_faces(self.unlabelled, int(self.values["unlabelled_min_side"]), log)
 
     def sample_images(self, split: str, count: int, seed: int) -> list[np.ndarray]:
         """`count` random policy crops (float32 in [0, 1]) of the training identities (split "train") or of the
@@ -99,7 +118,7 @@ class RecognizerSettings:
         return full, kept
 
     def input_paths(self) -> list[Path]:
-        return list(self.roots)
+        return [*self.roots, *self.unlabelled]
 
     def metadata(self, classes: list[str]) -> dict[str, Any]:
         """What compile, evaluation and the firmware need to use the embedder (build/<config>/model_meta.json)."""

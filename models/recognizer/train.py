@@ -34,9 +34,11 @@ VAL_PAIRS = 3000  # same + different pairs of the held-back identities, drawn on
 class RecognizerTrainer(keras.Model):
     """The embedder with its training head; the train step adds the distillation term where a teacher is given."""
 
-    def __init__(self, embedder: keras.Model, head: MarginHead, distill_weight: float) -> None:
+    def __init__(self, embedder: keras.Model, head: MarginHead, distill_weight: float, class_weight: float = 1.0
+                 ) -> None:
         super().__init__()
-        self.embedder, self.head, self.distill_weight = embedder, head, float(distill_weight)
+        self.embedder, self.head = embedder, head
+        self.distill_weight, self.class_weight = float(distill_weight), float(class_weight)
         self.tracked = {name: keras.metrics.Mean(name=name) for name in ("loss", "class_loss", "distill_loss")}
 
     def call(self, images: tf.Tensor, training: bool = False) -> tf.Tensor:
@@ -51,7 +53,8 @@ class RecognizerTrainer(keras.Model):
             embedding = self.embedder(batch["image"], training=True)
             class_loss = classification_loss(self.head(embedding, batch["label"]), batch["label"])
             distill = distillation_loss(embedding, batch["teacher"], batch["has_teacher"])
-            loss = class_loss + self.distill_weight * distill + tf.add_n(self.embedder.losses or [0.0])
+            loss = (self.class_weight * class_loss + self.distill_weight * distill
+                    + tf.add_n(self.embedder.losses or [0.0]))
         variables = self.embedder.trainable_variables + self.head.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
         for name, value in (("loss", loss), ("class_loss", class_loss), ("distill_loss", distill)):
@@ -138,9 +141,11 @@ def fit_recognizer(cfg: Config, settings: RecognizerSettings, resume: bool) -> d
     log = ProblemLog()
     split = settings.identity_split(log)
     classes = split.classes
-    wide, train_items = crop_faces(split.train, roomy_policy(settings.policy), log, "train crops")
+    unlabelled = settings.unlabelled_faces(log)
+    wide, train_items = crop_faces(split.train + unlabelled, roomy_policy(settings.policy), log, "train crops")
     val_crops, val_items = crop_faces(split.val, settings.policy, log, "held-back crops")
-    labels = np.asarray([classes.index(item.identity) for item in train_items], np.int32)
+    labels = np.asarray([-1 if item.identity is None else classes.index(item.identity) for item in train_items],
+                        np.int32)
     teacher, has_teacher = settings.teacher_targets(train_items, build)
     batch = int(train_cfg["batch_size"])
     steps = max(1, len(wide) // batch)
@@ -151,7 +156,8 @@ def fit_recognizer(cfg: Config, settings: RecognizerSettings, resume: bool) -> d
     resumed_from = len(read_log(log_path))
     embedder = build_embedder(model_cfg, settings.embedding_size, settings.head_channels)
     trainer = RecognizerTrainer(embedder, MarginHead(len(classes), settings.loss, settings.scale, settings.margin,
-                                                     name="margin_head"), settings.distill_weight)
+                                                     name="margin_head"), settings.distill_weight,
+                                settings.class_weight)
     size = settings.policy.size
     trainer.head(trainer(tf.zeros((1, size, size, 3))), tf.zeros((1,), tf.int32))  # built before BackupAndRestore
     trainer.compile(optimizer=keras.optimizers.AdamW(learning_rate_schedule(train_cfg, steps),
@@ -179,7 +185,8 @@ def fit_recognizer(cfg: Config, settings: RecognizerSettings, resume: bool) -> d
         "epochs_run": epochs_run, "epochs_total": len(rows), "resumed_from_epoch": resumed_from,
         "stopped_by_time_limit": time_limit.stopped_early, "train_seconds": round(seconds, 1),
         "train_images_per_second": round(epochs_run * steps * batch / seconds, 2) if seconds else 0.0,
-        "train_images": len(train_items), "train_identities": len(classes), "val_identities": len(set(
+        "train_images": int((labels >= 0).sum()), "unlabelled_images": int((labels < 0).sum()),
+        "train_identities": len(classes), "val_identities": len(set(
             item.identity for item in val_items)), "stranger_identities": len({i.identity for i in split.strangers}),
         "teacher_targets": int(has_teacher.sum()), "problems": log.summary(),
     }

@@ -16,13 +16,17 @@ from typing import Any, ClassVar
 import numpy as np
 
 from deploy.k210.format.registers import ActivationTable, BatchNormTable, KpuLayerArgs
+from hardware.k210 import KMODEL_CONV_HEAD_BYTES, KMODEL_ENTRY_BYTES, KMODEL_HEADER_BYTES
 
 KMODEL_VERSION = 3
-HEADER_BYTES = 28  # version, flags, arch, layers_length, max_start_address, main_mem_usage, output_count (u32)
+HEADER_BYTES = KMODEL_HEADER_BYTES  # version, flags, arch, layers_length, max_start_address, main_mem_usage,
+# output_count (u32)
 OUTPUT_FMT = "<2I"  # kpu_model_output_t: address, size
 LAYER_HEADER_FMT = "<2I"  # kpu_model_layer_header_t: type, body_size
-ENTRY_BYTES = 8  # the size of either
+ENTRY_BYTES = KMODEL_ENTRY_BYTES  # the size of either
 K210_CONV_HEAD_FMT = "<6I"  # flags, main_mem_out_address, then the absolute offsets of the four blobs
+assert struct.calcsize(K210_CONV_HEAD_FMT) == KMODEL_CONV_HEAD_BYTES
+assert struct.calcsize(OUTPUT_FMT) == struct.calcsize(LAYER_HEADER_FMT) == ENTRY_BYTES
 K210_CONV_HEAD_FIELDS = ("flags", "main_mem_out_addr", "layer_offset", "weights_offset", "bn_offset", "act_offset")
 FLAG_MAIN_MEM_OUT = 1
 FLAG_EIGHT_BIT_WEIGHTS = 1

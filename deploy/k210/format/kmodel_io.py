@@ -34,18 +34,23 @@ from deploy.k210.format.kmodel import (
     RequantizeBody,
 )
 from deploy.k210.format.registers import ActivationTable, BatchNormTable, KpuLayerArgs
-from hardware.k210 import ACTIVATION_TABLE_BYTES, BN_WORD_BYTES, LAYER_ARGUMENT_BYTES
+from hardware.k210 import (
+    ACTIVATION_TABLE_BYTES,
+    BN_WORD_BYTES,
+    KMODEL_ACTIVATION_ALIGN,
+    KMODEL_BN_ALIGN,
+    KMODEL_BODY_ALIGN,
+    KMODEL_REGISTER_ALIGN,
+    KMODEL_WEIGHTS_ALIGN,
+    LAYER_ARGUMENT_BYTES,
+)
 from pipeline.errors import PipelineError
 
-BODY_ALIGN = 8
-REGISTER_ALIGN = 8
-WEIGHTS_ALIGN = 128
-BN_ALIGN = 128
-ACTIVATION_ALIGN = 256
 # body offsets are absolute file offsets, so a model in memory must start at least as aligned as its blobs
-MODEL_ALIGNMENT = max(BODY_ALIGN, REGISTER_ALIGN, WEIGHTS_ALIGN, BN_ALIGN, ACTIVATION_ALIGN)
+MODEL_ALIGNMENT = max(KMODEL_BODY_ALIGN, KMODEL_REGISTER_ALIGN, KMODEL_WEIGHTS_ALIGN, KMODEL_BN_ALIGN,
+                      KMODEL_ACTIVATION_ALIGN)
 # nncase never writes the last body's padding, so the recorded body sizes may run past the end of the file.
-MAX_BODY_OVERRUN = BODY_ALIGN - 1
+MAX_BODY_OVERRUN = KMODEL_BODY_ALIGN - 1
 
 
 def load_kmodel(source: bytes | str | Path) -> KModel:
@@ -163,7 +168,7 @@ def write_kmodel(model: KModel) -> bytes:
         except struct.error as exc:
             raise PipelineError(f"a value does not fit its field: {exc}", field=f"layers[{index}]",
                                 expected="values within the V3 field widths") from None
-        out.align(BODY_ALIGN)
+        out.align(KMODEL_BODY_ALIGN)
         struct.pack_into(LAYER_HEADER_FMT, out.buffer, headers_at + ENTRY_BYTES * index, int(layer.type),
                          out.offset - start)
     return bytes(out.buffer)
@@ -193,10 +198,10 @@ def _align(value: int, alignment: int) -> int:
 
 def _write_conv(out: ByteWriter, body: K210ConvBody, eight_bit: bool) -> None:
     weights = np.asarray(body.weights, dtype="u1" if eight_bit else "<u2").tobytes()
-    body.layer_offset = _align(out.offset + struct.calcsize(K210_CONV_HEAD_FMT), REGISTER_ALIGN)
-    body.weights_offset = _align(body.layer_offset + LAYER_ARGUMENT_BYTES, WEIGHTS_ALIGN)
-    body.bn_offset = _align(body.weights_offset + len(weights), BN_ALIGN)
-    body.act_offset = _align(body.bn_offset + BN_WORD_BYTES * len(body.bn), ACTIVATION_ALIGN)
+    body.layer_offset = _align(out.offset + struct.calcsize(K210_CONV_HEAD_FMT), KMODEL_REGISTER_ALIGN)
+    body.weights_offset = _align(body.layer_offset + LAYER_ARGUMENT_BYTES, KMODEL_WEIGHTS_ALIGN)
+    body.bn_offset = _align(body.weights_offset + len(weights), KMODEL_BN_ALIGN)
+    body.act_offset = _align(body.bn_offset + BN_WORD_BYTES * len(body.bn), KMODEL_ACTIVATION_ALIGN)
     out.pack(K210_CONV_HEAD_FMT, *(getattr(body, name) for name in K210_CONV_HEAD_FIELDS))
     for offset, blob in ((body.layer_offset, body.args.to_bytes()), (body.weights_offset, weights),
                          (body.bn_offset, body.bn.to_bytes()), (body.act_offset, body.activation.to_bytes())):
