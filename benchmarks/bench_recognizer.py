@@ -67,7 +67,7 @@ def _plot(rows: dict[str, dict[str, Any]], teacher: dict[str, Any], png: Path) -
     ax.axvline(teacher["lfw_accuracy"], color="tab:red", linestyle="--",
                label=f"dlib teacher {teacher['lfw_accuracy']:.3f}")
     ax.set_xlabel("LFW View 2 dev accuracy (Keras, threshold per fold from the others)")
-    ax.set_xlim(0.5, 1)
+    ax.set_xlim(min(0.5, min(row["lfw_accuracy"] for row in rows.values()) - 0.05), 1)
     ax.legend(loc="lower right")
     ax.set_title("Recognizers within a 1 MiB kmodel, short schedules")
     save_figure(fig, png)
