@@ -64,5 +64,5 @@ def session(cfg: Config, board: str, images: Path | None = None, *, count_instru
     photos = session_photos(cfg, images)
     if images is None:
         photos += stranger_photos(models.recognizer, int(cfg.get("attendance.strangers")))
-    checks = run_session(models, board, photos, count_instructions=count_instructions)
-    return write_session(models, checks, board)
+    checks, threshold = run_session(models, board, photos, count_instructions=count_instructions)
+    return write_session(models, checks, board, threshold)

@@ -72,5 +72,11 @@ def stranger_photos(recognizer: Config, count: int, *, held_back: bool = False) 
     from models.recognizer.settings import RecognizerSettings
 
     split = RecognizerSettings.from_config(recognizer).identity_split(ProblemLog())
-    items = split.val if held_back else split.strangers
-    return [Photo(item.path, None, stranger=True) for item in items[:count]]
+    by_person: dict[str | None, list] = {}
+    for item in split.val if held_back else split.strangers:
+        by_person.setdefault(item.identity, []).append(item)
+    # one photo of each person in turn, so a few people with many photos do not make up the whole set
+    rounds = []
+    for turn in range(max(map(len, by_person.values()), default=0)):
+        rounds += [items[turn] for items in by_person.values() if turn < len(items)]
+    return [Photo(item.path, None, stranger=True) for item in rounds[:count]]
