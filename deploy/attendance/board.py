@@ -11,10 +11,10 @@ from deploy.attendance.people import session_photos, stranger_photos
 from deploy.attendance.session import database_path, enroll_stage, run_session, write_session
 from deploy.attendance.stages import (
     ROLES,
-    _files,
     attendance_models,
     build_attendance_stage,
     built,
+    model_files,
     prepare_models,
 )
 from deploy.firmware.boards import board_spec
@@ -49,7 +49,7 @@ def attendance_kfpkg(cfg: Config, board: str) -> Path:
     entries = [FlashEntry("firmware.bin", 0, Path(metrics["image"]).read_bytes(), True),
                FlashEntry("face_db.bin", att["db_address"], database_path(models).read_bytes(), False)]
     if board_spec(board).kmodel_storage == "flash":
-        entries += [FlashEntry(f"{role}.kmodel", models.address(role), _files(models.of(role))[0].read_bytes(),
+        entries += [FlashEntry(f"{role}.kmodel", models.address(role), model_files(models.of(role))[0].read_bytes(),
                                False) for role in ROLES]
     out = cfg.build_dir / KFPKG_NAME
     write_kfpkg(out, sorted(entries, key=lambda e: e.address))

@@ -19,9 +19,9 @@ from deploy.attendance.stages import (
     DB_NAME,
     ROLES,
     AttendanceModels,
-    _files,
     built,
     compile_report,
+    model_files,
     model_specs,
 )
 from deploy.firmware.frames import read_frame
@@ -89,7 +89,7 @@ def enroll_stage(models: AttendanceModels, *, people: Path | None = None, force:
                 "photos_without_face": without_face, "people_without_face": no_template,
                 "threshold": threshold / 10000, "tuning": tuning, "address": att["db_address"]}
 
-    inputs = [p for role in ROLES for p in _files(models.of(role))] + [p for ps in photos.values() for p in ps]
+    inputs = [p for role in ROLES for p in model_files(models.of(role))] + [p for ps in photos.values() for p in ps]
     return run_stage(cfg.build_dir, "enroll", inputs=inputs, params={"attendance": att, "deploy": cfg.get("deploy")},
                      outputs=[out], work=work, force=force)
 
@@ -331,7 +331,7 @@ def storage_image(models: AttendanceModels, board: str) -> Path:
     flash = bytearray(b"\xff" * FLASH_BYTES)
     parts = [(int(cfg.get("attendance.db_address")), database_path(models))]
     if (board_spec(board).kmodel_storage or cfg.get("firmware.kmodel_storage")) == "flash":
-        parts += [(models.address(role), _files(models.of(role))[0]) for role in ROLES]
+        parts += [(models.address(role), model_files(models.of(role))[0]) for role in ROLES]
     for address, path in parts:
         if not Path(path).is_file():
             raise PipelineError("missing", path=path, expected="run `invoke enroll` (and `invoke build`) first")
@@ -368,7 +368,7 @@ def run_session(models: AttendanceModels, board: str, photos: list[Photo], *,
             result = boot_flash_image(flash, batch, command="face_recognize", count_instructions=count_instructions,
                                       timeout=timeout)
         elif board == "host":
-            kmodels = {models.address(role): _files(models.of(role))[0] for role in ROLES}
+            kmodels = {models.address(role): model_files(models.of(role))[0] for role in ROLES}
             result = run_host(Path(built(cfg, "host")["program"]), batch, flash_files=kmodels, storage=flash,
                               timeout=timeout)
         else:

@@ -18,8 +18,7 @@ from pipeline.errors import PipelineError
 from pipeline.json_files import read_json_object
 from pipeline.stage import StageResult, run_stage
 
-ROLES = ("detector", "recognizer")
-TASK_OF_ROLE = {"detector": "detector", "recognizer": "recognizer"}
+ROLES = ("detector", "recognizer")  # each is also the model.task its config must have
 DB_NAME = "face_db.bin"
 
 
@@ -50,9 +49,9 @@ def attendance_models(cfg: Config) -> AttendanceModels:
             raise PipelineError("missing", path=cfg.path, field=f"attendance.{role}",
                                 expected=f"the path of a {role} config YAML")
         sub = load_config(path)
-        if sub.get("model.task") != TASK_OF_ROLE[role]:
+        if sub.get("model.task") != role:
             raise PipelineError(f"{path.name} has model.task {sub.get('model.task')!r}", path=cfg.path,
-                                field=f"attendance.{role}", expected=f"a {TASK_OF_ROLE[role]} config")
+                                field=f"attendance.{role}", expected=f"a {role} config")
         loaded[role] = sub
     if loaded["detector"].name == loaded["recognizer"].name:
         raise PipelineError("detector and recognizer configs share a name", path=cfg.path,
@@ -75,7 +74,8 @@ def prepare_models(models: AttendanceModels, *, force: bool = False) -> None:
         compile_stage(sub, force=force)
 
 
-def _files(sub: Config) -> tuple[Path, Path]:
+def model_files(sub: Config) -> tuple[Path, Path]:
+    """(kmodel, compile report) of a model config; PipelineError when it was not compiled."""
     kmodel, report = sub.build_dir / "model.kmodel", sub.build_dir / "compile_report.json"
     if not kmodel.is_file():
         raise PipelineError("kmodel not found", path=kmodel, expected=f"run `invoke compile --config {sub.path}`")
@@ -84,7 +84,7 @@ def _files(sub: Config) -> tuple[Path, Path]:
 
 def compile_report(sub: Config) -> dict[str, Any]:
     """The compile report of a model config's kmodel."""
-    return read_json_object(_files(sub)[1], what="compile report",
+    return read_json_object(model_files(sub)[1], what="compile report",
                             missing_hint=f"run `invoke compile --config {sub.path}`")
 
 
@@ -92,7 +92,7 @@ def model_specs(models: AttendanceModels) -> dict[str, ModelSpec]:
     """role -> the compiled model as the firmware sees it (thresholds from the attendance config's deploy.*)."""
     specs = {}
     for role in ROLES:
-        kmodel, report = _files(models.of(role))
+        kmodel, report = model_files(models.of(role))
         specs[role] = model_spec(kmodel, compile_report(models.of(role)), report,
                                  score_threshold=models.cfg.get("deploy.score_threshold"),
                                  nms_iou=models.cfg.get("deploy.nms_iou"),
@@ -174,7 +174,7 @@ def render_attendance_stage(models: AttendanceModels, storage: str, *, force: bo
                 "kmodel_bytes": {role: specs[role].kmodel_size for role in ROLES},
                 "work_buffer_bytes": {role: specs[role].work_buffer_bytes for role in ROLES}}
 
-    inputs = [p for role in ROLES for p in _files(models.of(role))] + [
+    inputs = [p for role in ROLES for p in model_files(models.of(role))] + [
         FIRMWARE_DIR / name for name in ("templates", "runtime", "app", "rt_ai", "attendance")]
     return run_stage(cfg.build_dir, "render", inputs=inputs, params={"storage": storage, **cfg.get("attendance"),
                                                                       "deploy": cfg.get("deploy"),
