@@ -253,6 +253,12 @@ def test_qemu_rtthread_keeps_enrollments_across_a_reboot_and_a_power_cut(qemu_im
         assert [f["name"] for f in frame.faces] == [
             decide(face.units, [a, b], [r.template for r in db.records], app.threshold_permyriad).name
             for face in faces]
+    with qemu_console(qemu_image, ppms, flash_image=flash, storage=flash) as console:
+        deleted = parse_console(console.run(f"face_delete {a}", 60), source="qemu").records
+        assert deleted[0]["deleted"] == a and deleted[0]["people"] == 1
+    with qemu_console(qemu_image, ppms, flash_image=flash, storage=flash) as console:  # a deletion survives a reboot
+        listed = parse_console(console.run("face_list", 60), source="qemu").records
+        assert [r["person"] for r in listed if "person" in r] == [b]
 
 
 def test_the_attendance_app_builds_into_the_real_bsp_k210(specs, app, workdir):
