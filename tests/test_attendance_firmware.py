@@ -239,6 +239,7 @@ def test_qemu_rtthread_keeps_enrollments_across_a_reboot_and_a_power_cut(qemu_im
     db, slots = database(flash, app)
     assert [r.name for r in db.records] == [a] and [s.state for s in slots].count("valid") == 1
     with qemu_console(qemu_image, ppms, flash_image=flash, storage=flash) as console:
+        assert "not used: save interrupted" in console.transcript  # the boot says what the cut left
         listed = parse_console(console.run("face_list", 60), source="qemu").records
         assert [r["person"] for r in listed if "person" in r] == [a]
         enrolled = parse_console(console.run(f"face_enroll {b} 2", 600), source="qemu").records

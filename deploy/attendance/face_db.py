@@ -49,6 +49,8 @@ REASONS = {
     "threshold": "bad threshold",
     "crc": "CRC mismatch",
     "name": "bad name",
+    # an erased header over records that are not: a save stopped (a power cut) after its erase began
+    "interrupted": "save interrupted (records without a header)",
 }
 
 
@@ -307,7 +309,10 @@ def read_region(data: bytes, *, embedding_size: int | None = None,
         slot = data[index * size:(index + 1) * size]
         db = None
         if slot[:HEADER.size] == bytes([ERASED]) * HEADER.size:
-            states.append(SlotState(index, "erased", "", None))
+            if slot[HEADER.size:HEADER.size + NAME_BYTES] != bytes([ERASED]) * NAME_BYTES:  # the first name
+                states.append(SlotState(index, "invalid", REASONS["interrupted"], None))
+            else:
+                states.append(SlotState(index, "erased", "", None))
         else:
             try:
                 db = decode_slot(slot, embedding_size=embedding_size, capacity=capacity)

@@ -114,6 +114,13 @@ static void check_slot(int slot, uint8_t header[FACE_DB_HEADER_BYTES], enum face
     if (rt_port_storage_read(at, header, FACE_DB_HEADER_BYTES) != 0)
         return;
     if (all_erased(header, FACE_DB_HEADER_BYTES)) {
+        /* the first record's name written under an erased header: a save stopped before its header */
+        if (rt_port_storage_read(at + FACE_DB_HEADER_BYTES, record, FACE_DB_NAME_BYTES) != 0)
+            return;
+        if (!all_erased(record, FACE_DB_NAME_BYTES)) {
+            *reason = FACE_DB_REASON_INTERRUPTED;
+            return;
+        }
         *state = FACE_DB_SLOT_ERASED;
         *reason = RT_NULL;
         return;
