@@ -313,6 +313,20 @@ def test_every_face_db_name_the_c_sources_use_is_generated():
     assert not missing, f"face_db C sources use names face_db_layout.h does not define: {missing}"
 
 
+def test_face_db_console_lines_fit_one_rt_kprintf_buffer():
+    """No float conversions, and every line within RT_CONSOLEBUF_SIZE (bsp/k210's 128, as the host shim) at the
+    widest values (the longest reason for each %s)."""
+    from tests.test_k210_port import KPRINTF, widest_message
+
+    size = int(re.search(r"#define RT_CONSOLEBUF_SIZE (\d+)", (PORT_DIR / "rtthread.h").read_text()).group(1))
+    longest = max(map(len, fdb.REASONS.values()))
+    calls = KPRINTF.findall((ATTENDANCE / "face_db.c").read_text())
+    for call in calls:
+        fmt = "".join(re.findall(r'"((?:[^"\\]|\\.)*)"', call))
+        assert "%f" not in fmt and widest_message(fmt.replace("%s", "x" * longest)) < size, fmt
+    assert len(calls) >= 5
+
+
 # --- the C twin on the host ---
 
 class Driver:

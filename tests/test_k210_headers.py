@@ -35,6 +35,7 @@ def _defines(folder: Path) -> dict[str, int | None]:
 def test_generated_headers_carry_the_python_facts(tmp_path):
     d = _defines(tmp_path)
     assert (d["KPU_RAM_BYTES"], d["K210_SRAM_BYTES"], d["K210_FLASH_BYTES"]) == (2 << 20, 6 << 20, 16 << 20)
+    assert (d["K210_FLASH_SECTOR_BYTES"], d["K210_FLASH_PAGE_BYTES"]) == (4096, 256)
     assert d["KPU_RAM_LINES"] * d["KPU_LINE_BYTES"] == d["KPU_RAM_BYTES"]
     for prefix, fields in (("KPU_REG", k210.LAYER_FIELDS), ("KPU_BN", k210.BN_FIELDS),
                            ("KPU_ACT", k210.ACTIVATION_FIELDS)):

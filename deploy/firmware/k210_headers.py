@@ -1,6 +1,7 @@
-"""The C side of the K210 facts: k210_kpu.h (memories, KPU limits, register / batch-norm / activation bit fields,
-pool types) from hardware/k210.py and kmodel_layout.h (kmodel V3 header sizes, layer types, the byte offset of every
-fixed layer-body field) from deploy/k210/format/kmodel.py, so that the C runtime and the Python side cannot drift.
+"""The C side of the K210 facts: k210_kpu.h (memories, flash geometry, KPU limits, register / batch-norm /
+activation bit fields, pool types) from hardware/k210.py and kmodel_layout.h (kmodel V3 header sizes, layer types,
+the byte offset of every fixed layer-body field) from deploy/k210/format/kmodel.py, so that the C runtime and the
+Python side cannot drift.
 
 Every build that compiles firmware/runtime puts the folder these are written to on its include path.
 """

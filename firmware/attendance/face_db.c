@@ -388,8 +388,8 @@ void face_db_print_load_report(const struct face_db_load_report *report, const s
 {
     if (report->used >= 0) {
         int other = 1 - report->used;
-        rt_kprintf("face_db: slot %d (sequence %lu) in use, %lu of %lu people, threshold %u.%04u\n", report->used,
-                   (unsigned long)db->sequence, (unsigned long)db->count, (unsigned long)FACE_DB_CAPACITY,
+        rt_kprintf("face_db: slot %d (sequence %u) in use, %u of %u people, threshold %u.%04u\n", report->used,
+                   (unsigned)db->sequence, (unsigned)db->count, (unsigned)FACE_DB_CAPACITY,
                    (unsigned)db->threshold_permyriad / 10000u, (unsigned)db->threshold_permyriad % 10000u);
         if (report->state[other] == FACE_DB_SLOT_INVALID)
             rt_kprintf("face_db: slot %d not used: %s\n", other, report->reason[other]);

@@ -46,7 +46,8 @@ enum {
  * FACE_DB_OK even when empty or corrupt: the report says. */
 int face_db_load(struct face_db *db, struct face_db_load_report *report);
 /* Write the slot not in use with sequence + 1; on success db->slot and db->sequence follow. FACE_DB_ERR_IO when
- * the storage fails (the slot in use is untouched). */
+ * the storage fails (the slot in use is untouched). db->threshold_permyriad must be <= FACE_DB_THRESHOLD_MAX (a
+ * larger one is saved but that slot then loads as "bad threshold"). */
 int face_db_save(struct face_db *db);
 /* FACE_DB_OK when `name` follows FACE_DB_NAME_RULE, else FACE_DB_ERR_NAME. */
 int face_db_check_name(const char *name);
