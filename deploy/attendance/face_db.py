@@ -50,7 +50,7 @@ REASONS = {
     "crc": "CRC mismatch",
     "name": "bad name",
     # an erased header over records that are not: a save stopped (a power cut) after its erase began
-    "interrupted": "save interrupted (records without a header)",
+    "interrupted": "save interrupted",
 }
 
 
