@@ -68,6 +68,14 @@ def load(config: str | None, sets: list[str] | None = None, *, lock: bool = True
     return cfg
 
 
+def single_model(cfg, task: str) -> None:
+    """An attendance config runs its two models' stages through their own configs; refuse the one-model tasks."""
+    if cfg.get("model.task") == "attendance":
+        raise PipelineError(f"`invoke {task}` works on one model; {cfg.path.name} is an attendance config",
+                            path=cfg.path, field="model.task", expected="its attendance.detector or "
+                            "attendance.recognizer config (or `invoke build`, `flash`, `enroll`, `attendance`)")
+
+
 SET_HELP = "override any config value, e.g. --set train.epochs=5 (repeatable)"
 
 
@@ -137,6 +145,7 @@ def train(c, config=None, set_=None, family=None, width=None, epochs=None, fresh
     resumes after an interrupt."""
     cfg = load(config, set_, **{"model.family": family, "model.width": width,
                                 "train.epochs": epochs})
+    single_model(cfg, "train")
     if cfg.get("model.task") == "recognizer":  # TensorFlow loads only once the settings are valid
         from models.recognizer.train import format_recognizer_train as format_train
         from models.recognizer.train import train_recognizer_stage as train_stage
@@ -155,6 +164,7 @@ def eval(c, config=None, set_=None, split="val", model=None):
     from pathlib import Path
 
     cfg = load(config, set_)
+    single_model(cfg, "eval")
     model_path = Path(model) if model else None
     if cfg.get("model.task") == "recognizer":
         from models.recognizer.evaluate import evaluate_recognizer_stage, format_recognizer_eval
@@ -174,6 +184,7 @@ def eval(c, config=None, set_=None, split="val", model=None):
 def prune(c, config=None, set_=None, sparsity=None, epochs=None, force=False):
     """Remove the least important conv filters (BN |gamma|), fine-tune, and write pruned.keras with the AP change."""
     cfg = load(config, set_, **{"prune.sparsity": sparsity, "prune.finetune_epochs": epochs})
+    single_model(cfg, "prune")
     from models.prune_stage import format_prune, prune_stage  # TensorFlow loads only once the settings are valid
 
     print(format_prune(prune_stage(cfg, force=force).metrics))
@@ -191,6 +202,7 @@ def tflite_stage(stage, config, set_, model, calib_images, held_images, force) -
     from deploy.export import format_export
 
     cfg = load(config, set_, **{"quantize.calib_images": calib_images, "export.held_images": held_images})
+    single_model(cfg, "export/quantize")
     result = stage(cfg, model_path=model, calib_images=cfg.get("quantize.calib_images") if calib_images else None,
                    held_images=cfg.get("export.held_images") if held_images else None, force=force)
     print(format_export(result.metrics))
@@ -234,6 +246,7 @@ def compile(c, config=None, set_=None, tflite=None, budget=None, inspect=None, c
         print(inspect_kmodel(Path(inspect)))
         return
     cfg = load(config, set_, **{"compile.budget_mib": budget})
+    single_model(cfg, "compile")
     compile_stage(cfg, tflite=Path(tflite) if tflite else None, compiler=compiler,
                   dataset=Path(dataset) if dataset else None, force=force)
 
@@ -276,6 +289,7 @@ def render(c, config=None, set_=None, kmodel=None, report=None, storage=None, fo
     from deploy.firmware.stages import render_stage
 
     cfg = load(config, set_, **{"firmware.kmodel_storage": storage})
+    single_model(cfg, "render")
     result = render_stage(cfg, kmodel=kmodel, report=report, force=force)
     print(f"[render] {result.metrics['folder']} ({result.metrics['files']} files, kmodel {result.metrics['storage']})")
 
@@ -339,6 +353,7 @@ def run(c, config=None, set_=None, board=None, images=None, dump=False, icount=F
     if not images:
         raise PipelineError("no images given", field="--images", expected="a folder of images")
     cfg = load(config, set_)
+    single_model(cfg, "run")
     board = board_of(board, cfg)
     result = run_firmware(board_config(cfg, board), board, Path(images), dump=dump, count_instructions=icount)
     print("\n".join(line for line in result.text.splitlines() if line.startswith("{")))

@@ -55,3 +55,17 @@ def test_the_report_counts_top1_by_the_largest_face_and_strangers_by_any_name():
     assert report["agree_with_python"] == len(checks)
     rows = attendance_rows(checks)
     assert [(r["name"], r["frames_seen"], r["first_frame"]) for r in rows] == [("ann", 1, 0), ("bob", 2, 0)]
+
+
+def test_one_model_tasks_refuse_an_attendance_config_by_name(tmp_path):
+    from tests.test_end_to_end import invoke
+
+    config = tmp_path / "att.yaml"
+    config.write_text("model: {task: attendance}\nattendance: {detector: d.yaml, recognizer: r.yaml}\n")
+    for task in ("train", "compile", "render"):
+        done = invoke([task, "--config", str(config)], tmp_path / "build", timeout=120)
+        assert done.returncode == 2, done.stderr
+        assert f"`invoke {task}` works on one model; att.yaml is an attendance config" in done.stderr
+        assert "Traceback" not in done.stderr
+    missing = invoke(["enroll", "--config", str(config)], tmp_path / "build", timeout=120)
+    assert missing.returncode == 2 and "d.yaml" in missing.stderr and "Traceback" not in missing.stderr
