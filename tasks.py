@@ -294,6 +294,30 @@ def render(c, config=None, set_=None, kmodel=None, report=None, storage=None, fo
     print(f"[render] {result.metrics['folder']} ({result.metrics['files']} files, kmodel {result.metrics['storage']})")
 
 
+@task(help={"n": "the lab's number (1-8, docs/labs/NN-*.md)",
+            "fast": "the tiny configs CI walks in minutes, instead of the 90-minute lab's"})
+@reports_errors
+def lab(c, n, fast=False):
+    """Prepare lab N: write its configs into build/labs/, bring the checkpoint it continues from, print its steps."""
+    from labs.prepare import prepare
+    from pipeline.values import count
+
+    print(prepare(int(count(1).parse(n, field="N")), fast=fast))
+
+
+@task(name="lab-check", help={"n": "the lab's number (1-8)", "fast": "score the fast path's artifacts (CI)"})
+@reports_errors
+def lab_check(c, n, fast=False):
+    """Score lab N out of 100 on what its steps left in build/; names each missing step. Exit 1 below 100."""
+    from labs.score import check_lab
+    from pipeline.values import count
+
+    result = check_lab(int(count(1).parse(n, field="N")), fast=fast)
+    print(result.text())
+    if result.score < 100:
+        raise SystemExit(1)
+
+
 BOARD_HELP = ("host (native executable) | qemu (bare-metal RV64) | sim (simulated K210: QEMU firmware booted from a "
               "flash image) | k210 (real board, RT-Thread tree); default: the --board given to another task of this "
               "command, else deploy.board")
