@@ -30,15 +30,19 @@ class Timing:
     baud_settle_s: float = 0.05
     max_busy: int = 200
     greeting_rounds: int = 15  # kflash's count of reset-and-greet rounds
+    settle_s: float = 0.005  # after an error reply: the rest of a frame the noise split in two, and its reply
 
     def reply_timeout(self, frame_bytes: int, baud: int) -> float:
         return frame_bytes * 10 / baud * 1.25 + self.reply_base_s + self.program_s_per_64k * frame_bytes / 65536
 
 
 class IspLink:
-    """Frames in, frames out. After any anomaly it resynchronises (END, then drop what arrives within
-    `reply_base_s`), and drains again after the next acknowledgement, so that a late reply to an earlier copy of a
-    frame is not taken as the acknowledgement of the next frame."""
+    """Frames in, frames out. When a reply did not come in time it resynchronises (END, then drop what arrives
+    within `reply_base_s`), and drains again after the next acknowledgement, so that a late reply to an earlier copy
+    of a frame is not taken as the acknowledgement of the next frame. When the board did reply, with an error or a
+    reply the noise garbled, that copy is answered: only the rest of a frame split by a corrupted byte can still be
+    on its way, so the wait is its wire time plus `settle_s`, not the whole `reply_base_s` (on a noisy line that
+    wait, paid on every failed frame, was most of the time)."""
 
     def __init__(self, port: serial.SerialBase, timing: Timing, log: Callable[[str], None] = lambda _msg: None):
         self.port = port
@@ -103,6 +107,11 @@ class IspLink:
         self.drain(self.timing.reply_base_s)
         self._dirty = True
 
+    def settle(self, frame_bytes: int) -> None:
+        """After an answered copy: close any partial frame and drop what arrives while the rest of it could."""
+        self.port.write(bytes([slip.END]))
+        self.drain(frame_bytes * 10 / self.baud + self.timing.settle_s)
+
     def try_once(self, payload: bytes, op: int, timeout: float,
                  ok_reasons: tuple[int, ...] = (Reason.OK,)) -> str | None:
         """Send `payload` once; None when the device acknowledged it, else what went wrong."""
@@ -117,10 +126,14 @@ class IspLink:
         if reply is not None and reply.op == op and reply.reason == Reason.FLASH_BUSY:
             time.sleep(self.timing.busy_backoff_s)
             return "busy"
-        problem = f"no reply within {timeout:.2f} s" if reply is None else (
-            "malformed reply" if reply.op < 0 else f"reply {reply.describe()}")
-        self.resync()
-        return problem
+        if reply is None:
+            self.resync()
+            return f"no reply within {timeout:.2f} s"
+        if reply.op in (op, -1):  # this copy was answered (with an error, or garbled on the way back)
+            self.settle(len(payload))
+            return "malformed reply" if reply.op < 0 else f"reply {reply.describe()}"
+        self.resync()  # a reply to another command: out of step, drop everything still on its way
+        return f"reply {reply.describe()}"
 
     def exchange(self, payload: bytes, op: int, what: str, attempts: int, timeout: float | None = None,
                  ok_reasons: tuple[int, ...] = (Reason.OK,)) -> None:
