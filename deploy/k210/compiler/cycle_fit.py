@@ -9,7 +9,15 @@ from typing import Any
 
 import numpy as np
 
-from deploy.k210.compiler.cycles import CONSTANTS, FITTED, Work, coefficients, conv_weight_bytes, cycles, line_steps
+from deploy.k210.compiler.cycles import (
+    CONSTANTS,
+    FITTED,
+    Work,
+    coefficients,
+    conv_weight_bytes,
+    cycles,
+    line_steps,
+)
 from pipeline.errors import PipelineError
 from pipeline.json_files import read_json_object
 
@@ -71,9 +79,21 @@ def load_points(path: Path = TIMINGS) -> tuple[list[Point], dict[str, dict[str, 
     return points, data["models"]
 
 
+def _non_negative_lstsq(rows: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Least squares with every unknown >= 0: an unknown that comes out negative is fixed at 0 and the others are
+    fitted again, until none is negative."""
+    free = np.ones(rows.shape[1], bool)
+    while True:
+        solution = np.zeros(rows.shape[1])
+        solution[free], *_ = np.linalg.lstsq(rows[:, free], targets, rcond=None)
+        if (solution >= 0).all():
+            return solution
+        free &= solution > 0
+
+
 def fit(path: Path = TIMINGS) -> Fit:
-    """Least squares of the relative error over the fitted models' layer timings, for the constants in FITTED;
-    the others keep their stated values."""
+    """Least squares of the relative error over the fitted models' layer timings, for the constants in FITTED
+    (each >= 0: a cost cannot be negative); the others keep their stated values."""
     points, models = load_points(path)
     fixed = {name: value for name, (value, _) in CONSTANTS.items() if name not in FITTED}
     rows, targets = [], []
@@ -85,7 +105,7 @@ def fit(path: Path = TIMINGS) -> Fit:
         known = sum(count * fixed[name] for name, count in coef.items() if name in fixed)
         rows.append([coef.get(name, 0.0) / measured for name in FITTED])
         targets.append(1.0 - known / measured)
-    solution, *_ = np.linalg.lstsq(np.array(rows, float), np.array(targets), rcond=None)
+    solution = _non_negative_lstsq(np.array(rows, float), np.array(targets))
     constants = {**fixed, **{name: float(v) for name, v in zip(FITTED, solution, strict=True)}}
     residuals = np.array(rows) @ solution - np.array(targets)
     summary: dict[str, dict[str, Any]] = {}
