@@ -12,6 +12,7 @@ from deploy.k210.compiler.cycles import (
     KPU_HZ,
     MODEL_FIT_ERROR,
     Estimate,
+    calibration,
     calibration_note,
     estimate_kmodel,
     kpu_weight_bytes,
@@ -117,6 +118,7 @@ def build_report(compiled: Compiled, *, source: Path, budget_mib: float, meta: d
             "main_memory_bytes": compiled.model.main_mem_usage,
         },
         "cycle_model": f"{calibration_note()} (deploy/k210/compiler/cycles.py, data hardware/k210_timings.json)",
+        "calibration": calibration(),
     }
     if embedder:
         report["embedder"] = _embedder_section(rows, program.tensors[program.outputs[0]].shape, estimate, meta)

@@ -11,6 +11,7 @@ KPU_HZ, CPU cycles (CPU layers and the input transfer) at CPU_HZ.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from deploy.k210.compiler.program import KpuStep
 from deploy.k210.format import kmodel as km
@@ -183,6 +184,14 @@ def calibration_note() -> str:
     return (f"estimate at KPU {KPU_HZ / 1e6:.0f} MHz / CPU {CPU_HZ / 1e6:.0f} MHz, calibrated on "
             f"{CALIBRATION_POINTS} published timings; fit error {MODEL_FIT_ERROR:.0%} per model, "
             f"{LAYER_FIT_ERROR:.0%} per layer")
+
+
+def calibration() -> dict[str, Any]:
+    """The cycle model's constants with their sources and its fit error, for reports."""
+    return {"kpu_hz": KPU_HZ, "cpu_hz": CPU_HZ, "published_timings": CALIBRATION_POINTS,
+            "models": CALIBRATION_MODELS, "layer_fit_error": LAYER_FIT_ERROR, "model_fit_error": MODEL_FIT_ERROR,
+            "data": "hardware/k210_timings.json",
+            "constants": {name: {"value": value, "source": source} for name, (value, source) in CONSTANTS.items()}}
 
 
 def estimate_kmodel(model: km.KModel) -> Estimate:
