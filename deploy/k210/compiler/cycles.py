@@ -6,6 +6,12 @@ is what deploy/k210/compiler/cycle_fit.py fits to the published timings by relat
 constant below is the fit's value (tests/test_k210_cycles.py re-fits and compares). Line-steps (spec §12.3):
 rl(W_in) * H_in * ceil(C_in / g(W_in)) * C_out for a normal conv, without C_out for depthwise. KPU cycles run at
 KPU_HZ, CPU cycles (CPU layers and the input transfer) at CPU_HZ.
+
+What the data cannot pin (README "K210 time estimates"): the per-layer fixed cost is small but loose (the 16 us
+stride-2 depthwise layer of nncase #77 bounds it by ~2.5 k cycles); bit width and kernel size of the weight fetch are
+confounded (8-bit weights are seen only in 1x1 layers, 16-bit only in 3x3: 8-bit 3x3 layers are charged the 8-bit
+rate, likely pessimistic); main-memory output, dequantize and the input transfer rest on one point each; other CPU
+layers have no data.
 """
 
 from __future__ import annotations
