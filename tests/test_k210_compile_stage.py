@@ -67,11 +67,20 @@ def test_compile_writes_kmodel_report_and_chart(config, capsys):
     first = report["layers"][0]
     assert first["type"] == "K210_CONV" and first["macs"] == 8 * 3 * 9 * 24 * 32 and first["cycles"] > 0
     assert report["totals"]["fps"] > 0 and report["totals"]["weight_bytes"] > 0
+    totals, calibration = report["totals"], report["calibration"]
+    assert totals["input_transfer_us"] == pytest.approx(3 * 24 * 32 * calibration["constants"]["input_byte"]["value"]
+                                                        / 400, abs=0.01)
+    assert totals["latency_ms"] == pytest.approx(sum(r["time_us"] for r in report["layers"]) / 1000
+                                                 + totals["input_transfer_us"] / 1000, abs=2e-3)
+    assert totals["latency_uncertainty_ms"] == pytest.approx(totals["latency_ms"] * calibration["model_fit_error"],
+                                                             abs=2e-3)
+    assert calibration["published_timings"] > 30 and calibration["constants"]["line_step"]["source"].startswith("fit")
     assert (build / "compile_layers.png").read_bytes()[:4] == b"\x89PNG"
     model = load_kmodel(build / "model.kmodel")
     out = simulate(model, np.zeros((3, 24, 32), np.uint8)).outputs[0]
     assert out.size == 12 * 6 * 8
-    assert "estimated K210 latency" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "estimated K210 latency" in printed and f"+- {totals['latency_uncertainty_ms']} ms" in printed
     assert compile_stage(config).skipped
 
 

@@ -8,23 +8,33 @@ from typing import Any
 
 import numpy as np
 
-from deploy.k210.compiler.cycles import CPU_HZ, KPU_HZ, kpu_weight_bytes, line_steps, step_cycles
+from deploy.k210.compiler.cycles import (
+    KPU_HZ,
+    MODEL_FIT_ERROR,
+    Estimate,
+    calibration,
+    calibration_note,
+    estimate_kmodel,
+    kpu_weight_bytes,
+    line_steps,
+)
 from deploy.k210.compiler.driver import Compiled
 from deploy.k210.compiler.program import KpuStep
+from deploy.k210.format.kmodel import KModel
 from hardware.k210 import KPU_LINE_BYTES, MIB, map_lines
 
 
-def _layer_rows(compiled: Compiled) -> list[dict[str, Any]]:
+def _layer_rows(compiled: Compiled, estimate: Estimate) -> list[dict[str, Any]]:
     rows = []
     tensors = compiled.program.tensors
-    for index, (step, layer) in enumerate(zip(compiled.program.steps, compiled.model.layers, strict=True)):
+    steps = zip(compiled.program.steps, compiled.model.layers, estimate.layers, strict=True)
+    for index, (step, layer, (cycles, unit, us)) in enumerate(steps):
         out = tensors[step.output]
-        cycles, unit = step_cycles(step, out.size)
-        hz = KPU_HZ if unit == "kpu" else CPU_HZ
         row: dict[str, Any] = {
             "index": index, "type": layer.type.name, "source": step.source, "unit": unit,
             "inputs": [list(tensors[name].shape) for name in step.inputs], "output": list(out.shape),
-            "macs": int(step.macs), "cycles": cycles, "time_us": round(cycles / hz * 1e6, 2),
+            "macs": int(step.macs), "cycles": cycles, "time_us": round(us, 2),
+            "time_us_uncertainty": round(us * MODEL_FIT_ERROR, 2),
         }
         if isinstance(step, KpuStep):
             row.update(kernel=step.kernel, depthwise=step.depthwise, pool_type=step.pool_type,
@@ -45,20 +55,23 @@ def is_embedder(compiled: Compiled) -> bool:
     return len(program.outputs) == 1 and program.tensors[program.outputs[0]].shape[1:] == (1, 1)
 
 
-def _embedder_section(rows: list[dict[str, Any]], output_shape: tuple[int, int, int], total_us: float,
+def _embedder_section(rows: list[dict[str, Any]], output_shape: tuple[int, int, int], estimate: Estimate,
                       meta: dict | None) -> dict[str, Any]:
     """What an embedder's deployment needs: the per-face time estimate and where the CPU spends it."""
     cpu = [r for r in rows if r["unit"] == "cpu"]
     cpu_us = sum(r["time_us"] for r in cpu)
+    total_us = estimate.total_us
     section: dict[str, Any] = {
         "embedding_size": output_shape[0],
         "time_per_face_ms_estimate": round(total_us / 1000, 3),
         "faces_per_second_estimate": round(1e6 / total_us, 1) if total_us else None,
-        "kpu_time_ms_estimate": round((total_us - cpu_us) / 1000, 3),
+        "kpu_time_ms_estimate": round(sum(r["time_us"] for r in rows if r["unit"] == "kpu") / 1000, 3),
         "cpu_time_ms_estimate": round(cpu_us / 1000, 3),
+        "input_transfer_ms_estimate": round(estimate.input_us / 1000, 3),
         "cpu_layers": [{key: r[key] for key in ("index", "type", "source", "macs", "weight_bytes", "cycles",
                                                 "time_us")} for r in cpu],
-        "estimate": "cycle model (spec §12.3 [I]), not a measurement; excludes the crop, resize and L2 norm",
+        "estimate": f"{calibration_note()}; not a measurement; includes the input transfer, excludes the crop, "
+                    "resize and L2 norm",
     }
     if meta is not None:
         section["meta"] = meta
@@ -68,8 +81,9 @@ def _embedder_section(rows: list[dict[str, Any]], output_shape: tuple[int, int, 
 def build_report(compiled: Compiled, *, source: Path, budget_mib: float, meta: dict | None) -> dict[str, Any]:
     """The report of a compiled model; `meta` (model_meta.json) becomes its "detector" section when it has
     anchors, and goes into the "embedder" section of a model whose output is a vector."""
-    rows = _layer_rows(compiled)
-    total_us = sum(r["time_us"] for r in rows)
+    estimate = estimate_kmodel(compiled.model)
+    rows = _layer_rows(compiled, estimate)
+    total_us = estimate.total_us
     kpu_us = sum(r["time_us"] for r in rows if r["unit"] == "kpu")
     size = len(compiled.data)
     program = compiled.program
@@ -95,14 +109,19 @@ def build_report(compiled: Compiled, *, source: Path, budget_mib: float, meta: d
             "weight_bytes": sum(r["weight_bytes"] for r in rows), "macs": sum(r["macs"] for r in rows),
             "cycles": sum(r["cycles"] for r in rows), "kpu_time_ms": round(kpu_us / 1000, 3),
             "latency_ms": round(total_us / 1000, 3),
+            "latency_uncertainty_ms": round(estimate.uncertainty_us / 1000, 3),
+            "cpu_time_ms": round((total_us - kpu_us - estimate.input_us) / 1000, 3),
+            "input_transfer_us": round(estimate.input_us, 2),
+            "kpu_hz": KPU_HZ,
             "fps": None if embedder or not total_us else round(1e6 / total_us, 1),
             "kpu_ram_peak_bytes": compiled.plan.kpu_lines_used * KPU_LINE_BYTES,
             "main_memory_bytes": compiled.model.main_mem_usage,
         },
-        "cycle_model": "spec §12.3 [I]: 1.03 line-steps + weight fetch at 400 MHz; CPU layers estimated",
+        "cycle_model": f"{calibration_note()} (deploy/k210/compiler/cycles.py, data hardware/k210_timings.json)",
+        "calibration": calibration(),
     }
     if embedder:
-        report["embedder"] = _embedder_section(rows, program.tensors[program.outputs[0]].shape, total_us, meta)
+        report["embedder"] = _embedder_section(rows, program.tensors[program.outputs[0]].shape, estimate, meta)
     elif report["kind"] == "detector":
         report["detector"] = meta
     return report
@@ -123,15 +142,28 @@ def format_report(report: dict[str, Any]) -> str:
     if "embedder" in report:
         e = report["embedder"]
         cpu = ", ".join(f"{r['type']} {r['time_us']:.1f} us" for r in e["cpu_layers"])
-        lines.append(f"estimated time per face {e['time_per_face_ms_estimate']} ms (cycle-model estimate at 400 MHz: "
-                     f"KPU {e['kpu_time_ms_estimate']} ms, CPU {e['cpu_time_ms_estimate']} ms) for a "
-                     f"{e['embedding_size']}-value embedding; CPU layers: {cpu}")
+        lines.append(f"estimated time per face {e['time_per_face_ms_estimate']} ms +- {t['latency_uncertainty_ms']} "
+                     f"ms (KPU {e['kpu_time_ms_estimate']} ms, CPU {e['cpu_time_ms_estimate']} ms, input "
+                     f"{t['input_transfer_us']:.0f} us) for a {e['embedding_size']}-value embedding; CPU layers: {cpu}")
     else:
-        lines.append(f"estimated K210 latency {t['latency_ms']} ms (KPU {t['kpu_time_ms']} ms) = {t['fps']} FPS at "
-                     f"400 MHz")
+        lines.append(f"estimated K210 latency {t['latency_ms']} ms +- {t['latency_uncertainty_ms']} ms (KPU "
+                     f"{t['kpu_time_ms']} ms, CPU {t['cpu_time_ms']} ms, input {t['input_transfer_us']:.0f} us) = "
+                     f"{t['fps']} FPS")
+    lines.append(report["cycle_model"])
     verdict = "fits" if report["fits_budget"] else "EXCEEDS"
     lines.append(f"kmodel {report['kmodel_bytes']} B = {report['kmodel_mib']} MiB: {verdict} the "
                  f"{report['budget_mib']} MiB budget")
+    return "\n".join(lines)
+
+
+def format_kmodel_timing(model: KModel) -> str:
+    """The calibrated time of any kmodel V3 per layer and in total, as `invoke compile --inspect` prints it."""
+    estimate = estimate_kmodel(model)
+    lines = [f"estimated K210 time per layer ({calibration_note()}):",
+             f"  {'input':<24} {'cpu':>4} {'':>10} {estimate.input_us:>9.1f} us  (input transfer to KPU RAM)"]
+    for index, (layer, (cycles, unit, us)) in enumerate(zip(model.layers, estimate.layers, strict=True)):
+        lines.append(f"  [{index:3d}] {layer.type.name:<18} {unit:>4} {cycles:>10} {us:>9.1f} us")
+    lines.append(f"  total {estimate.label()}")
     return "\n".join(lines)
 
 
@@ -151,8 +183,9 @@ def plot_layers(report: dict[str, Any], path: Path) -> None:
     axis.set_xticks(range(len(rows)), [f"{r['index']} {r['type'].replace('K210_', '')}" for r in rows],
                     rotation=90, fontsize=7)
     axis.set_ylabel("estimated time (us)")
-    axis.set_title(f"estimated K210 time per layer: {report['totals']['latency_ms']} ms total "
-                   "(blue KPU, orange CPU)")
+    totals = report["totals"]
+    axis.set_title(f"estimated K210 time per layer: {totals['latency_ms']} +- {totals['latency_uncertainty_ms']} ms "
+                   "total incl. input (blue KPU, orange CPU)", fontsize=9)
     figure.tight_layout()
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=110)

@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from deploy.k210.compiler.compile_report import MIB, build_report, format_report, plot_layers
+from deploy.k210.compiler.compile_report import MIB, build_report, format_kmodel_timing, format_report, plot_layers
 from deploy.k210.compiler.driver import compile_tflite
 from deploy.k210.format.inspect import describe_kmodel
 from deploy.k210.format.kmodel_io import load_kmodel
@@ -25,7 +25,9 @@ CHART_NAME = "compile_layers.png"
 
 
 def inspect_kmodel(path: Path) -> str:
-    return describe_kmodel(load_kmodel(path), title=str(path))
+    """Every field of a kmodel V3, then its calibrated time per layer and in total."""
+    model = load_kmodel(path)
+    return describe_kmodel(model, title=str(path)) + "\n" + format_kmodel_timing(model)
 
 
 def _model_meta(tflite: Path) -> dict[str, Any] | None:
