@@ -49,7 +49,7 @@ def test_each_labs_checks_add_up_to_100_points_and_name_real_steps(number):
 def test_every_lab_config_is_a_valid_pipeline_config(fast, empty_build, tmp_path):
     subsets = {"classroom": tmp_path / "classroom", "students": ["id7201", "id7203"],
                "identities": tmp_path / "faces"}
-    from labs.workspace import written_by_lab, write_config
+    from labs.workspace import write_config, written_by_lab
 
     for name, build in config_builders(fast, subsets).items():
         if written_by_lab(name, fast):

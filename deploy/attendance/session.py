@@ -25,6 +25,7 @@ from deploy.attendance.stages import (
     model_specs,
 )
 from deploy.firmware.frames import read_frame
+from deploy.k210.compiler.cycles import calibration_note
 from pipeline.atomic import atomic_path, write_json, write_text
 from pipeline.errors import PipelineError
 from pipeline.progress import progress
@@ -250,7 +251,7 @@ def frame_times(models: AttendanceModels, checks: list[FrameCheck]) -> dict[str,
     times: dict[str, Any] = {
         "k210_estimate_ms": {f"{n}_face{'s' if n > 1 else ''}":
                              round(latency["detector"] + n * latency["recognizer"], 3) for n in sorted({1, most})},
-        "k210_estimate_basis": "cycle-model estimates at 400 MHz (compile reports), not calibrated on a board"}
+        "k210_estimate_basis": f"cycle model of the compile reports: {calibration_note()}"}
     by_faces: dict[int, list[int]] = {}
     for check in checks:
         if check.instructions is not None:
