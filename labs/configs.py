@@ -96,7 +96,7 @@ def classroom(fast: bool, subsets: dict[str, Any] | None = None) -> dict[str, di
         "lab_face_detector": derived("classroom_detector.yaml", {
             "model": {"family": "tiny", "width": 0.125, "input_size": [224, 224], "num_anchors": 3},
             "train": {"epochs": 20, "patience": 20, "time_limit_minutes": 0},
-            "quantize": {"calib_images": 32}, "export": {"held_images": 2}, "firmware": {"name": None}}),
+            "quantize": {"calib_images": 32}, "export": {"held_images": 2}}),
         "lab_recognizer": {
             "dataset": {"format": "folders", "train": str(subsets["identities"])},
             "model": {"task": "recognizer", "family": "mobilefacenet", "width": 0.125, "min_channels": 8,

@@ -285,7 +285,7 @@ LABS: dict[int, Lab] = {lab.number: lab for lab in (
         Step("invoke enroll --list --config {lab_classroom} --flash-image {build_lab_classroom}/sim_flash.img",
              "the database as the board stores it"),
     ), (
-        Check("the class was enrolled", 1, 15, enrolled(bar(10, 2))),
+        Check("the class was enrolled", 1, 15, enrolled(bar(10, 1))),
         Check("the firmware decides what the Python twin decides", 1, 25, twin_agreement),
         Check("the attendance sheet names enrolled students", 1, 20, named_enrolled),
         Check("contact sheet drawn", 1, 10, exists("lab_classroom", "attendance/contact_sheet.png")),
