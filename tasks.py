@@ -167,11 +167,13 @@ def eval(c, config=None, set_=None, split="val", model=None):
     single_model(cfg, "eval")
     model_path = Path(model) if model else None
     if cfg.get("model.task") == "recognizer":
-        from models.recognizer.evaluate import evaluate_recognizer_stage, format_recognizer_eval
+        from deploy.evaluate import evaluate_recognizer_stage
+        from models.recognizer.evaluate import format_recognizer_eval
 
         print(format_recognizer_eval(evaluate_recognizer_stage(cfg, model_path=model_path)))
         return
-    from models.evaluate import evaluate_stage, format_eval
+    from deploy.evaluate import evaluate_stage
+    from models.evaluate import format_eval
 
     print(format_eval(evaluate_stage(cfg, split=split, model_path=model_path)))
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from models.plotting import new_figure, save_figure
 from models.train import train_stage
 from pipeline.config import REPO_ROOT, SHARED_DATA, load_config
+from pipeline.plotting import new_figure, save_figure
 
 COMPARE_DIR = REPO_ROOT / "configs" / "compare"
 BASELINE = "skip_darknet19"

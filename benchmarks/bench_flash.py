@@ -85,13 +85,10 @@ def run(out_dir: Path) -> dict[str, Any]:
 
 
 def _plot(results: dict[str, Any], out_dir: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from pipeline.plotting import new_figure, save_figure
 
     names = [name for name in BOARDS if name in results]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = new_figure(6, 3.5)
     for offset, tool in ((-0.2, "ours"), (0.2, "kflash")):
         values = [results[n].get(tool, {}).get("ratio_of_line_rate", 0.0) for n in names]
         ax.bar([i + offset for i in range(len(names))], values, width=0.4, label=tool)
@@ -100,7 +97,4 @@ def _plot(results: dict[str, Any], out_dir: Path) -> None:
     ax.set_ylabel("write throughput / line rate")
     ax.set_title(f"flash writes at {BAUD} baud, simulated K210")
     ax.legend()
-    fig.tight_layout()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_dir / "flash_throughput.png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, out_dir / "flash_throughput.png", dpi=100)

@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from models.plotting import new_figure, save_figure
 from pipeline.config import REPO_ROOT, SHARED_DATA, load_config
+from pipeline.plotting import new_figure, save_figure
 
 COMPARE_DIR = REPO_ROOT / "configs" / "compare_recognizer"
 ON_REQUEST_ONLY = True
@@ -19,7 +19,7 @@ ON_REQUEST_ONLY = True
 
 def _train_and_evaluate(config_path: Path) -> dict[str, Any]:
     """Train one comparison config from scratch, then evaluate its Keras embedder (no teacher: it is one row)."""
-    from models.recognizer.evaluate import evaluate_recognizer_stage
+    from deploy.evaluate import evaluate_recognizer_stage
     from models.recognizer.train import train_recognizer_stage
 
     cfg = load_config(config_path, {"train.quiet": True})

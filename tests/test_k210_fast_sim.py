@@ -103,8 +103,7 @@ def test_embedder_batch_is_byte_identical(embedder_path):
 
 
 def test_evaluation_runs_the_kmodel_the_same_on_both_engines(detector_kmodel, embedder_path, tmp_path):
-    from models.evaluate import kmodel_predictor
-    from models.recognizer.evaluate import kmodel_embed
+    from deploy.predictors import kmodel_embed, kmodel_predictor
 
     detector = tmp_path / "detector.kmodel"
     detector.write_bytes(detector_kmodel)
