@@ -17,11 +17,6 @@ def shared_path(*parts: str) -> Path:
     return path
 
 
-@pytest.fixture
-def shared_data() -> Path:
-    return shared_path()
-
-
 def rtthread_root() -> Path:
     """The real RT-Thread 5.0.1 tree in ../shared/rtthread; the calling test is skipped with a reason without it."""
     from deploy.firmware.rtthread_tree import SHARED_RTT_ROOT
