@@ -18,7 +18,8 @@ ON_REQUEST_ONLY = True
 
 
 def _train(config_path: Path) -> dict[str, Any]:
-    """Train one comparison config from scratch (into build/<its name>/); its model settings, budget and best AP."""
+    """Train one comparison config from scratch (into build/bench/stages/<its name>/); its model settings, budget
+    and best AP."""
     cfg = load_config(config_path, {"train.quiet": True})
     metrics = train_stage(cfg, force=True, resume=False).metrics
     model = cfg.values["model"]

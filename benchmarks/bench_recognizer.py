@@ -1,9 +1,9 @@
 """The recognizer comparison of issue #12: every configs/compare_recognizer/*.yaml (from scratch or distilled from the
 dlib teacher; softmax / CosFace / ArcFace or no class loss; both KPU backbones within the same 1 MiB kmodel budget;
-each with its own short schedule, recorded in the result) trained from scratch into build/<its name>/, then the Keras
-embedder on LFW View 2 dev folds and classroom identification, with the teacher on the same LFW pairs as the anchor.
-Hours on 2 shared cores, so it runs only when asked for (`invoke bench --only recognizer`); skipped with a reason
-without the CelebA-299 or LFW data."""
+each with its own short schedule, recorded in the result) trained from scratch into build/bench/stages/<its name>/,
+then the Keras embedder on LFW View 2 dev folds and classroom identification, with the teacher on the same LFW pairs
+as the anchor. Hours on 2 shared cores, so it runs only when asked for (`invoke bench --only recognizer`); skipped
+with a reason without the CelebA-299 or LFW data."""
 
 from __future__ import annotations
 
