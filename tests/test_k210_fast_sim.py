@@ -87,7 +87,7 @@ def test_compiled_detector_batch_is_byte_identical(detector_kmodel, rounding):
 @pytest.fixture(scope="module")
 def embedder_path(tmp_path_factory) -> Path:
     """A compiled random-weight MobileFaceNet embedder (112x112, float embedding out)."""
-    from tests.embedder_kmodel import embedder_kmodel
+    from tests.conftest import embedder_kmodel
 
     return embedder_kmodel(tmp_path_factory.mktemp("embedder"))[0]
 
