@@ -1,7 +1,7 @@
 """`invoke eval`: the models/ evaluation of a detector or a recognizer, given every runtime it scores (Keras, float
 and uint8 TFLite in LiteRT, the kmodel in the KPU simulator of eval.kmodel_engine). The detector's kmodel is scored
-twice: fed the firmware's own letterbox (row `kmodel`: the AP of the bytes the board sees) and the training one (row
-`kmodel_training_input`: the same model, so the gap is the preprocessing's)."""
+twice: fed the training letterbox like the other rows (row `kmodel`) and the firmware's own nearest-neighbour one
+(row `kmodel_firmware`: the AP of the bytes the board sees; the gap between the two is the preprocessing's)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from models.evaluate import Runtime, evaluate_runtimes, keras_runtime, output_hw
 from models.recognizer.evaluate import evaluate_recognizer, keras_embedder
 from pipeline.config import Config
 
-DETECTOR_RUNTIMES = ("keras", "float", "uint8", "kmodel", "kmodel_training_input")
+DETECTOR_RUNTIMES = ("keras", "float", "uint8", "kmodel", "kmodel_firmware")
 RECOGNIZER_RUNTIMES = ("keras", "float", "uint8", "kmodel")
 
 
@@ -37,9 +37,10 @@ def detector_runtimes(cfg: Config, model_path: Path | None = None) -> dict[str, 
     return {"keras": keras_runtime(model_path or build / "model.keras"),
             "float": Runtime(build / "model_float.tflite", lambda p: tflite_predictor(LiteRTRunner(p))),
             "uint8": Runtime(build / "model_uint8.tflite", lambda p: tflite_predictor(LiteRTRunner(p))),
-            "kmodel": Runtime(build / "model.kmodel",
-                              lambda p: kmodel_firmware_predictor(p, hwc(), input_size, engine), FIRMWARE_LETTERBOX),
-            "kmodel_training_input": Runtime(build / "model.kmodel", lambda p: kmodel_predictor(p, hwc(), engine))}
+            "kmodel": Runtime(build / "model.kmodel", lambda p: kmodel_predictor(p, hwc(), engine)),
+            "kmodel_firmware": Runtime(build / "model.kmodel",
+                                       lambda p: kmodel_firmware_predictor(p, hwc(), input_size, engine),
+                                       FIRMWARE_LETTERBOX)}
 
 
 def evaluate_stage(cfg: Config, split: str = "val", runtimes: tuple[str, ...] = DETECTOR_RUNTIMES,

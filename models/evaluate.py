@@ -175,11 +175,12 @@ def output_hwc(cfg: Config, meta_path: Path) -> tuple[int, int, int]:
 def format_eval(report: dict[str, Any]) -> str:
     """One line per runtime: AP@0.5, AP@[.5:.95] and recall at the deploy threshold."""
     lines = [f"{report['split']}: {report['images']} images"]
+    width = max(map(len, report["runtimes"]), default=0)
     for name, result in report["runtimes"].items():
         if "missing" in result:
-            lines.append(f"  {name:6s} not found: {result['missing']}")
+            lines.append(f"  {name:{width}s} not found: {result['missing']}")
             continue
-        lines.append(f"  {name:6s} AP@0.5 {result['ap50']:.3f}  AP@[.5:.95] {result['ap50_95']:.3f}  "
+        lines.append(f"  {name:{width}s} AP@0.5 {result['ap50']:.3f}  AP@[.5:.95] {result['ap50_95']:.3f}  "
                      f"recall@{result['score_threshold']:g} {result['recall_by_size']['all']['recall']:.3f}  "
                      f"({result['preprocessing']})")
     return "\n".join(lines)
