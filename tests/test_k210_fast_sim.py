@@ -116,6 +116,28 @@ def test_evaluation_runs_the_kmodel_the_same_on_both_engines(detector_kmodel, em
     assert embeddings["fast"].shape == (3, 128) and np.array_equal(embeddings["fast"], embeddings["reference"])
 
 
+def test_the_firmware_row_feeds_the_kmodel_the_firmware_letterbox(detector_kmodel, tmp_path):
+    """kmodel_firmware_predictor gives each source image the bytes letterbox_input makes (the C letterbox's twin) and
+    says where it put it: the same output as the simulator on those bytes, and the firmware's fitted geometry."""
+    from deploy.firmware.frames import letterbox_fit, letterbox_input
+    from deploy.predictors import kmodel_firmware_predictor
+    from models.yolo_decode import chw_to_hwc
+
+    detector = tmp_path / "detector.kmodel"
+    detector.write_bytes(detector_kmodel)
+    rng = np.random.default_rng(9)
+    sources = [rng.integers(0, 256, shape, dtype=np.uint8) for shape in ((225, 400, 3), (400, 267, 3), (128, 160, 3))]
+    got = kmodel_firmware_predictor(detector, (4, 5, 35), (160, 128))(sources)
+    reference = ReferenceSimulator(detector_kmodel)
+    for source, (raw, placed) in zip(sources, got, strict=True):
+        want = reference.dequantized(letterbox_input(source, (160, 128), 0)[None])[0][0]
+        assert np.array_equal(raw, chw_to_hwc(want, 35, 4, 5))
+        fit = letterbox_fit((source.shape[1], source.shape[0]), (160, 128))
+        assert (placed.pad_x, placed.pad_y) == (fit.pad_x, fit.pad_y)
+        assert (placed.scale_x * source.shape[1], placed.scale_y * source.shape[0]) == pytest.approx((fit.width,
+                                                                                                      fit.height))
+
+
 def synthetic_model(rng: np.random.Generator) -> km.KModel:
     """The runtime test's KPU chain (every pool type, 8 and 16 channels) and its tail of every CPU layer."""
     layers, shape = _kpu_chain(rng, False, "all_pools")
