@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -86,4 +87,21 @@ def test_ap_agrees_with_pycocotools_on_noisy_predictions(val_records, seed):
     results = noisy_predictions(val_records, np.random.default_rng(seed))
     mine, reference = ours(results), coco_ap(results)
     assert 0.05 < reference[0] < 0.95  # neither trivial nor perfect
+    np.testing.assert_allclose(mine, reference, atol=COCO_TOLERANCE)
+
+
+def test_ap_agrees_with_pycocotools_on_the_detectors_recorded_predictions(val_records):
+    """tests/data/facemask_val_detections.json: the trained face-mask detector's val detections (Keras, decoded and
+    NMS'd as `invoke eval` does, score >= 0.01, at most 100 per image), in source-image pixels."""
+    recorded = json.loads(RECORDED.read_text())
+    by_name = {entry["image"]: entry for entry in recorded["images"]}
+    assert sorted(by_name) == sorted(r.image_path.name for r in val_records)
+    results = []
+    for record in val_records:
+        entry = by_name[record.image_path.name]
+        boxes = np.array(entry["boxes"], np.float64).reshape(-1, 4)
+        results.append(ImageResult(boxes, np.array(entry["scores"]), np.zeros(len(boxes), np.int64),
+                                   record.boxes.astype(np.float64), record.labels.astype(np.int64)))
+    mine, reference = ours(results), coco_ap(results)
+    assert reference[1] > 0.3  # a working detector
     np.testing.assert_allclose(mine, reference, atol=COCO_TOLERANCE)
