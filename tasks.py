@@ -167,11 +167,13 @@ def eval(c, config=None, set_=None, split="val", model=None):
     single_model(cfg, "eval")
     model_path = Path(model) if model else None
     if cfg.get("model.task") == "recognizer":
-        from models.recognizer.evaluate import evaluate_recognizer_stage, format_recognizer_eval
+        from deploy.evaluate import evaluate_recognizer_stage
+        from models.recognizer.evaluate import format_recognizer_eval
 
         print(format_recognizer_eval(evaluate_recognizer_stage(cfg, model_path=model_path)))
         return
-    from models.evaluate import evaluate_stage, format_eval
+    from deploy.evaluate import evaluate_stage
+    from models.evaluate import format_eval
 
     print(format_eval(evaluate_stage(cfg, split=split, model_path=model_path)))
 
@@ -230,13 +232,9 @@ def quantize(c, config=None, set_=None, model=None, calib_images=None, held_imag
                               "tflite": "uint8 TFLite to compile (default build/<config>/model_uint8.tflite)",
                               "budget": "kmodel size budget in MiB (compile.budget_mib, default 5.5; MaixPy: 3.5)",
                               "inspect": "only print every header, output and layer field of this kmodel V3 file",
-                              "compiler": "own (built-in TFLite -> kmodel V3 compiler) | ncc (an installed nncase "
-                                          "v0.1/v0.2 on the float TFLite)",
-                              "dataset": "calibration image folder (only for --compiler ncc)",
                               "force": FORCE_HELP})
 @reports_errors
-def compile(c, config=None, set_=None, tflite=None, budget=None, inspect=None, compiler="own", dataset=None,
-            force=False):
+def compile(c, config=None, set_=None, tflite=None, budget=None, inspect=None, force=False):
     """Compile the uint8 TFLite to a K210 kmodel V3 + compile_report.json (layers, KPU RAM, cycles, FPS) + PNG."""
     from pathlib import Path
 
@@ -247,8 +245,7 @@ def compile(c, config=None, set_=None, tflite=None, budget=None, inspect=None, c
         return
     cfg = load(config, set_, **{"compile.budget_mib": budget})
     single_model(cfg, "compile")
-    compile_stage(cfg, tflite=Path(tflite) if tflite else None, compiler=compiler,
-                  dataset=Path(dataset) if dataset else None, force=force)
+    compile_stage(cfg, tflite=Path(tflite) if tflite else None, force=force)
 
 
 @task(help={"kmodel": "kmodel V3 file to run",

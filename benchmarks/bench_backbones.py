@@ -8,9 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from models.plotting import new_figure, save_figure
 from models.train import train_stage
 from pipeline.config import REPO_ROOT, SHARED_DATA, load_config
+from pipeline.plotting import new_figure, save_figure
 
 COMPARE_DIR = REPO_ROOT / "configs" / "compare"
 BASELINE = "skip_darknet19"
@@ -18,7 +18,8 @@ ON_REQUEST_ONLY = True
 
 
 def _train(config_path: Path) -> dict[str, Any]:
-    """Train one comparison config from scratch (into build/<its name>/); its model settings, budget and best AP."""
+    """Train one comparison config from scratch (into build/bench/stages/<its name>/); its model settings, budget
+    and best AP."""
     cfg = load_config(config_path, {"train.quiet": True})
     metrics = train_stage(cfg, force=True, resume=False).metrics
     model = cfg.values["model"]

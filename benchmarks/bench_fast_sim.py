@@ -20,7 +20,7 @@ from benchmarks.bench_compiler import HEIGHT, WIDTH, darknet_like_tflite
 from deploy.k210.compiler.driver import compile_tflite
 from deploy.k210.sim.batch import ReferenceSimulator
 from deploy.k210.sim.fast import FastSimulator
-from models.plotting import new_figure, save_figure
+from pipeline.plotting import new_figure, save_figure
 
 GOAL_FPS = 30.0
 FRAMES = {"numpy_reference": 3, "fast_c_runtime": 60, "litert_1_thread": 30}

@@ -107,13 +107,10 @@ def run(out_dir: Path) -> dict[str, Any]:
 
 
 def _plot(results: dict[str, Any], out_dir: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from pipeline.plotting import new_figure, save_figure
 
     names = [name for name in BOARDS if name in results]
-    fig, (ax, noisy) = plt.subplots(1, 2, figsize=(11, 3.5))
+    fig, (ax, noisy) = new_figure(11, 3.5, columns=2)
     for offset, tool in ((-0.2, "ours"), (0.2, "kflash")):
         values = [results[n].get(tool, {}).get("ratio_of_line_rate", 0.0) for n in names]
         ax.bar([i + offset for i in range(len(names))], values, width=0.4, label=tool)
@@ -129,7 +126,4 @@ def _plot(results: dict[str, Any], out_dir: Path) -> None:
     noisy.set_xlabel("byte corruption rate, each way (0 plotted at 1e-5)")
     noisy.set_ylabel("write KiB/s")
     noisy.set_title("a noisy line (vowstar dialect, 64 KiB)")
-    fig.tight_layout()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_dir / "flash_throughput.png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, out_dir / "flash_throughput.png", dpi=100)

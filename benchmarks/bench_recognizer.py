@@ -1,17 +1,17 @@
 """The recognizer comparison of issue #12: every configs/compare_recognizer/*.yaml (from scratch or distilled from the
 dlib teacher; softmax / CosFace / ArcFace or no class loss; both KPU backbones within the same 1 MiB kmodel budget;
-each with its own short schedule, recorded in the result) trained from scratch into build/<its name>/, then the Keras
-embedder on LFW View 2 dev folds and classroom identification, with the teacher on the same LFW pairs as the anchor.
-Hours on 2 shared cores, so it runs only when asked for (`invoke bench --only recognizer`); skipped with a reason
-without the CelebA-299 or LFW data."""
+each with its own short schedule, recorded in the result) trained from scratch into build/bench/stages/<its name>/,
+then the Keras embedder on LFW View 2 dev folds and classroom identification, with the teacher on the same LFW pairs
+as the anchor. Hours on 2 shared cores, so it runs only when asked for (`invoke bench --only recognizer`); skipped
+with a reason without the CelebA-299 or LFW data."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from models.plotting import new_figure, save_figure
 from pipeline.config import REPO_ROOT, SHARED_DATA, load_config
+from pipeline.plotting import new_figure, save_figure
 
 COMPARE_DIR = REPO_ROOT / "configs" / "compare_recognizer"
 ON_REQUEST_ONLY = True
@@ -19,7 +19,7 @@ ON_REQUEST_ONLY = True
 
 def _train_and_evaluate(config_path: Path) -> dict[str, Any]:
     """Train one comparison config from scratch, then evaluate its Keras embedder (no teacher: it is one row)."""
-    from models.recognizer.evaluate import evaluate_recognizer_stage
+    from deploy.evaluate import evaluate_recognizer_stage
     from models.recognizer.train import train_recognizer_stage
 
     cfg = load_config(config_path, {"train.quiet": True})

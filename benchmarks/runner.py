@@ -1,10 +1,15 @@
-"""Find and run the benchmark modules, writing each result to build/bench/<name>.json."""
+"""Find and run the benchmark modules, writing each result to build/bench/<name>.json. Everything a benchmark's
+stages write (trained comparison models, anchors, cached tools) goes below the output folder too, in
+<out>/stages/ (the build root while it runs)."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import os
 import platform
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +17,8 @@ from pipeline.atomic import write_json
 from pipeline.errors import PipelineError
 
 BENCH_DIR = Path(__file__).resolve().parent
+STAGES_DIR = "stages"
+BUILD_ROOT_VARIABLE = "PIPELINE_BUILD_ROOT"  # what pipeline.config.build_root() reads
 
 
 def available() -> list[str]:
@@ -37,13 +44,28 @@ def run_benchmarks(out_dir: Path, only: list[str] | None = None) -> dict[str, An
     for name in only or default_names():
         module = _module(name)
         started = time.perf_counter()
-        result = module.run(out_dir)
+        with build_root_at(Path(out_dir) / STAGES_DIR):
+            result = module.run(out_dir)
         result = {"benchmark": name, "machine": {"cpus": _cpus(), "python": platform.python_version()},
                   "wall_s": round(time.perf_counter() - started, 2), **result}
         write_json(out_dir / f"{name}.json", result)
         print(f"[bench] {name}: {out_dir / (name + '.json')}")
         results[name] = result
     return results
+
+
+@contextlib.contextmanager
+def build_root_at(folder: Path) -> Iterator[None]:
+    """Make `folder` the build root (build/<config>/ becomes folder/<config>/) for the duration of the block."""
+    before = os.environ.get(BUILD_ROOT_VARIABLE)
+    os.environ[BUILD_ROOT_VARIABLE] = str(folder)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(BUILD_ROOT_VARIABLE, None)
+        else:
+            os.environ[BUILD_ROOT_VARIABLE] = before
 
 
 def _cpus() -> int:

@@ -11,6 +11,7 @@ import numpy as np
 from deploy.tflite import LiteRTRunner, export_float, export_uint8, output_step
 from models.data import load_records
 from models.pipeline import prepare_image
+from models.yolo_head import load_detector
 from pipeline.atomic import write_json
 from pipeline.config import Config
 from pipeline.errors import PipelineError
@@ -74,23 +75,9 @@ def agreement(model, float_runner: LiteRTRunner, uint8_runner: LiteRTRunner, ima
     return out
 
 
-def load_keras(model_path: Path):
-    import keras
-
-    import models.backbones  # noqa: F401  (registers the custom layers a saved detector uses)
-
-    if not model_path.is_file():
-        raise PipelineError("trained model not found", path=model_path,
-                            expected="run `invoke train` first, or pass --model FILE.keras")
-    try:
-        return keras.models.load_model(model_path, compile=False, safe_mode=False)
-    except (ValueError, OSError, TypeError) as exc:
-        raise PipelineError(f"cannot load the Keras model ({exc})", path=model_path) from exc
-
-
 def export_float_model(cfg: Config, model_path: Path) -> dict[str, Any]:
     """Float TFLite of the model, with the detector metadata copied beside it."""
-    model = load_keras(model_path)
+    model = load_detector(model_path)
     out = cfg.build_dir
     float_bytes = export_float(model, out / FLOAT_NAME)
     meta = model_path.parent / META_NAME
@@ -101,7 +88,7 @@ def export_float_model(cfg: Config, model_path: Path) -> dict[str, Any]:
 
 def quantize_model(cfg: Config, model_path: Path, calib_images: int, held_images: int) -> dict[str, Any]:
     """Full-integer TFLite calibrated on training images, compared with Keras and float TFLite on held images."""
-    model = load_keras(model_path)
+    model = load_detector(model_path)
     out = cfg.build_dir
     seed = int(cfg.values["train"]["seed"])
     uint8_bytes = export_uint8(model, out / UINT8_NAME, _images(cfg, "train", calib_images, seed))

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 
 from models.data.records import DetectionRecord
-from models.plotting import new_figure, save_figure
 from pipeline.atomic import write_json
 from pipeline.config import Config
 from pipeline.errors import PipelineError
+from pipeline.plotting import new_figure, save_figure
 from pipeline.stage import run_stage
 
 MAX_ITERATIONS = 300

@@ -13,17 +13,25 @@ LETTERBOX_FILL = 0  # the firmware pads a camera frame with the same value
 
 @dataclass(frozen=True)
 class Letterbox:
-    """How an image was placed on the model input: input = image * scale + (pad_x, pad_y)."""
+    """How an image was placed on the model input: input = image * (scale_x, scale_y) + (pad_x, pad_y)."""
 
-    scale: float
+    scale_x: float
+    scale_y: float
     pad_x: int
     pad_y: int
 
     def to_image(self, boxes: np.ndarray) -> np.ndarray:
-        """Map boxes from input pixels back to original image pixels."""
-        out = boxes.astype(np.float32).copy()
-        out[:, [0, 2]] = (out[:, [0, 2]] - self.pad_x) / self.scale
-        out[:, [1, 3]] = (out[:, [1, 3]] - self.pad_y) / self.scale
+        """Map (N, 4) boxes from input pixels back to original image pixels."""
+        out = np.asarray(boxes, np.float32).reshape(-1, 4).copy()
+        out[:, [0, 2]] = (out[:, [0, 2]] - self.pad_x) / self.scale_x
+        out[:, [1, 3]] = (out[:, [1, 3]] - self.pad_y) / self.scale_y
+        return out
+
+    def to_input(self, boxes: np.ndarray) -> np.ndarray:
+        """Map (N, 4) boxes from original image pixels to input pixels."""
+        out = np.asarray(boxes, np.float32).reshape(-1, 4).copy()
+        out[:, [0, 2]] = out[:, [0, 2]] * self.scale_x + self.pad_x
+        out[:, [1, 3]] = out[:, [1, 3]] * self.scale_y + self.pad_y
         return out
 
 
@@ -49,11 +57,8 @@ def letterbox(image: np.ndarray, boxes: np.ndarray, size: tuple[int, int]) -> tu
     pad_x, pad_y = (width - new_w) // 2, (height - new_h) // 2
     canvas = np.full((height, width, 3), LETTERBOX_FILL, np.uint8)
     canvas[pad_y:pad_y + new_h, pad_x:pad_x + new_w] = resized
-    sx, sy = new_w / w, new_h / h
-    out = boxes.astype(np.float32).copy()
-    out[:, [0, 2]] = out[:, [0, 2]] * sx + pad_x
-    out[:, [1, 3]] = out[:, [1, 3]] * sy + pad_y
-    return canvas, out, Letterbox(scale=float(scale), pad_x=pad_x, pad_y=pad_y)
+    placed = Letterbox(new_w / w, new_h / h, pad_x, pad_y)
+    return canvas, placed.to_input(boxes), placed
 
 
 def crop_boxes(boxes: np.ndarray, labels: np.ndarray, window: tuple[float, float, float, float],

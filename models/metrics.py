@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from models.plotting import new_figure, save_figure
+from pipeline.plotting import new_figure, save_figure
 
 COCO_THRESHOLDS = np.round(np.arange(0.5, 0.96, 0.05), 2)
 COCO_RECALL_POINTS = np.linspace(0.0, 1.0, 101)

@@ -43,12 +43,12 @@ def fine_tune(model, cfg: Config, anchors: np.ndarray, epochs: int, learning_rat
 
 
 def prune_and_finetune(cfg: Config, source: Path) -> dict[str, Any]:
-    from deploy.export import load_keras
+    from models.yolo_head import load_detector
 
     settings = cfg.values["prune"]
     build = cfg.build_dir
     anchors, classes = model_anchors(build / META_NAME)
-    model = load_keras(source)
+    model = load_detector(source)
     masks = keep_masks(filter_scores(model), float(settings["sparsity"]), int(settings["min_filters"]))
     pruned, summary = prune_model(model, masks)
     data = load_eval_set(load_records(cfg, "val"), tuple(cfg.values["model"]["input_size"]))

@@ -12,7 +12,7 @@ import numpy as np
 
 from models.evaluate import EvalSet, collect_results, keras_predictor
 from models.metrics import evaluate_results
-from models.plotting import new_figure, save_figure
+from pipeline.plotting import new_figure, save_figure
 
 VAL_METRIC = "val_ap50"
 

@@ -11,6 +11,7 @@ import numpy as np
 from models.backbones import backbone_for
 from models.backbones.blocks import KPU_MIN_CHANNELS, OUTPUT_STRIDES, SpaceToDepth, Widths, conv_bn
 from pipeline.errors import PipelineError
+from pipeline.keras_files import load_keras
 
 PASSTHROUGH_FILTERS = 64  # YOLOv2's 1x1 reduction before the reorg (full width), keeps the concat narrower
 HEAD_CONVS = 3
@@ -101,14 +102,8 @@ def build_detector(model_cfg: dict[str, Any], num_classes: int) -> keras.Model:
 
 
 def load_detector(path: Path) -> keras.Model:
-    """Load a saved detector or embedder (.keras): registers the custom passthrough layer first; a clear error if
-    unreadable."""
-    if not Path(path).is_file():
-        raise PipelineError("model file not found", path=path, expected="run `invoke train` first")
-    try:
-        return keras.models.load_model(path, compile=False, custom_objects={"SpaceToDepth": SpaceToDepth})
-    except (ValueError, OSError, TypeError) as exc:
-        raise PipelineError(f"cannot load the Keras model ({exc})", path=path) from exc
+    """A saved detector or embedder (.keras), with the custom passthrough layer; a clear error if unreadable."""
+    return load_keras(path, {"SpaceToDepth": SpaceToDepth})
 
 
 def head_metadata(model_cfg: dict[str, Any], classes: list[str], anchors: np.ndarray | list) -> dict[str, Any]:

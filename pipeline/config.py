@@ -91,11 +91,14 @@ DEFAULTS: dict[str, Any] = {
                # and its dialect (None -> identified by SHA-256; vowstar | sipeed | ktool)
                "board_type": "auto", "baud": 1500000, "isp_prog": None, "stub_dialect": None},
     # firmware: rendered RT-Thread glue; name None -> the config's name; kmodel_storage embedded | flash (at
-    # deploy.kmodel_address); rounding reference | v0.1 (soft-KPU activation rounding, compile-time switch)
+    # deploy.kmodel_address); rounding reference | v0.1 (soft-KPU activation rounding, compile-time switch);
+    # kpu_kernel fast | reference (the soft KPU's convolution kernel: firmware/runtime/kpu_soft.c or the plain
+    # loops of kpu_ref.c, the same bytes)
     # camera: the k210 board's sensor (ov5640 | ov2640); rt_ai: the model runtime the RT-Thread builds use, ours
     # (face_ai/rt_ai) | rtak (RT-AK's rt_ai_lib: the BSP's own, else rtak_lib, else $RTAK_LIB, else ../shared)
     "firmware": {"name": None, "kmodel_storage": "flash", "max_candidates": 256, "camera": "ov5640",
-                 "rounding": "reference", "run_timeout_s": 300, "rt_ai": "ours", "rtak_lib": None},
+                 "rounding": "reference", "kpu_kernel": "fast", "run_timeout_s": 300, "rt_ai": "ours",
+                 "rtak_lib": None},
 }
 
 
@@ -153,7 +156,8 @@ RULES: dict[str, Rule] = {
     "deploy.score_threshold": fraction("score"), "deploy.nms_iou": fraction("IoU"), "deploy.board_type": NAME,
     "deploy.baud": count(1, "baud"), "deploy.isp_prog": PATH, "deploy.stub_dialect": PATH,
     "firmware.name": PATH, "firmware.kmodel_storage": NAME, "firmware.max_candidates": count(1),
-    "firmware.camera": NAME, "firmware.rounding": NAME, "firmware.run_timeout_s": positive("seconds"),
+    "firmware.camera": NAME, "firmware.rounding": NAME, "firmware.kpu_kernel": NAME,
+    "firmware.run_timeout_s": positive("seconds"),
     "firmware.rt_ai": Rule("str", choices=("ours", "rtak")), "firmware.rtak_lib": PATH,
 }
 

@@ -1,12 +1,31 @@
-"""Shared fixtures: the real data in ../shared/data (skip with a reason where a clone does not have it)."""
+"""What the tests share: the real data in ../shared/data (skip with a reason where a clone does not have it), the
+real RT-Thread tree, running a task as a user does and checking it refused cleanly, the flasher tests' fast timing
+and flash-image checks, and a random-weight recognizer kmodel for the firmware tests."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+from invoke import Collection, Program
 
-from pipeline.config import SHARED_DATA
+import tasks
+from deploy.isp.flasher import FlashSummary, flash_artifacts
+from deploy.isp.image import FLASH_SIZE
+from deploy.isp.link import Timing
+from deploy.isp.simboard.options import SimOptions
+from models.recognizer.crop import CropPolicy
+from pipeline.config import REPO_ROOT, SHARED_DATA
+from pipeline.lock import LOCK_NAME
 
 
 def shared_path(*parts: str) -> Path:
@@ -17,11 +36,6 @@ def shared_path(*parts: str) -> Path:
     return path
 
 
-@pytest.fixture
-def shared_data() -> Path:
-    return shared_path()
-
-
 def rtthread_root() -> Path:
     """The real RT-Thread 5.0.1 tree in ../shared/rtthread; the calling test is skipped with a reason without it."""
     from deploy.firmware.rtthread_tree import SHARED_RTT_ROOT
@@ -29,3 +43,120 @@ def rtthread_root() -> Path:
     if not (SHARED_RTT_ROOT / "include" / "rtdef.h").is_file():
         pytest.skip(f"the real RT-Thread tree is not present at {SHARED_RTT_ROOT} (it ships beside the repo in CI)")
     return SHARED_RTT_ROOT
+
+
+# --- running a task the way a user does, for the hostile-input tests: exit code 2, one line naming the ---
+# --- file/field/expectation, no traceback, nothing changed in build/                                  ---
+
+@dataclass
+class Outcome:
+    code: int
+    stdout: str
+    stderr: str
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """Every file below `root` (the lock file aside, it is no artifact) with its content hash."""
+    if not root.exists():
+        return {}
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file() and p.name != LOCK_NAME}
+
+
+def run_in_process(args: list[str], build_root: Path, monkeypatch) -> Outcome:
+    """`invoke <args>` through invoke's Program API in this process (fast), with build/ at `build_root`."""
+    argv = ["invoke", *args]
+    monkeypatch.setenv("PIPELINE_BUILD_ROOT", str(build_root))
+    monkeypatch.setattr(sys, "argv", argv)
+    program = Program(namespace=Collection.from_module(tasks), version="test")
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            program.run(argv, exit=True)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+    return Outcome(code, out.getvalue(), err.getvalue())
+
+
+def run_subprocess(args: list[str], build_root: Path, timeout: float = 120) -> Outcome:
+    """`python -m invoke <args>` as a user runs it, with build/ at `build_root`."""
+    env = dict(os.environ, PIPELINE_BUILD_ROOT=str(build_root))
+    done = subprocess.run([sys.executable, "-m", "invoke", *args], cwd=REPO_ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+    return Outcome(done.returncode, done.stdout, done.stderr)
+
+
+def assert_refused(outcome: Outcome, *words: str) -> str:
+    """Exit code 2 and exactly one `error:` line on stderr containing every one of `words`; no traceback."""
+    assert outcome.code == 2, (outcome.code, outcome.stderr[-2000:])
+    assert "Traceback" not in outcome.stderr + outcome.stdout, outcome.stderr[-2000:]
+    errors = [line for line in outcome.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, outcome.stderr
+    for word in words:
+        assert word in errors[0], (word, errors[0])
+    return errors[0]
+
+
+# --- the flasher tests: fast timing, dummy flash-stage programs, and checks on a flash image ---
+
+FAST_TIMING = Timing(reply_base_s=0.01, program_s_per_64k=0.05, greeting_s=0.15, boot_wait_s=0.0,
+                     busy_backoff_s=0.005, baud_settle_s=0.0, greeting_rounds=3)
+FAST_SIM = SimOptions(idle_timeout_s=30).fast()
+
+
+def dummy_program(folder: Path, size: int = 1500) -> Path:
+    """A random stand-in for the flash-stage program (the simulated board accepts any bytes)."""
+    path = folder / "dummy_stub.bin"
+    path.write_bytes(os.urandom(size))
+    return path
+
+
+def flash_sim(build_dir: Path, *, sim: SimOptions = FAST_SIM, dialect: str = "vowstar", baud: int = 1_500_000,
+              board_type: str = "generic", stub_size: int = 1500, **artifacts: Path) -> FlashSummary:
+    build_dir.mkdir(parents=True, exist_ok=True)
+    return flash_artifacts(build_dir=build_dir, board="sim", board_type=board_type, baud=baud,
+                           isp_prog=dummy_program(build_dir, stub_size), stub_dialect=dialect, sim_options=sim,
+                           timing=FAST_TIMING, say=lambda _line: None, show_progress=False, **artifacts)
+
+
+def assert_flash_holds(flash_image: Path, expected: dict[int, bytes]) -> None:
+    """Every expected range holds exactly its bytes and every other byte of the 16 MiB is still erased (0xFF)."""
+    flash = flash_image.read_bytes()
+    assert len(flash) == FLASH_SIZE
+    reference = bytearray(b"\xff" * FLASH_SIZE)
+    for address, data in expected.items():
+        assert flash[address:address + len(data)] == data, f"bytes differ at 0x{address:X}"
+        reference[address:address + len(data)] = data
+    assert flash == bytes(reference), "bytes outside the written ranges changed"
+
+
+# --- a random-weight recognizer kmodel for the firmware tests ---
+
+SIDE = 112
+MARGIN_PERMILLE = CropPolicy(SIDE).margin_permille
+
+
+def embedder_meta(side: int = SIDE) -> dict[str, Any]:
+    """The model_meta.json fields of a recognizer that the firmware reads."""
+    from tests.test_k210_recognizer import EMBEDDING
+
+    return {"task": "recognizer", "family": "mobilefacenet", "width": 0.125, "input_size": [side, side],
+            "embedding_size": EMBEDDING, "crop_margin_permille": MARGIN_PERMILLE}
+
+
+def embedder_kmodel(folder: Path, side: int = SIDE) -> tuple[Path, dict[str, Any]]:
+    """folder/model.kmodel and folder/compile_report.json of a random-weight embedder (the w0.125 MobileFaceNet of
+    test_k210_recognizer, exported and compiled, no training), with the compile report `invoke compile` would write
+    beside it; returns the path and report."""
+    from deploy.k210.compiler.compile_report import build_report
+    from deploy.k210.compiler.driver import compile_tflite
+    from tests.test_k210_recognizer import embedder_tflite
+
+    folder.mkdir(parents=True, exist_ok=True)
+    compiled = compile_tflite(embedder_tflite("mobilefacenet", side))
+    report = build_report(compiled, source=folder / "model_uint8.tflite", budget_mib=1.0, meta=embedder_meta(side))
+    kmodel = folder / "model.kmodel"
+    kmodel.write_bytes(compiled.data)
+    (folder / "compile_report.json").write_text(json.dumps(report))
+    return kmodel, report

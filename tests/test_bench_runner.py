@@ -1,9 +1,13 @@
-"""The benchmark runner: what runs by default, and a clear refusal of an unknown name."""
+"""The benchmark runner: what runs by default, a clear refusal of an unknown name, and every file a benchmark
+writes below its output folder."""
 
 from __future__ import annotations
 
+import types
+
 import pytest
 
+from benchmarks import runner
 from benchmarks.runner import available, default_names, run_benchmarks
 from pipeline.errors import PipelineError
 
@@ -38,3 +42,23 @@ def test_an_unknown_benchmark_is_refused_with_the_known_names(tmp_path):
     with pytest.raises(PipelineError, match="--only.*backbones"):
         run_benchmarks(tmp_path, ["nonesuch"])
     assert not list(tmp_path.iterdir())
+
+
+def test_a_benchmark_writes_its_stages_below_the_output_folder(tmp_path, monkeypatch):
+    """A benchmark that runs pipeline stages (training a comparison config, caching a tool) writes them under
+    <out>/stages/, and the build root is back to what it was afterwards."""
+    from pipeline.atomic import write_text
+    from pipeline.config import build_root
+
+    def run(out_dir):
+        write_text(build_root() / "some_config" / "model.txt", "trained")
+        return {"root": str(build_root())}
+
+    monkeypatch.setenv("PIPELINE_BUILD_ROOT", str(tmp_path / "elsewhere"))
+    monkeypatch.setattr(runner, "available", lambda: ["fake"])
+    monkeypatch.setattr(runner, "_module", lambda name: types.SimpleNamespace(run=run))
+    out = tmp_path / "bench"
+    result = run_benchmarks(out, ["fake"])["fake"]
+    assert result["root"] == str(out / "stages") and (out / "stages" / "some_config" / "model.txt").is_file()
+    assert (out / "fake.json").is_file() and not (tmp_path / "elsewhere").exists()
+    assert build_root() == tmp_path / "elsewhere"

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from models.evaluate import EvalSet, collect_results, detect
+from models.augment import Letterbox
+from models.evaluate import EvalSet, collect_results, collect_source_results, detect
 from models.metrics import evaluate_results
 from models.yolo_targets import build_targets, pack_targets
 
@@ -61,3 +62,27 @@ def test_collect_results_gives_ap_one_for_a_perfect_predictor():
     report = evaluate_results(results, ["face"], score_threshold=0.5)
     assert report["ap50"] == pytest.approx(1.0)
     assert report["recall_by_size"]["all"] == {"faces": 12, "recall": 1.0}
+
+
+def test_a_runtime_with_its_own_letterbox_is_scored_against_the_same_ground_truth():
+    """A source predictor places each image its own way (here 4 px lower, scaled differently): its detections are
+    moved to the training letterbox's coordinates, so a perfect one still scores AP 1 on the shared ground truth."""
+    rng = np.random.default_rng(1)
+    sources = [np.zeros((200, 300, 3), np.uint8), np.zeros((250, 180, 3), np.uint8)]
+    training = [Letterbox(320 / 300, 213 / 200, 0, 21), Letterbox(183 / 180, 256 / 250, 68, 0)]
+    own = [Letterbox(1.0, 1.0, 10, 30), Letterbox(0.9, 0.95, 40, 4)]
+    source_gt = []
+    for source in sources:
+        xy = rng.uniform(0.1, 0.5, size=(2, 2)) * source.shape[1::-1]
+        source_gt.append(np.concatenate([xy, xy + rng.uniform(20, 60, size=(2, 2))], axis=1).astype(np.float32))
+    scale = np.array([*INPUT, *INPUT], np.float32)
+    gt_boxes = [p.to_input(g) for p, g in zip(training, source_gt, strict=True)]
+    data = EvalSet(np.zeros((2, 2, 2, 3), np.float32), gt_boxes, [np.zeros(2, np.int64)] * 2, sources, training)
+    by_shape = {s.shape: (_perfect_outputs(p.to_input(g) / scale, np.zeros(2, np.int32), 1), p)
+                for s, p, g in zip(sources, own, source_gt, strict=True)}
+    results = collect_source_results(lambda batch: [by_shape[s.shape] for s in batch], data, ANCHORS, 1, INPUT,
+                                     nms_iou=0.45)
+    for result, gt in zip(results, data.gt_boxes, strict=True):
+        found = result.boxes[np.argsort(result.boxes[:, 0])]
+        np.testing.assert_allclose(found, gt[np.argsort(gt[:, 0])], atol=0.1)
+    assert evaluate_results(results, ["face"], 0.5)["ap50"] == pytest.approx(1.0)

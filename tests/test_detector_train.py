@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from deploy.evaluate import evaluate_stage
 from models import train_callbacks
-from models.evaluate import evaluate_stage
 from models.train import train_stage
 from models.train_callbacks import read_log
 from pipeline.config import Config, load_config

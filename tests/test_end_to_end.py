@@ -109,7 +109,7 @@ def test_the_flashed_detector_finds_the_faces(sim_run, monkeypatch):
 
 @needs_tools
 def test_eval_scores_the_compiled_kmodel_like_the_uint8_tflite(sim_run, monkeypatch):
-    from models.evaluate import evaluate_stage
+    from deploy.evaluate import evaluate_stage
 
     config, build, _ = sim_run
     monkeypatch.setenv("PIPELINE_BUILD_ROOT", str(build.parent))

@@ -24,8 +24,7 @@ from deploy.firmware.run import run_host, run_qemu
 from deploy.k210.sim.simulator import simulate
 from models.recognizer.crop import CropPolicy, crop_face
 from pipeline.errors import PipelineError
-from tests.conftest import rtthread_root, shared_path
-from tests.embedder_kmodel import MARGIN_PERMILLE, SIDE, embedder_kmodel, embedder_meta
+from tests.conftest import MARGIN_PERMILLE, SIDE, embedder_kmodel, embedder_meta, rtthread_root, shared_path
 
 MODEL_ADDRESS = 0x300000
 QEMU_TOOLS = ("riscv64-unknown-elf-gcc", "qemu-system-riscv64", "scons")

@@ -1,4 +1,5 @@
-"""The C kmodel V3 runtime (soft KPU + CPU layers) against the golden outputs and the NumPy simulator, byte for byte."""
+"""The C kmodel V3 runtime (soft KPU, fast and reference kernel, + CPU layers) against the golden outputs and the
+NumPy simulator, byte for byte."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from deploy.firmware.boards import KPU_KERNELS
 from deploy.firmware.kmodel_runner import build_kmodel_runner, run_kmodel
 from deploy.k210.format import kmodel as km
 from deploy.k210.format.kmodel_io import write_kmodel
@@ -18,10 +20,13 @@ from tests.conftest import shared_path
 GOLDEN = {"reference": "voc20_dog_expected_output.npy", "v0.1": "voc20_dog_expected_output_v01_rounding.npy"}
 
 
-@pytest.fixture(scope="module")
-def runners(tmp_path_factory) -> dict[str, object]:
-    out = tmp_path_factory.mktemp("runner")
-    return {rounding: build_kmodel_runner(out / rounding, rounding=rounding) for rounding in GOLDEN}
+@pytest.fixture(scope="module", params=sorted(KPU_KERNELS))
+def runners(request, tmp_path_factory) -> dict[str, object]:
+    """The runner per rounding, built with each soft-KPU kernel in turn: every test runs on the fast kernel and on
+    the reference one (firmware/runtime/kpu_ref.c)."""
+    out = tmp_path_factory.mktemp(f"runner_{request.param}")
+    return {rounding: build_kmodel_runner(out / rounding, rounding=rounding, kernel=request.param)
+            for rounding in GOLDEN}
 
 
 @pytest.fixture(scope="module")
@@ -185,3 +190,9 @@ def test_wrong_version_and_input_size_are_refused(runners, tmp_path):
     bad.write_bytes(bytes(data))
     with pytest.raises(PipelineError, match="version field is not 3"):
         run_kmodel(runners["reference"], bad, np.zeros((3, 240, 320), np.uint8))
+
+
+def test_an_unknown_kpu_kernel_is_refused_with_its_config_key(tmp_path):
+    with pytest.raises(PipelineError, match="firmware.kpu_kernel") as caught:
+        build_kmodel_runner(tmp_path / "runner", kernel="turbo")
+    assert "fast or reference" in str(caught.value) and not (tmp_path / "runner").exists()

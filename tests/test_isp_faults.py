@@ -11,7 +11,7 @@ import pytest
 
 from deploy.isp.image import firmware_image
 from pipeline.errors import PipelineError
-from tests.isp_helpers import FAST_SIM, assert_flash_holds, flash_sim
+from tests.conftest import FAST_SIM, assert_flash_holds, flash_sim
 
 
 def _run(tmp_path: Path, sim_changes: dict, dialect: str = "vowstar") -> tuple[str, dict[int, bytes]]:

@@ -17,7 +17,7 @@ from deploy.isp.image import firmware_image, read_flash_firmware, read_flash_reg
 from deploy.isp.kfpkg import FlashEntry, write_kfpkg
 from pipeline.config import REPO_ROOT
 from pipeline.errors import PipelineError
-from tests.isp_helpers import FAST_SIM, FAST_TIMING, assert_flash_holds, dummy_program, flash_sim
+from tests.conftest import FAST_SIM, FAST_TIMING, assert_flash_holds, dummy_program, flash_sim
 
 
 @pytest.fixture

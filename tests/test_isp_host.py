@@ -18,7 +18,7 @@ from deploy.isp.ports import choose_port
 from deploy.isp.reset import FAMILIES, apply_steps, families_for
 from deploy.isp.upstream_kflash import kflash_available
 from pipeline.errors import PipelineError
-from tests.isp_helpers import FAST_SIM, flash_sim
+from tests.conftest import FAST_SIM, flash_sim
 
 
 def _port(device: str, vid: int | None, serial_number: str = "A1", location: str = "1-2:1.0") -> ListPortInfo:

@@ -14,7 +14,7 @@ from deploy.isp.kfpkg import FlashEntry, write_kfpkg
 from deploy.isp.simboard.options import SimOptions
 from deploy.isp.simboard.process import running_simboard
 from deploy.isp.upstream_kflash import kflash_available, run_kflash
-from tests.isp_helpers import assert_flash_holds
+from tests.conftest import assert_flash_holds
 
 pytestmark = pytest.mark.skipif(not kflash_available(), reason="kflash (PyPI) is not installed (requirements.txt)")
 

@@ -1,5 +1,5 @@
 """`invoke compile` stage: artifacts, report contents, the detector metadata, manifest skipping, the budget,
---inspect and the ncc probe."""
+--inspect."""
 
 from __future__ import annotations
 
@@ -103,13 +103,6 @@ def test_missing_tflite_is_named(config):
     (config.build_dir / "model_uint8.tflite").unlink()
     with pytest.raises(PipelineError, match="model_uint8.tflite.*invoke export"):
         compile_stage(config)
-
-
-def test_ncc_probe_explains_why_it_is_unavailable(config):
-    if shutil.which("ncc"):
-        pytest.skip("an ncc is installed here")
-    with pytest.raises(PipelineError, match="no 'ncc' on PATH"):
-        compile_stage(config, compiler="ncc")
 
 
 def test_inspect_prints_the_nncase_model():

@@ -87,7 +87,7 @@ def test_compiled_detector_batch_is_byte_identical(detector_kmodel, rounding):
 @pytest.fixture(scope="module")
 def embedder_path(tmp_path_factory) -> Path:
     """A compiled random-weight MobileFaceNet embedder (112x112, float embedding out)."""
-    from tests.embedder_kmodel import embedder_kmodel
+    from tests.conftest import embedder_kmodel
 
     return embedder_kmodel(tmp_path_factory.mktemp("embedder"))[0]
 
@@ -103,8 +103,7 @@ def test_embedder_batch_is_byte_identical(embedder_path):
 
 
 def test_evaluation_runs_the_kmodel_the_same_on_both_engines(detector_kmodel, embedder_path, tmp_path):
-    from models.evaluate import kmodel_predictor
-    from models.recognizer.evaluate import kmodel_embed
+    from deploy.predictors import kmodel_embed, kmodel_predictor
 
     detector = tmp_path / "detector.kmodel"
     detector.write_bytes(detector_kmodel)
@@ -115,6 +114,28 @@ def test_evaluation_runs_the_kmodel_the_same_on_both_engines(detector_kmodel, em
     crops = rng.random((3, 112, 112, 3), dtype=np.float32)
     embeddings = {engine: kmodel_embed(embedder_path, "embed", engine)(crops) for engine in ("fast", "reference")}
     assert embeddings["fast"].shape == (3, 128) and np.array_equal(embeddings["fast"], embeddings["reference"])
+
+
+def test_the_firmware_row_feeds_the_kmodel_the_firmware_letterbox(detector_kmodel, tmp_path):
+    """kmodel_firmware_predictor gives each source image the bytes letterbox_input makes (the C letterbox's twin) and
+    says where it put it: the same output as the simulator on those bytes, and the firmware's fitted geometry."""
+    from deploy.firmware.frames import letterbox_fit, letterbox_input
+    from deploy.predictors import kmodel_firmware_predictor
+    from models.yolo_decode import chw_to_hwc
+
+    detector = tmp_path / "detector.kmodel"
+    detector.write_bytes(detector_kmodel)
+    rng = np.random.default_rng(9)
+    sources = [rng.integers(0, 256, shape, dtype=np.uint8) for shape in ((225, 400, 3), (400, 267, 3), (128, 160, 3))]
+    got = kmodel_firmware_predictor(detector, (4, 5, 35), (160, 128))(sources)
+    reference = ReferenceSimulator(detector_kmodel)
+    for source, (raw, placed) in zip(sources, got, strict=True):
+        want = reference.dequantized(letterbox_input(source, (160, 128), 0)[None])[0][0]
+        assert np.array_equal(raw, chw_to_hwc(want, 35, 4, 5))
+        fit = letterbox_fit((source.shape[1], source.shape[0]), (160, 128))
+        assert (placed.pad_x, placed.pad_y) == (fit.pad_x, fit.pad_y)
+        assert (placed.scale_x * source.shape[1], placed.scale_y * source.shape[0]) == pytest.approx((fit.width,
+                                                                                                      fit.height))
 
 
 def synthetic_model(rng: np.random.Generator) -> km.KModel:

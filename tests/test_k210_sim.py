@@ -69,8 +69,10 @@ def test_simulate_cli_saves_raw_and_dequantized(tmp_path, dog_input):
     assert saved["output_0_dequantized"].dtype == np.float32
 
 
-def test_simulate_cli_runs_a_model_whose_first_layer_is_a_float_fully_connected(tmp_path, capsys):
-    """Small nncase v0.1 models start on the CPU: FULLY_CONNECTED on a float32 vector, then back to uint8."""
+@pytest.mark.parametrize("fast", [False, True])
+def test_simulate_cli_runs_a_model_whose_first_layer_is_a_float_fully_connected(tmp_path, capsys, fast):
+    """Small nncase v0.1 models start on the CPU: FULLY_CONNECTED on a float32 vector, then back to uint8; on the
+    NumPy simulator and (--fast) on the C runtime alike."""
     weights = np.array([[1, 2, 0], [-3, 1, 0.5]], np.float32)
     layers = [km.Layer(km.LayerType.FULLY_CONNECTED,
                        km.FullyConnectedBody(0, 0, 16, 3, 2, 1, weights, np.array([0.5, 0], np.float32))),
@@ -81,16 +83,16 @@ def test_simulate_cli_runs_a_model_whose_first_layer_is_a_float_fully_connected(
     path.write_bytes(write_kmodel(model))
     vector = tmp_path / "x.npy"
     np.save(vector, np.array([1.0, 1.0, 2.0]))  # float64 is accepted and converted
-    result = run_simulation(path, vector, tmp_path / "out.npz")
+    result = run_simulation(path, vector, tmp_path / "out.npz", fast=fast)
     assert result.outputs[0].tolist() == [7, 0]  # relu([3.5, -1]) / 0.5
     assert np.load(tmp_path / "out.npz")["output_0_raw"].tolist() == [7, 0]
     image = tmp_path / "x.png"
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(image)
     with pytest.raises(PipelineError, match="float input"):
-        run_simulation(path, image, None)
+        run_simulation(path, image, None, fast=fast)
     np.save(vector, np.zeros(4, np.float32))
     with pytest.raises(PipelineError, match=r"shape \(3,\)"):
-        run_simulation(path, vector, None)
+        run_simulation(path, vector, None, fast=fast)
 
 
 def test_image_input_is_resized_and_npy_shape_checked(tmp_path):

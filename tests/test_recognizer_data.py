@@ -23,8 +23,7 @@ from models.recognizer.faces import (
 from models.recognizer.settings import RecognizerSettings
 from pipeline.config import load_config
 from pipeline.errors import PipelineError
-from tests.conftest import shared_path
-from tests.reliability_helpers import assert_refused, run_subprocess, snapshot
+from tests.conftest import assert_refused, run_subprocess, shared_path, snapshot
 
 POLICY = CropPolicy(32, 250)
 

@@ -27,7 +27,7 @@ from pipeline.errors import PipelineError
 from pipeline.lock import build_lock
 from pipeline.manifest import Manifest
 from pipeline.stage import run_stage
-from tests.reliability_helpers import assert_refused, run_in_process, run_subprocess, snapshot
+from tests.conftest import assert_refused, run_in_process, run_subprocess, snapshot
 
 HOLD_LOCK = "import sys, time; from pipeline.lock import build_lock\nwith build_lock(sys.argv[1]):\n" \
             "    print('held', flush=True); time.sleep(60)\n"

@@ -23,7 +23,7 @@ from models.data.wider import read_wider
 from models.data.yolo_txt import read_class_names, read_yolo
 from pipeline.config import load_config
 from pipeline.errors import PipelineError
-from tests.reliability_helpers import assert_refused, run_in_process, run_subprocess, snapshot
+from tests.conftest import assert_refused, run_in_process, run_subprocess, snapshot
 
 FACE = ClassMap(["face"])
 BOX = np.array([[8, 8, 40, 36]], np.float32)

@@ -13,7 +13,7 @@ import tasks
 from pipeline.config import DEFAULTS, RULES, load_config, parse_override, rule_for
 from pipeline.errors import PipelineError
 from pipeline.values import Rule, count, fraction
-from tests.reliability_helpers import assert_refused, run_in_process, run_subprocess, snapshot
+from tests.conftest import assert_refused, run_in_process, run_subprocess, snapshot
 
 
 def _leaves(node: dict, prefix: str = "") -> list[str]:

@@ -232,6 +232,7 @@ def build_attendance_stage(models: AttendanceModels, board: str, *, rtt_root: st
     def work() -> dict[str, Any]:
         if target == "host":
             result = build_host(folders["detector"], out, rounding=cfg.get("firmware.rounding"),
+                                kernel=cfg.get("firmware.kpu_kernel"),
                                 extra_dirs=(model_folder(folders["recognizer"], names["recognizer"]), app_dir),
                                 command="face_recognize")
             sections = (result.size["text"], result.size["data"], result.size["bss"])
@@ -241,8 +242,9 @@ def build_attendance_stage(models: AttendanceModels, board: str, *, rtt_root: st
             result = build_board(target, [folders["detector"], folders["recognizer"]], out,
                                  cfg.build_dir / "firmware" / f"{target}_bsp", rtt_root=rtt_root,
                                  camera=cfg.get("firmware.camera"), rounding=cfg.get("firmware.rounding"),
-                                 rt_ai=cfg.get("firmware.rt_ai"), rtak_lib=cfg.get("firmware.rtak_lib"),
-                                 embedded_kmodels=embedded, apps=(app_dir,), app_commands=tuple(render["commands"]))
+                                 kernel=cfg.get("firmware.kpu_kernel"), rt_ai=cfg.get("firmware.rt_ai"),
+                                 rtak_lib=cfg.get("firmware.rtak_lib"), embedded_kmodels=embedded, apps=(app_dir,),
+                                 app_commands=tuple(render["commands"]))
             report = result.report
             sections = (report.text, report.data, report.bss)
             built = {"image": str(result.image), "elf": str(result.folder / "rtthread.elf"),

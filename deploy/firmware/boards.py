@@ -12,6 +12,7 @@ FIRMWARE_DIR = Path(__file__).resolve().parents[2] / "firmware"
 PORT_DIR = FIRMWARE_DIR / "port"
 COMMON_CFLAGS = ("-std=c99", "-O3", "-Wall", "-Wextra", "-Werror", "-ffp-contract=off")
 ROUNDINGS = {"reference": (), "v0.1": ("-DKPU_ROUNDING_V01",)}
+KPU_KERNELS = {"fast": (), "reference": ("-DKPU_REFERENCE_KERNEL",)}  # firmware/runtime/kpu_soft.c or kpu_ref.c
 
 
 @dataclass(frozen=True)
@@ -70,10 +71,13 @@ def check_build_target(name: str) -> str:
     return name
 
 
-def rounding_flags(rounding: str) -> tuple[str, ...]:
+def rounding_flags(rounding: str, kernel: str = "fast") -> tuple[str, ...]:
+    """The compile flags of the soft KPU: its activation rounding and which kernel runs the convolutions."""
     if rounding not in ROUNDINGS:
         raise PipelineError(f"got {rounding!r}", field="firmware.rounding", expected=" or ".join(ROUNDINGS))
-    return ROUNDINGS[rounding]
+    if kernel not in KPU_KERNELS:
+        raise PipelineError(f"got {kernel!r}", field="firmware.kpu_kernel", expected=" or ".join(KPU_KERNELS))
+    return ROUNDINGS[rounding] + KPU_KERNELS[kernel]
 
 
 @dataclass(frozen=True)

@@ -59,10 +59,11 @@ def sram_report(sections: tuple[int, int, int], kmodel_bytes: int, work_bytes: i
             "percent": round(100.0 * total / K210_SRAM_BYTES, 1), "fits": total <= K210_SRAM_BYTES}
 
 
-def build_host(rendered: Path, out: Path, *, rounding: str = "reference", kmodel_bytes: int = 0,
+def build_host(rendered: Path, out: Path, *, rounding: str = "reference", kernel: str = "fast", kmodel_bytes: int = 0,
                work_bytes: int = 0, extra_dirs: tuple[Path, ...] = (), command: str | None = None) -> BuildResult:
     """Compile and link the rendered folder (+ `extra_dirs`: more model or application folders) with the host port
-    into `out`/firmware (written atomically); the program runs `command` (default: the model's own)."""
+    into `out`/firmware (written atomically), with the soft KPU's rounding and kernel; the program runs `command`
+    (default: the model's own)."""
     require_tools((HOST.cc, HOST.size_tool), HOST.apt_packages)
     rendered = Path(rendered)
     name = rendered_model_name(rendered)
@@ -74,7 +75,7 @@ def build_host(rendered: Path, out: Path, *, rounding: str = "reference", kmodel
         program = tmp / "firmware"
         sources = [p for d in source_dirs for p in sorted(d.glob("*.c"))] + HOST.port_sources()
         includes = [f"-I{d}" for d in [*source_dirs, *HOST.include_dirs()]]
-        cmd = [HOST.cc, *HOST.cflags, f'-DRT_APP_COMMAND="{command}"', *rounding_flags(rounding), *includes,
+        cmd = [HOST.cc, *HOST.cflags, f'-DRT_APP_COMMAND="{command}"', *rounding_flags(rounding, kernel), *includes,
                *map(str, sources), "-o", str(program), *HOST.ldflags]
         _run(cmd, f"{HOST.cc} (host build)")
         size = sram_report(section_sizes(HOST.size_tool, program), kmodel_bytes, work_bytes, embedded)

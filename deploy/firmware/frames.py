@@ -1,5 +1,6 @@
-"""Camera stand-ins for the host and QEMU targets (images as binary PPM frames), and the Python mirror of the
-firmware's letterbox preprocessing, so the simulator gets exactly the input the firmware makes."""
+"""Camera stand-ins for the host and QEMU targets (images as binary PPM frames), and the Python twin of the
+firmware's letterbox preprocessing (firmware/app/letterbox.c, byte for byte: tests/test_letterbox_c.py), so the
+simulator and `invoke eval` give the kmodel exactly the input the firmware makes."""
 
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ def write_ppm_frames(images: list[Path], out_dir: Path) -> list[Path]:
 
 @dataclass(frozen=True)
 class Fit:
-    """Where a frame lands in the model input (the firmware's app_fit): fitted size and centring offsets."""
+    """Where a frame lands in the model input (struct letterbox): fitted size and centring offsets."""
 
     width: int
     height: int
@@ -71,7 +72,7 @@ def read_frame(path: Path) -> np.ndarray:
 
 def letterbox_input(frame: np.ndarray, input_size: tuple[int, int], fill: int) -> np.ndarray:
     """The CHW uint8 input the firmware makes from an H x W x 3 frame: letterboxed, nearest-neighbour
-    (app_preprocess)."""
+    (letterbox_frame)."""
     fh, fw = frame.shape[:2]
     iw, ih = input_size
     fit = letterbox_fit((fw, fh), input_size)
@@ -88,7 +89,7 @@ def model_input(ppm: Path, input_size: tuple[int, int], fill: int) -> np.ndarray
 
 
 def boxes_to_frame(boxes: np.ndarray, frame_size: tuple[int, int], input_size: tuple[int, int]) -> np.ndarray:
-    """(N, 4) boxes from fractions of the model input to frame pixels (the firmware's app_to_frame)."""
+    """(N, 4) boxes from fractions of the model input to frame pixels (the firmware's letterbox_to_frame)."""
     fit = letterbox_fit(frame_size, input_size)
     boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
     scale = np.array([input_size[0], input_size[1]] * 2, np.float32)

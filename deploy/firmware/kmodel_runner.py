@@ -33,17 +33,19 @@ class RunnerResult:
     runs: int = 1
 
 
-def _flags(rounding: str) -> list[str]:
-    return [f for f in HOST.cflags if f != "-std=c99"] + ["-std=c11", *rounding_flags(rounding)]  # C11: aligned_alloc
+def _flags(rounding: str, kernel: str) -> list[str]:
+    """The host flags in C11 (for aligned_alloc) with the soft KPU's switches."""
+    return [f for f in HOST.cflags if f != "-std=c99"] + ["-std=c11", *rounding_flags(rounding, kernel)]
 
 
-def build_kmodel_runner(out_dir: Path, *, rounding: str = "reference") -> Path:
-    """Compile the runner with the host gcc (-Wall -Wextra -Werror); returns the executable."""
+def build_kmodel_runner(out_dir: Path, *, rounding: str = "reference", kernel: str = "fast") -> Path:
+    """Compile the runner with the host gcc (-Wall -Wextra -Werror) and the soft KPU's rounding and kernel
+    (firmware.kpu_kernel); returns the executable."""
     require_tools((HOST.cc,), HOST.apt_packages)
     with atomic_folder(Path(out_dir)) as tmp:
         generated = tmp / "generated"
         write_k210_headers(generated)
-        cmd = [HOST.cc, *_flags(rounding), f"-I{RUNTIME_DIR}", f"-I{generated}", str(RUNNER_SOURCE),
+        cmd = [HOST.cc, *_flags(rounding, kernel), f"-I{RUNTIME_DIR}", f"-I{generated}", str(RUNNER_SOURCE),
                *map(str, sorted(RUNTIME_DIR.glob("*.c"))), "-o", str(tmp / RUNNER_NAME), "-lm"]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
@@ -56,7 +58,7 @@ def runner_key(rounding: str) -> str:
     """Hash of what the runner is made of: its C sources, the generated headers, the flags and the compiler (version
     and the target -march=native resolves to)."""
     require_tools((HOST.cc,), HOST.apt_packages)
-    flags = _flags(rounding)
+    flags = _flags(rounding, "fast")  # the fast simulator runs the fast kernel
     compiler = subprocess.run([HOST.cc, *flags, "-###", "-E", "-"], capture_output=True, text=True,
                               stdin=subprocess.DEVNULL).stderr
     digest = hashlib.sha256()

@@ -297,16 +297,16 @@ def build_rtthread(target: BspTarget, renders: list[Path], out: Path, work: Path
 
 
 def build_board(board: str, renders: list[Path], out: Path, work: Path, *, rtt_root: str | Path | None = None,
-                camera: str = "ov5640", rounding: str = "reference", rt_ai: str = "ours",
+                camera: str = "ov5640", rounding: str = "reference", kernel: str = "fast", rt_ai: str = "ours",
                 rtak_lib: str | Path | None = None, embedded_kmodels: dict[str, Path] | None = None,
                 apps: tuple[Path, ...] = (), app_commands: tuple[str, ...] = ()) -> RtthreadBuild:
     """build_rtthread for the qemu or k210 board with what that board's port needs: the generated memory map (qemu,
-    whose kernel must end below it) or the K210 board header (camera), and the soft KPU's rounding switch."""
+    whose kernel must end below it) or the K210 board header (camera), and the soft KPU's rounding and kernel."""
     target = BSP_TARGETS[board]
     generated = {"memory_map.h": memory_map_header()} if board == "qemu" else \
         {"k210_board.h": k210_board_header(camera)}
     result = build_rtthread(target, renders, out, work, rtt_root=rtt_root, generated=generated,
-                            embedded_kmodels=embedded_kmodels, cflags=rounding_flags(rounding), rt_ai=rt_ai,
+                            embedded_kmodels=embedded_kmodels, cflags=rounding_flags(rounding, kernel), rt_ai=rt_ai,
                             rtak_lib=rtak_lib, apps=apps, app_commands=app_commands)
     if board == "qemu":
         check_kernel_fits(result.report.bss_end)

@@ -78,8 +78,8 @@ def build_on_rtthread(cfg: Config, board: str, out: Path, *, rtt_root: str | Non
     kmodels = {rendered_model_name(rendered): Path(render["kmodel"])} if embedded else {}
     result = build_board(board, [rendered], out, firmware_dir(cfg) / f"{board}_bsp", rtt_root=rtt_root,
                          camera=cfg.get("firmware.camera"), rounding=cfg.get("firmware.rounding"),
-                         rt_ai=cfg.get("firmware.rt_ai"), rtak_lib=cfg.get("firmware.rtak_lib"),
-                         embedded_kmodels=kmodels)
+                         kernel=cfg.get("firmware.kpu_kernel"), rt_ai=cfg.get("firmware.rt_ai"),
+                         rtak_lib=cfg.get("firmware.rtak_lib"), embedded_kmodels=kmodels)
     report = result.report
     size = sram_report((report.text, report.data, report.bss), render["kmodel_bytes"], render["work_buffer_bytes"],
                        embedded)
@@ -95,17 +95,17 @@ def build_stage(cfg: Config, board: str, *, rtt_root: str | None = None, force: 
     check_build_target(board)
     render = render_metrics(cfg)
     out = firmware_dir(cfg) / board
-    rounding = cfg.get("firmware.rounding")
+    rounding, kernel = cfg.get("firmware.rounding"), cfg.get("firmware.kpu_kernel")
 
     def work() -> dict[str, Any]:
         if board != "host":
             return build_on_rtthread(cfg, board, out, rtt_root=rtt_root)
-        result = build_host(rendered_dir(cfg), out, rounding=rounding, kmodel_bytes=render["kmodel_bytes"],
-                            work_bytes=render["work_buffer_bytes"])
+        result = build_host(rendered_dir(cfg), out, rounding=rounding, kernel=kernel,
+                            kmodel_bytes=render["kmodel_bytes"], work_bytes=render["work_buffer_bytes"])
         return {"board": board, "program": str(result.program), "size": result.size}
 
     return run_stage(cfg.build_dir, f"build_{board}", inputs=[rendered_dir(cfg), FIRMWARE_DIR / "port"],
-                     params={"board": board, "rounding": rounding, "rtt_root": rtt_root,
+                     params={"board": board, "rounding": rounding, "kpu_kernel": kernel, "rtt_root": rtt_root,
                              "camera": cfg.get("firmware.camera"), "rt_ai": cfg.get("firmware.rt_ai"),
                              "rtak_lib": cfg.get("firmware.rtak_lib")}, outputs=[out], work=work, force=force)
 

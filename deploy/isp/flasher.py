@@ -123,17 +123,6 @@ def flash_artifacts(*, build_dir: Path, image: Path | None = None, kmodel: Path 
     return summary
 
 
-def parse_address(text: str) -> int:
-    """A flash address from a flag: decimal or 0x-prefixed hex."""
-    try:
-        value = int(str(text), 0)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise PipelineError(f"address {text!r}", field="--address", expected="a non-negative number such as 0x300000")
-    return value
-
-
 def flash_stage(cfg: Config, *, image: Path | None = None, kmodel: Path | None = None, kfpkg: Path | None = None,
                 sim_options: SimOptions | None = None, show_progress: bool = True) -> FlashSummary:
     """`invoke flash` with the config's deploy.* values (board, port, baud, board_type, kmodel_address, isp_prog);

@@ -130,7 +130,8 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, wh
     try:
         with archive.open(info) as member:
             data = member.read(limit + 1)
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError, RuntimeError) as exc:
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError, RuntimeError,
+            UnicodeDecodeError) as exc:  # a damaged local header: its file name no longer decodes
         raise PipelineError(f"member {name!r} is damaged ({exc})", path=where, field=field,
                             expected="a member whose data matches its CRC-32 and size") from None
     if len(data) > limit:

@@ -1,11 +1,11 @@
-/* Software KPU: one K210_CONV layer, computed exactly as kmodel-v3-and-kpu.md section 5.8 describes. */
+/* Software KPU: the KPU RAM layout, the register decoder and (unless -DKPU_REFERENCE_KERNEL selects the plain loops of
+ * kpu_ref.c) the fast kernel: one K210_CONV layer, computed exactly as kmodel-v3-and-kpu.md section 5.8 describes,
+ * with dot products, vectorisable planes and pooling before the activation where that gives the same bytes. */
 #include "kpu_soft.h"
 
 #include <string.h>
 
 #include "kpu_arith.h"
-
-#define KPU_RANGE_36 ((int64_t)1 << (KPU_ACC_BITS - 1))
 
 struct kpu_layout kpu_layout_for_width(uint32_t width)
 {
@@ -87,6 +87,10 @@ enum kpu_status kpu_decode_conv(const uint8_t *regs, struct kpu_conv_args *a)
         return KPU_MAP_OUTSIDE_RAM;
     return KPU_OK;
 }
+
+#ifndef KPU_REFERENCE_KERNEL
+
+#define KPU_RANGE_36 ((int64_t)1 << (KPU_ACC_BITS - 1))
 
 static size_t align8(size_t n)
 {
@@ -657,6 +661,8 @@ enum kpu_status kpu_conv(uint8_t *ram, const struct kpu_conv_args *a, const stru
     }
     return KPU_OK;
 }
+
+#endif /* KPU_REFERENCE_KERNEL */
 
 const char *kpu_status_text(enum kpu_status s)
 {

@@ -1,5 +1,6 @@
 /* Software KPU: the K210 KPU RAM layout and one K210_CONV layer computed bit-exactly
- * (kmodel-v3-and-kpu.md sections 1.3, 2, 3 and 5). */
+ * (kmodel-v3-and-kpu.md sections 1.3, 2, 3 and 5), by the fast kernel (kpu_soft.c) or, built with
+ * -DKPU_REFERENCE_KERNEL, the reference one (kpu_ref.c): the same bytes. */
 #ifndef KPU_SOFT_H
 #define KPU_SOFT_H
 

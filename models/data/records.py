@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,12 +59,3 @@ def image_size(path: Path) -> tuple[int, int]:
     """(width, height) after a full decode, so truncated files are caught when a set is read."""
     image = read_image(path)
     return image.shape[1], image.shape[0]
-
-
-def iter_detection_samples(records: list[DetectionRecord]) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    for record in records:
-        yield record.load()
-
-
-def empty_boxes() -> tuple[np.ndarray, np.ndarray]:
-    return np.zeros((0, 4), np.float32), np.zeros((0,), np.int64)

@@ -10,7 +10,6 @@ import numpy as np
 
 from models.data.problems import ProblemLog
 from models.data.records import DetectionRecord
-from pipeline.atomic import atomic_path
 
 
 def box_sizes(records: list[DetectionRecord]) -> np.ndarray:
@@ -49,15 +48,12 @@ def dataset_stats(records: list[DetectionRecord], classes: list[str], log: Probl
 
 def plot_box_histograms(records: list[DetectionRecord], title: str, png_path: Path) -> None:
     """Histograms of box side (sqrt of area, px), box side relative to the image, and aspect ratio."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from pipeline.plotting import new_figure, save_figure
 
     sizes = box_sizes(records)
     rel = np.concatenate([np.sqrt((r.boxes[:, 2] - r.boxes[:, 0]) * (r.boxes[:, 3] - r.boxes[:, 1])
                                   / (r.width * r.height)) for r in records if len(r.boxes)] or [np.zeros(0)])
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    fig, axes = new_figure(13, 3.8, columns=3)
     axes[0].hist(np.sqrt(sizes[:, 0] * sizes[:, 1]), bins=40, color="#3b7dd8")
     axes[0].set(xlabel="box side sqrt(w*h) [px]", ylabel="boxes", title="box size")
     axes[1].hist(rel, bins=40, color="#4caf50")
@@ -65,7 +61,4 @@ def plot_box_histograms(records: list[DetectionRecord], title: str, png_path: Pa
     axes[2].hist(sizes[:, 0] / np.maximum(sizes[:, 1], 1e-6), bins=40, color="#e07b39")
     axes[2].set(xlabel="aspect w/h", title="aspect ratio")
     fig.suptitle(title)
-    fig.tight_layout()
-    with atomic_path(png_path) as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
+    save_figure(fig, png_path, dpi=90)

@@ -1,6 +1,8 @@
 """`invoke eval` on a recognizer: the LFW View 2 protocol on the dev folds and classroom identification (enroll 1, 3
-and 5 photos per student, open-set against held-out strangers), for Keras, float and uint8 TFLite and the kmodel in
-the KPU simulator, with the dlib teacher as the anchor on the same pairs -> build/<config>/eval.json + ROC PNG."""
+and 5 photos per student, open-set against held-out strangers), for each runtime it is given (Keras here; float and
+uint8 TFLite and the kmodel in the KPU simulator come from deploy/, which passes them in), with the dlib teacher as
+the anchor on the same pairs -> build/<config>/eval.json + ROC PNG. Every runtime sees the crops of the one crop
+policy (models/recognizer/crop.py, whose C twin the firmware runs)."""
 
 from __future__ import annotations
 
@@ -25,13 +27,12 @@ from models.recognizer.verification import plot_roc, verification_metrics
 from pipeline.atomic import write_json
 from pipeline.config import Config
 from pipeline.errors import PipelineError
-from pipeline.progress import bar, progress
 from pipeline.text_files import read_utf8
 
 EVAL_NAME, ROC_NAME = "eval.json", "lfw_roc.png"
 ENROLL_COUNTS = (1, 3, 5)
 Embed = Callable[[np.ndarray], np.ndarray]  # float crops (N, S, S, 3) in [0, 1] -> embeddings (N, D)
-KMODEL_CHUNK = 128  # crops per C runtime call: one process each, and a progress step
+CROP_PREPROCESSING = "face crop policy (models/recognizer/crop.py = firmware/app/face_crop.c), every runtime"
 
 
 def normalised(embeddings: np.ndarray) -> np.ndarray:
@@ -41,31 +42,6 @@ def normalised(embeddings: np.ndarray) -> np.ndarray:
 def keras_embed(model) -> Embed:
     return lambda images: np.concatenate([np.asarray(model(images[i:i + 64], training=False))
                                           for i in range(0, len(images), 64)])
-
-
-def tflite_embed(runner, desc: str) -> Embed:
-    return lambda images: np.stack([runner.run(image).reshape(-1) for image in progress(images, desc=desc,
-                                                                                         unit="face")])
-
-
-def kmodel_embed(path: Path, desc: str, engine: str = "fast") -> Embed:
-    """The kmodel on the C runtime (engine "fast", a chunk of crops per call) or the NumPy reference simulator
-    ("reference", the same bytes): the crop's uint8 RGB codes (CHW) in, the dequantized output out."""
-    from deploy.k210.sim.fast import simulator_for
-
-    simulator = simulator_for(path, fast=engine == "fast")
-    chunk = KMODEL_CHUNK if engine == "fast" else 1
-
-    def embed(images: np.ndarray) -> np.ndarray:
-        codes = np.ascontiguousarray(np.rint(images * 255.0).astype(np.uint8).transpose(0, 3, 1, 2))
-        out = []
-        with bar(desc=desc, total=len(codes), unit="face") as shown:
-            for start in range(0, len(codes), chunk):
-                out += [outputs[0].reshape(-1) for outputs in simulator.dequantized(codes[start:start + chunk])]
-                shown.update(len(codes[start:start + chunk]))
-        return np.stack(out)
-
-    return embed
 
 
 @dataclass(frozen=True)
@@ -151,21 +127,15 @@ def identification(embed: Embed, data: ClassroomSet) -> dict[str, Any]:
     return out
 
 
-def runtime_embedders(cfg: Config, model_path: Path | None) -> dict[str, tuple[Path, Callable[[Path], Embed]]]:
-    """Runtime name -> (its model file, how to make its embed function from that file)."""
-    from deploy.tflite import LiteRTRunner
-
-    build = cfg.build_dir
-    return {"keras": (model_path or build / "model.keras", lambda p: keras_embed(load_embedder(p))),
-            "float": (build / "model_float.tflite", lambda p: tflite_embed(LiteRTRunner(p), "float TFLite")),
-            "uint8": (build / "model_uint8.tflite", lambda p: tflite_embed(LiteRTRunner(p), "uint8 TFLite")),
-            "kmodel": (build / "model.kmodel",
-                       lambda p: kmodel_embed(p, "kmodel (KPU sim)", cfg.values["eval"]["kmodel_engine"]))}
+def keras_embedder(path: Path) -> tuple[Path, Callable[[Path], Embed]]:
+    """The Keras embedder in `path` as a runtime: (its file, how to make its embed function)."""
+    return path, lambda p: keras_embed(load_embedder(p))
 
 
-def evaluate_recognizer_stage(cfg: Config, runtimes: tuple[str, ...] = ("keras", "float", "uint8", "kmodel"),
-                              model_path: Path | None = None, teacher: bool = True) -> dict[str, Any]:
-    """LFW and classroom metrics of every available runtime (and the teacher) -> eval.json + lfw_roc.png."""
+def evaluate_recognizer(cfg: Config, runtimes: dict[str, tuple[Path, Callable[[Path], Embed]]],
+                        teacher: bool = True) -> dict[str, Any]:
+    """LFW and classroom metrics of every runtime (name -> its model file, how to make its embed function from
+    that file) whose file exists, and of the teacher -> eval.json + lfw_roc.png."""
     settings = RecognizerSettings.from_config(cfg)
     rec = cfg.values["recognizer"]
     lfw_root = cfg.resolve_path(rec["lfw"])
@@ -181,11 +151,9 @@ def evaluate_recognizer_stage(cfg: Config, runtimes: tuple[str, ...] = ("keras",
     report: dict[str, Any] = {"lfw": {"pairs": int(lfw.used.sum()), "box": list(LFW_FACE_BOX)},
                               "classroom": {"boxes": "annotated", "students": len(set(classroom.probe_names)),
                                             "probes": len(classroom.probes), "strangers": len(classroom.strangers)}
-                              if classroom else None, "runtimes": {}}
+                              if classroom else None, "preprocessing": CROP_PREPROCESSING, "runtimes": {}}
     curves = {}
-    for name, (path, make) in runtime_embedders(cfg, model_path).items():
-        if name not in runtimes:
-            continue
+    for name, (path, make) in runtimes.items():
         if not path.is_file():
             report["runtimes"][name] = {"missing": str(path), "hint": "run `invoke train` / `export` / `compile`"}
             continue

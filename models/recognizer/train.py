@@ -112,7 +112,7 @@ class ValidationAccuracy(keras.callbacks.Callback):
 
 def plot_recognizer_curves(rows: list[dict[str, float]], png_path) -> None:
     """Training losses (left, log scale) and held-back verification accuracy (right) per epoch."""
-    from models.plotting import new_figure, save_figure
+    from pipeline.plotting import new_figure, save_figure
 
     if not rows:
         return

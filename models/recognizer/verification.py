@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from models.plotting import new_figure, save_figure
 from pipeline.errors import PipelineError
+from pipeline.plotting import new_figure, save_figure
 
 FAR_TARGETS = (1e-3, 1e-2)
 

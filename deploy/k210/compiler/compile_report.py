@@ -169,15 +169,10 @@ def format_kmodel_timing(model: KModel) -> str:
 
 def plot_layers(report: dict[str, Any], path: Path) -> None:
     """Bar chart of estimated time per layer (KPU and CPU coloured apart), written atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from pipeline.atomic import atomic_path
+    from pipeline.plotting import new_figure, save_figure
 
     rows = report["layers"]
-    figure, axis = plt.subplots(figsize=(max(6.0, 0.35 * len(rows)), 4))
+    figure, axis = new_figure(max(6.0, 0.35 * len(rows)), 4)
     colours = ["tab:blue" if r["unit"] == "kpu" else "tab:orange" for r in rows]
     axis.bar(range(len(rows)), [r["time_us"] for r in rows], color=colours)
     axis.set_xticks(range(len(rows)), [f"{r['index']} {r['type'].replace('K210_', '')}" for r in rows],
@@ -186,7 +181,4 @@ def plot_layers(report: dict[str, Any], path: Path) -> None:
     totals = report["totals"]
     axis.set_title(f"estimated K210 time per layer: {totals['latency_ms']} +- {totals['latency_uncertainty_ms']} ms "
                    "total incl. input (blue KPU, orange CPU)", fontsize=9)
-    figure.tight_layout()
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, format="png", dpi=110)
-    plt.close(figure)
+    save_figure(figure, path)

@@ -1,11 +1,8 @@
 """`invoke compile`: build/<config>/model_uint8.tflite -> model.kmodel + compile_report.json + compile_layers.png
-through the stage manifest; `--inspect FILE` prints any kmodel V3; `--compiler ncc` is only a probe for an
-installed nncase v0.1/v0.2 ncc."""
+through the stage manifest; `--inspect FILE` prints any kmodel V3."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -38,37 +35,12 @@ def _model_meta(tflite: Path) -> dict[str, Any] | None:
     return read_json_object(meta, what="model metadata", missing_hint="run `invoke train` first")
 
 
-def _run_ncc(ncc: str, float_tflite: Path, dataset: Path | None, out: Path) -> dict[str, Any]:
-    """Run an installed nncase v0.1/v0.2 ncc on the float TFLite with a calibration image folder."""
-    if dataset is None or not dataset.is_dir():
-        raise PipelineError("ncc needs a calibration image folder", field="--dataset",
-                            expected="a folder of calibration images")
-    if not float_tflite.is_file():
-        raise PipelineError("float TFLite not found", path=float_tflite, expected="the export stage's float model")
-    command = [ncc, "compile", str(float_tflite), str(out), "-i", "tflite", "-t", "k210", "--dataset", str(dataset)]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise PipelineError(f"ncc failed ({done.returncode}): {done.stderr.strip()[-400:]}", field="--compiler ncc")
-    return {"compiler": "ncc", "command": " ".join(command), "kmodel_bytes": out.stat().st_size}
-
-
 def compile_stage(cfg: Config, *, tflite: Path | None = None, budget_mib: float | None = None,
-                  compiler: str = "own", dataset: Path | None = None, force: bool = False) -> StageResult:
+                  force: bool = False) -> StageResult:
     """Compile the uint8 TFLite of a pipeline config to a kmodel V3 with its report and chart."""
     build = cfg.build_dir
     out_kmodel, out_report, out_chart = build / KMODEL_NAME, build / REPORT_NAME, build / CHART_NAME
     budget = float(budget_mib if budget_mib is not None else cfg.get("compile.budget_mib"))
-    if compiler == "ncc":
-        ncc = shutil.which("ncc")
-        if ncc is None:
-            raise PipelineError("no 'ncc' on PATH: nncase v0.1/v0.2 (the last K210 releases) are not installable "
-                                "here (no PyPI wheel; v0.2 needs its own C++ build, nncase 2.x has no K210 target)",
-                                field="--compiler", expected="'own' (the built-in compiler) or an installed ncc")
-        return run_stage(build, "compile_ncc", inputs=[build / "model_float.tflite"], params={"dataset": str(dataset)},
-                         outputs=[out_kmodel], force=force,
-                         work=lambda: _run_ncc(ncc, build / "model_float.tflite", dataset, out_kmodel))
-    if compiler != "own":
-        raise PipelineError(f"unknown compiler {compiler!r}", field="--compiler", expected="own or ncc")
     source = Path(tflite) if tflite else build / "model_uint8.tflite"
     if not source.is_file():
         raise PipelineError("uint8 TFLite model not found", path=source,
