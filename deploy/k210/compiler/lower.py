@@ -11,10 +11,10 @@ Rules (each violation raises one PipelineError naming the TFLite op and tensor, 
 - A fused or following RELU / RELU6 becomes the clamp of the conv's table (passes/fuse_activation). A following
   LEAKY_RELU becomes its own depthwise 1x1 KPU layer whose table reproduces LiteRT's rounding exactly (conv rounds to
   its tensor, then LeakyReLU requantizes), or with `fuse_leaky` is folded into the conv's table as nncase does (one
-  KPU layer, ~2 % less time by the calibrated cycle model). One rounding cannot follow LiteRT's two: per layer about
-  a quarter of the values land 1 LSB off, and over a trained 10-25 layer detector that drifts to 88-94 % of output
-  bytes within 1 LSB (cosine 0.9992-0.9996) instead of >= 99.9 %, hence off by default. A following 2x2 s2,
-  2x2 s1 'same' or 4x4 s4 MAX/AVERAGE_POOL_2D goes into the write-back pool (passes/fuse_pool; with a separate LeakyReLU layer only max
+  KPU layer, ~2 % less time by the calibrated cycle model). One rounding cannot follow LiteRT's two: per layer about a
+  quarter of the values land 1 LSB off, and over a trained 10-25 layer detector that drifts to 88-94 % of output bytes
+  within 1 LSB (cosine 0.9992-0.9996) instead of >= 99.9 %, hence off by default. A following 2x2 s2, 2x2 s1 'same' or
+  4x4 s4 MAX/AVERAGE_POOL_2D goes into the write-back pool (passes/fuse_pool; with a separate LeakyReLU layer only max
   pools, which commute with it); a KPU-resident map with several consumers is pooled by a one-hot copy layer.
 - SPACE_TO_DEPTH (the DarkNet19 passthrough) is one KPU 3x3 conv with one-hot weights (out channel
   (dy*2+dx)*C+c reads input channel c at tap (1+dy, 1+dx)) plus left_top_2_s2. Chosen over a CPU layer because
