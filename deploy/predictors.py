@@ -8,11 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
-from deploy.firmware.frames import letterbox_fit, letterbox_input
+from deploy.firmware.frames import letterbox_input
 from deploy.k210.sim.fast import simulator_for
 from deploy.tflite import LiteRTRunner
 from models.augment import LETTERBOX_FILL, Letterbox
 from models.evaluate import Predictor, SourcePredictor
+from models.letterbox import letterbox_fit
 from models.recognizer.evaluate import Embed
 from models.yolo_decode import chw_to_hwc
 from pipeline.progress import bar, progress

@@ -6,9 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
 
-LETTERBOX_FILL = 0  # the firmware pads a camera frame with the same value
+from models.letterbox import LETTERBOX_FILL, letterbox_image
 
 
 @dataclass(frozen=True)
@@ -48,16 +47,10 @@ class AugmentParams:
 
 
 def letterbox(image: np.ndarray, boxes: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, Letterbox]:
-    """Resize keeping the aspect ratio into a (width, height) canvas, centred, padding with LETTERBOX_FILL."""
-    width, height = size
+    """The project's letterbox (models/letterbox.py, the firmware's too) with the boxes moved along."""
+    canvas, fit = letterbox_image(image, size)
     h, w = image.shape[:2]
-    scale = min(width / w, height / h)
-    new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
-    resized = np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.BILINEAR))
-    pad_x, pad_y = (width - new_w) // 2, (height - new_h) // 2
-    canvas = np.full((height, width, 3), LETTERBOX_FILL, np.uint8)
-    canvas[pad_y:pad_y + new_h, pad_x:pad_x + new_w] = resized
-    placed = Letterbox(new_w / w, new_h / h, pad_x, pad_y)
+    placed = Letterbox(fit.width / w, fit.height / h, fit.pad_x, fit.pad_y)
     return canvas, placed.to_input(boxes), placed
 
 

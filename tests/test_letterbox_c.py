@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from deploy.firmware.boards import FIRMWARE_DIR, HOST
-from deploy.firmware.frames import boxes_to_frame, letterbox_fit, letterbox_input
+from deploy.firmware.frames import boxes_to_frame, letterbox_input
+from models.letterbox import letterbox_fit
 
 LETTERBOX = FIRMWARE_DIR / "app" / "letterbox.c"
 U8P = ctypes.POINTER(ctypes.c_uint8)
@@ -76,3 +77,9 @@ def test_boxes_map_back_to_the_frame_as_in_python(lib):
                                             (fit.width, fit.height)[k % 2], frame_size[k % 2])
                      for k, v in enumerate(row)] for row in boxes], np.float32)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-3)
+
+
+def test_the_c_filter_uses_the_python_weight_precision():
+    from models.letterbox import WEIGHT_BITS
+
+    assert f"#define LETTERBOX_WEIGHT_BITS {WEIGHT_BITS} " in LETTERBOX.read_text()

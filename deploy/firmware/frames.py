@@ -4,12 +4,12 @@ simulator and `invoke eval` give the kmodel exactly the input the firmware makes
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from models.letterbox import letterbox_fit, letterbox_image
 from pipeline.atomic import atomic_path
 from pipeline.errors import PipelineError
 
@@ -43,27 +43,6 @@ def write_ppm_frames(images: list[Path], out_dir: Path) -> list[Path]:
     return frames
 
 
-@dataclass(frozen=True)
-class Fit:
-    """Where a frame lands in the model input (struct letterbox): fitted size and centring offsets."""
-
-    width: int
-    height: int
-    pad_x: int
-    pad_y: int
-
-
-def letterbox_fit(frame_size: tuple[int, int], input_size: tuple[int, int]) -> Fit:
-    """The firmware's integer letterbox geometry for a (w, h) frame and a (w, h) model input."""
-    (fw, fh), (iw, ih) = frame_size, input_size
-    if fw * ih >= fh * iw:
-        width, height = iw, fh * iw // fw
-    else:
-        width, height = fw * ih // fh, ih
-    width, height = max(width, 1), max(height, 1)
-    return Fit(width, height, (iw - width) // 2, (ih - height) // 2)
-
-
 def read_frame(path: Path) -> np.ndarray:
     """A frame file as the camera would deliver it: H x W x 3 uint8 RGB."""
     with Image.open(path) as image:
@@ -71,15 +50,9 @@ def read_frame(path: Path) -> np.ndarray:
 
 
 def letterbox_input(frame: np.ndarray, input_size: tuple[int, int], fill: int) -> np.ndarray:
-    """The CHW uint8 input the firmware makes from an H x W x 3 frame: letterboxed, nearest-neighbour
-    (letterbox_frame)."""
-    fh, fw = frame.shape[:2]
-    iw, ih = input_size
-    fit = letterbox_fit((fw, fh), input_size)
-    rows = np.arange(fit.height) * fh // fit.height
-    cols = np.arange(fit.width) * fw // fit.width
-    canvas = np.full((ih, iw, 3), fill, np.uint8)
-    canvas[fit.pad_y:fit.pad_y + fit.height, fit.pad_x:fit.pad_x + fit.width] = frame[rows][:, cols]
+    """The CHW uint8 input the firmware makes from an H x W x 3 frame (letterbox_frame): the project's one
+    letterbox, models/letterbox.py."""
+    canvas, _ = letterbox_image(frame, input_size, fill)
     return np.ascontiguousarray(canvas.transpose(2, 0, 1))
 
 
