@@ -87,13 +87,14 @@ void letterbox_frame(const uint8_t *frame, uint32_t frame_w, uint32_t frame_h, i
         for (y = 0; y < in_h; y++)
             for (x = 0; x < in_w; x++) {
                 uint8_t v = fill;
-                if (y >= box->pad_y && y < box->pad_y + box->height && x >= box->pad_x && x < box->pad_x + box->width
-                    && box->width == frame_w && box->height == frame_h) {
+                int inside = y >= box->pad_y && y < box->pad_y + box->height && x >= box->pad_x &&
+                             x < box->pad_x + box->width;
+                if (inside && box->width == frame_w && box->height == frame_h) {
                     /* not resized (a camera frame as wide as the input): the filter's one tap of weight 1 */
                     uint32_t sx = x - box->pad_x, sy = y - box->pad_y;
                     v = planar ? frame[((uint64_t)c * frame_h + sy) * frame_w + sx]
                                : frame[((uint64_t)sy * frame_w + sx) * 3 + c];
-                } else if (y >= box->pad_y && y < box->pad_y + box->height && x >= box->pad_x && x < box->pad_x + box->width) {
+                } else if (inside) {
                     struct axis_taps tx = axis_taps(x - box->pad_x, frame_w, box->width);
                     struct axis_taps ty = axis_taps(y - box->pad_y, frame_h, box->height);
                     int64_t acc = 0;
