@@ -497,36 +497,38 @@ def attendance(c, config=None, set_=None, board=None, images=None, icount=False)
     print(f"written: {cfg.build_dir / 'attendance'}/attendance.csv, contact_sheet.png, session.json")
 
 
-@task(auto_shortflags=False, help={
-    "config": CONFIG_HELP,
-    "flash": "flash image file (default build/<config>/sim_flash.img; created erased when missing)",
-    "port": "TCP port on 127.0.0.1 (0 = any free port; the rfc2217:// URL is printed)",
-    "wiring": "which line drives RESET: dan (RTS) | kd233 (DTR)",
-    "personality": "flash-stage dialect for programs it does not recognise: vowstar | sipeed | ktool",
-    "fast": "model no time at all (no line rate, no flash timing)",
-    "idle_timeout": "stop after this many idle seconds",
-    "corrupt_in": "probability that a byte from the host is corrupted",
-    "corrupt_out": "probability that a byte to the host is corrupted",
-    "drop_reply": "probability that a reply is dropped",
-    "stall_rate": "probability that a reply is delayed by --stall-s",
-    "stall_s": "length of an injected stall in seconds",
-    "disconnect_after": "drop the connection after this many frames (0 = never)",
-    "seed": "seed of the fault generator",
-    "log": "append one JSON line per frame to this file"})
-@reports_errors
-def simboard(c, config=None, flash=None, port=None, wiring="dan", personality="vowstar", fast=False,
-             idle_timeout="600", corrupt_in=None, corrupt_out=None, drop_reply=None, stall_rate=None, stall_s=None,
-             disconnect_after=None, seed=None, log=None):
-    """Run the simulated K210 (ROM ISP + flash stage, 16 MiB flash image) as an RFC 2217 port on 127.0.0.1."""
-    from pathlib import Path
+def simboard_task() -> Callable[..., Any]:
+    """`invoke simboard`: one flag per field of the simulated board's options (deploy/isp/simboard/options.py, where
+    each has its help and its rule), plus the config, the flash image and --fast; --idle-timeout waits 600 s."""
+    import inspect
+    from dataclasses import fields
 
-    from deploy.isp.simboard.options import SimOptions
-    from deploy.isp.simboard.server import serve_simboard
+    from deploy.isp.simboard.options import HELP, SimOptions
 
-    options = SimOptions.from_text(port=port, wiring=wiring, personality=personality, idle_timeout_s=idle_timeout,
-                                   corrupt_in=corrupt_in, corrupt_out=corrupt_out, drop_reply=drop_reply,
-                                   stall_rate=stall_rate, stall_s=stall_s, disconnect_after=disconnect_after,
-                                   seed=seed, log=log)
-    target = Path(flash) if flash else load(config, lock=False).build_dir / "sim_flash.img"
-    print(f"simulated K210, flash image {target}; stop with Ctrl-C or after {options.idle_timeout_s:g} s idle")
-    print(f"stopped: {serve_simboard(target, options.fast() if fast else options)}")
+    own = {"config": (None, CONFIG_HELP),
+           "flash": (None, "flash image file (default build/<config>/sim_flash.img; created erased when missing)"),
+           "fast": (False, "model no time at all (no line rate, no flash timing)"),
+           "idle_timeout": ("600", HELP["idle_timeout_s"] + " (seconds)")}
+    options = [f.name for f in fields(SimOptions) if f.name != "idle_timeout_s"]
+
+    def simboard(c, config=None, flash=None, fast=False, idle_timeout="600", **given):
+        """Run the simulated K210 (ROM ISP + flash stage, 16 MiB flash image) as an RFC 2217 port on 127.0.0.1."""
+        from pathlib import Path
+
+        from deploy.isp.simboard.server import serve_simboard
+
+        settings = SimOptions.from_text(idle_timeout_s=idle_timeout, **given)
+        target = Path(flash) if flash else load(config, lock=False).build_dir / "sim_flash.img"
+        print(f"simulated K210, flash image {target}; stop with Ctrl-C or after {settings.idle_timeout_s:g} s idle")
+        print(f"stopped: {serve_simboard(target, settings.fast() if fast else settings)}")
+
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    simboard.__signature__ = inspect.Signature(
+        [inspect.Parameter("c", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+        + [inspect.Parameter(name, keyword, default=default) for name, (default, _) in own.items()]
+        + [inspect.Parameter(name, keyword, default=None) for name in options])
+    helps = {**{name: text for name, (_, text) in own.items()}, **{name: HELP[name] for name in options}}
+    return task(auto_shortflags=False, help=helps)(reports_errors(simboard))
+
+
+simboard = simboard_task()
