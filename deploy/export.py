@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from deploy.tflite import LiteRTRunner, export_float, export_uint8, output_step
+from deploy.quantize.calibrate import quantize_keras
+from deploy.tflite import LiteRTRunner, export_float, output_step
 from models.data import load_records
 from models.pipeline import prepare_image
-from pipeline.atomic import write_json
+from pipeline.atomic import write_bytes, write_json
 from pipeline.config import Config
 from pipeline.errors import PipelineError
 from pipeline.manifest import Manifest, tree_sha256
@@ -19,6 +21,7 @@ from pipeline.stage import StageResult, run_stage
 
 FLOAT_NAME, UINT8_NAME, REPORT_NAME, META_NAME = ("model_float.tflite", "model_uint8.tflite",
                                                   "export_report.json", "model_meta.json")
+RANGES_NAME = "quant_ranges.json"  # the activation range, scale and zero point of every int8 tensor
 
 
 def default_model_path(cfg: Config) -> Path:
@@ -51,6 +54,16 @@ def _images(cfg: Config, split: str, count: int, seed: int) -> list[np.ndarray]:
     order = np.random.default_rng(seed).permutation(len(records))[:count]
     size = tuple(cfg.values["model"]["input_size"])
     return [prepare_image(records[i].load()[0], size) for i in order]
+
+
+def calibration_images(cfg: Config, count: int, seed: int) -> list[np.ndarray]:
+    """`count` training images for calibration; refused when the training set holds fewer."""
+    images = _images(cfg, "train", count, seed)
+    if len(images) < count:
+        raise PipelineError(f"the calibration set has {len(images)} images, fewer than the {count} asked",
+                            path=cfg.resolve_path(cfg.values["dataset"]["train"]), field="quantize.calib_images",
+                            expected=f"at most {len(images)} (the training images there)")
+    return images
 
 
 def agreement(model, float_runner: LiteRTRunner, uint8_runner: LiteRTRunner, images: list[np.ndarray]
@@ -104,14 +117,24 @@ def quantize_model(cfg: Config, model_path: Path, calib_images: int, held_images
     model = load_keras(model_path)
     out = cfg.build_dir
     seed = int(cfg.values["train"]["seed"])
-    uint8_bytes = export_uint8(model, out / UINT8_NAME, _images(cfg, "train", calib_images, seed))
+    method, percentile = cfg.values["quantize"]["method"], float(cfg.values["quantize"]["percentile"])
+    calibration = calibration_images(cfg, calib_images, seed)
+    started = time.perf_counter()
+    calibrated = quantize_keras(model, (out / FLOAT_NAME).read_bytes(), calibration, method, percentile)
+    seconds = time.perf_counter() - started
     held = _images(cfg, "val", held_images, seed + 1)
+    write_json(out / RANGES_NAME, {"method": method, "percentile": percentile, "tensors": calibrated.ranges})
+    write_bytes(out / UINT8_NAME, calibrated.data)
+    uint8_bytes = len(calibrated.data)
     report = {
         "model": str(model_path),
         "keras_params": int(model.count_params()),
         "float_tflite_bytes": (out / FLOAT_NAME).stat().st_size,
         "uint8_tflite_bytes": uint8_bytes,
         "calibration_images": calib_images,
+        "quantize_method": method,
+        "quantize_percentile": percentile,
+        "calibration_s": round(seconds, 2),
         "held_images": len(held),
         **agreement(model, LiteRTRunner(out / FLOAT_NAME), LiteRTRunner(out / UINT8_NAME), held),
     }
@@ -140,9 +163,11 @@ def quantize_stage(cfg: Config, *, model_path: Path | None = None, calib_images:
     calib = int(calib_images if calib_images is not None else cfg.values["quantize"]["calib_images"])
     held = int(held_images if held_images is not None else cfg.values["export"]["held_images"])
     params = {"calib_images": calib, "held_images": held, "dataset": cfg.values["dataset"],
-              "input_size": cfg.values["model"]["input_size"]}
+              "input_size": cfg.values["model"]["input_size"], "method": cfg.values["quantize"]["method"],
+              "percentile": cfg.values["quantize"]["percentile"]}
     inputs = [p for p in (model_path, out / FLOAT_NAME) if p.exists()]
-    return run_stage(out, "quantize", inputs=inputs, params=params, outputs=[out / UINT8_NAME, out / REPORT_NAME],
+    return run_stage(out, "quantize", inputs=inputs, params=params,
+                     outputs=[out / UINT8_NAME, out / REPORT_NAME, out / RANGES_NAME],
                      work=lambda: quantize_model(cfg, model_path, calib, held), force=force, tools=TOOLS)
 
 
@@ -157,7 +182,8 @@ def export_stage(cfg: Config, *, model_path: Path | None = None, calib_images: i
 
 def format_export(metrics: dict[str, Any]) -> str:
     return (f"float TFLite {metrics['float_tflite_bytes'] / 1024:.1f} KiB, uint8 TFLite "
-            f"{metrics['uint8_tflite_bytes'] / 1024:.1f} KiB ({metrics['keras_params']} params)\n"
+            f"{metrics['uint8_tflite_bytes'] / 1024:.1f} KiB ({metrics['keras_params']} params); activation ranges "
+            f"by {metrics.get('quantize_method', 'tflite')} on {metrics['calibration_images']} images\n"
             f"on {metrics['held_images']} held images: keras vs float max {metrics['keras_vs_float_max']:.2e} "
             f"mean {metrics['keras_vs_float_mean']:.2e}; keras vs uint8 max {metrics['keras_vs_uint8_max']:.4f} "
             f"mean {metrics['keras_vs_uint8_mean']:.4f}; float vs uint8 mean "

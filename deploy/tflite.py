@@ -25,6 +25,13 @@ def export_float(model, path: Path) -> int:
 def export_uint8(model, path: Path, calibration: list[np.ndarray]) -> int:
     """Write a full-integer TFLite model (int8 inside, uint8 input/output, batch 1) calibrated on `calibration`
     (float32 HxWx3 images in [0, 1]); returns its size in bytes."""
+    data = convert_uint8(model, calibration)
+    write_bytes(path, data)
+    return len(data)
+
+
+def convert_uint8(model, calibration: list[np.ndarray]) -> bytes:
+    """The full-integer TFLite flatbuffer of `model`, ranges by the converter's min/max calibration."""
     import tensorflow as tf
 
     if not calibration:
@@ -40,9 +47,7 @@ def export_uint8(model, path: Path, calibration: list[np.ndarray]) -> int:
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.uint8
     converter.inference_output_type = tf.uint8
-    data = converter.convert()
-    write_bytes(path, data)
-    return len(data)
+    return converter.convert()
 
 
 class LiteRTRunner:
