@@ -56,14 +56,22 @@ def _images(cfg: Config, split: str, count: int, seed: int) -> list[np.ndarray]:
     return [prepare_image(records[i].load()[0], size) for i in order]
 
 
-def calibration_images(cfg: Config, count: int, seed: int) -> list[np.ndarray]:
-    """`count` training images for calibration; refused when the training set holds fewer."""
-    images = _images(cfg, "train", count, seed)
-    if len(images) < count:
-        raise PipelineError(f"the calibration set has {len(images)} images, fewer than the {count} asked",
+def calibration_count(cfg: Config, calib_images: int | None) -> int:
+    """The calibration image count (the flag, else quantize.calib_images), refused before anything is written when
+    the training set holds fewer images."""
+    count = int(calib_images if calib_images is not None else cfg.values["quantize"]["calib_images"])
+    if cfg.values["model"]["task"] == "recognizer":
+        from models.data.problems import ProblemLog
+        from models.recognizer.settings import RecognizerSettings
+
+        available = len(RecognizerSettings.from_config(cfg).identity_split(ProblemLog()).train)
+    else:
+        available = len(load_records(cfg, "train"))
+    if available < count:
+        raise PipelineError(f"the calibration set has {available} images, fewer than the {count} asked",
                             path=cfg.resolve_path(cfg.values["dataset"]["train"]), field="quantize.calib_images",
-                            expected=f"at most {len(images)} (the training images there)")
-    return images
+                            expected=f"at most {available} (the training images there)")
+    return count
 
 
 def agreement(model, float_runner: LiteRTRunner, uint8_runner: LiteRTRunner, images: list[np.ndarray]
@@ -118,7 +126,7 @@ def quantize_model(cfg: Config, model_path: Path, calib_images: int, held_images
     out = cfg.build_dir
     seed = int(cfg.values["train"]["seed"])
     method, percentile = cfg.values["quantize"]["method"], float(cfg.values["quantize"]["percentile"])
-    calibration = calibration_images(cfg, calib_images, seed)
+    calibration = _images(cfg, "train", calib_images, seed)
     started = time.perf_counter()
     calibrated = quantize_keras(model, (out / FLOAT_NAME).read_bytes(), calibration, method, percentile)
     seconds = time.perf_counter() - started
@@ -160,7 +168,7 @@ def quantize_stage(cfg: Config, *, model_path: Path | None = None, calib_images:
     out = cfg.build_dir
     if not (out / FLOAT_NAME).is_file():
         raise PipelineError("float TFLite model not found", path=out / FLOAT_NAME, expected="run `invoke export`")
-    calib = int(calib_images if calib_images is not None else cfg.values["quantize"]["calib_images"])
+    calib = calibration_count(cfg, calib_images)
     held = int(held_images if held_images is not None else cfg.values["export"]["held_images"])
     params = {"calib_images": calib, "held_images": held, "dataset": cfg.values["dataset"],
               "input_size": cfg.values["model"]["input_size"], "method": cfg.values["quantize"]["method"],
@@ -175,6 +183,7 @@ def export_stage(cfg: Config, *, model_path: Path | None = None, calib_images: i
                  held_images: int | None = None, force: bool = False) -> StageResult:
     """Float export, then quantization: both TFLite models and the agreement report."""
     model_path = Path(model_path) if model_path else finished_model_path(cfg)
+    calibration_count(cfg, calib_images)
     float_stage(cfg, model_path, force=force)
     return quantize_stage(cfg, model_path=model_path, calib_images=calib_images, held_images=held_images,
                           force=force)

@@ -85,8 +85,9 @@ class Rule:
         """'; did you mean X?' for a string close to one of the choices."""
         if not (self.choices and isinstance(value, str)):
             return ""
-        close = difflib.get_close_matches(value, [str(c) for c in self.choices], n=1, cutoff=0.5)
-        return f"; did you mean {close[0]!r}?" if close else ""
+        names = {str(c).lower(): str(c) for c in self.choices}
+        close = difflib.get_close_matches(value.lower(), list(names), n=1, cutoff=0.5)
+        return f"; did you mean {names[close[0]]!r}?" if close else ""
 
     def parse(self, text: Any, *, field: str, path: Any = None) -> Any:
         """A value from command-line text (numbers accept 0x hex for whole numbers; lists are YAML), then checked."""
