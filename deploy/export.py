@@ -45,7 +45,9 @@ def finished_model_path(cfg: Config) -> Path:
     return path
 
 
-def _images(cfg: Config, split: str, count: int, seed: int) -> list[np.ndarray]:
+def sample_images(cfg: Config, split: str, count: int, seed: int) -> list[np.ndarray]:
+    """`count` seeded random images of a split as model inputs (float32 HxWx3 in [0, 1]): calibration and
+    comparison images."""
     if cfg.values["model"]["task"] == "recognizer":  # face crops by the recognizer's crop policy
         from models.recognizer.settings import RecognizerSettings
 
@@ -126,12 +128,14 @@ def quantize_model(cfg: Config, model_path: Path, calib_images: int, held_images
     out = cfg.build_dir
     seed = int(cfg.values["train"]["seed"])
     method, percentile = cfg.values["quantize"]["method"], float(cfg.values["quantize"]["percentile"])
-    calibration = _images(cfg, "train", calib_images, seed)
+    calibration = sample_images(cfg, "train", calib_images, seed)
     started = time.perf_counter()
-    calibrated = quantize_keras(model, (out / FLOAT_NAME).read_bytes(), calibration, method, percentile)
+    cle = bool(cfg.values["quantize"]["cle"])
+    calibrated = quantize_keras(model, (out / FLOAT_NAME).read_bytes(), calibration, method, percentile, cle)
     seconds = time.perf_counter() - started
-    held = _images(cfg, "val", held_images, seed + 1)
-    write_json(out / RANGES_NAME, {"method": method, "percentile": percentile, "tensors": calibrated.ranges})
+    held = sample_images(cfg, "val", held_images, seed + 1)
+    write_json(out / RANGES_NAME, {"method": method, "percentile": percentile, "cle": cle,
+                                   "tensors": calibrated.ranges})
     write_bytes(out / UINT8_NAME, calibrated.data)
     uint8_bytes = len(calibrated.data)
     report = {
@@ -142,6 +146,7 @@ def quantize_model(cfg: Config, model_path: Path, calib_images: int, held_images
         "calibration_images": calib_images,
         "quantize_method": method,
         "quantize_percentile": percentile,
+        "quantize_cle": cle,
         "calibration_s": round(seconds, 2),
         "held_images": len(held),
         **agreement(model, LiteRTRunner(out / FLOAT_NAME), LiteRTRunner(out / UINT8_NAME), held),
@@ -172,7 +177,7 @@ def quantize_stage(cfg: Config, *, model_path: Path | None = None, calib_images:
     held = int(held_images if held_images is not None else cfg.values["export"]["held_images"])
     params = {"calib_images": calib, "held_images": held, "dataset": cfg.values["dataset"],
               "input_size": cfg.values["model"]["input_size"], "method": cfg.values["quantize"]["method"],
-              "percentile": cfg.values["quantize"]["percentile"]}
+              "percentile": cfg.values["quantize"]["percentile"], "cle": cfg.values["quantize"]["cle"]}
     inputs = [p for p in (model_path, out / FLOAT_NAME) if p.exists()]
     return run_stage(out, "quantize", inputs=inputs, params=params,
                      outputs=[out / UINT8_NAME, out / REPORT_NAME, out / RANGES_NAME],

@@ -15,11 +15,16 @@ from pipeline.progress import progress
 
 def export_float(model, path: Path) -> int:
     """Write a float32 TFLite model; returns its size in bytes."""
-    import tensorflow as tf
-
-    data = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    data = convert_float(model)
     write_bytes(path, data)
     return len(data)
+
+
+def convert_float(model) -> bytes:
+    """The float32 TFLite flatbuffer of `model`."""
+    import tensorflow as tf
+
+    return tf.lite.TFLiteConverter.from_keras_model(model).convert()
 
 
 def export_uint8(model, path: Path, calibration: list[np.ndarray]) -> int:

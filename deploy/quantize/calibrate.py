@@ -102,13 +102,20 @@ def converter_ranges(data: bytes) -> dict[str, dict[str, Any]]:
     return out
 
 
-def quantize_keras(model, float_bytes: bytes, images: Sequence[np.ndarray], method: str, percentile: float
-                   ) -> Calibrated:
+def quantize_keras(model, float_bytes: bytes, images: Sequence[np.ndarray], method: str, percentile: float,
+                   cle: bool = False) -> Calibrated:
     """The uint8 TFLite of a Keras model with its activation ranges chosen by `method` ("tflite": the converter's
-    min/max on every image; otherwise the converter calibrates on a few images and apply_ranges replaces them)."""
-    from deploy.tflite import convert_uint8
+    min/max on every image; otherwise the converter calibrates on a few images and apply_ranges replaces them).
+    `float_bytes` is the model's float TFLite; with `cle` the model is BN-folded and equalised first (and its float
+    TFLite made again, since its activations change)."""
+    from deploy.tflite import convert_float, convert_uint8
 
     check_images(images, tuple(int(v) for v in model.input_shape[1:]))
+    if cle:
+        from deploy.quantize.cle import equalized
+
+        model, _ = equalized(model)
+        float_bytes = convert_float(model)
     if method == "tflite":
         data = convert_uint8(model, list(images))
         return Calibrated(data=data, ranges=converter_ranges(data))
