@@ -53,7 +53,8 @@ def test_folded_model_computes_the_original(detector, inputs):
     assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in folded.layers)
     np.testing.assert_allclose(np.asarray(folded(inputs)), reference, atol=1e-4 * np.abs(reference).max())
     conv = folded.get_layer("darknet_conv1")
-    assert conv.use_bias and not np.allclose(conv.get_weights()[0], detector.get_layer("darknet_conv1").get_weights()[0])
+    original = detector.get_layer("darknet_conv1").get_weights()[0]
+    assert conv.use_bias and not np.allclose(conv.get_weights()[0], original)
 
 
 def test_equalised_model_computes_the_original_with_balanced_ranges(detector, inputs):
