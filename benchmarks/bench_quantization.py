@@ -18,6 +18,7 @@ from pipeline.config import REPO_ROOT, SHARED_DATA, load_config
 from pipeline.errors import PipelineError
 
 CONFIG = REPO_ROOT / "configs" / "facemask.yaml"
+RECOGNIZER_CONFIG = REPO_ROOT / "configs" / "recognizer.yaml"
 BASELINE = "tflite"
 # (label, method, percentile); each is measured as it is, and the baseline and the best also with quantize.cle
 VARIANTS = [("tflite", "tflite", 99.99), ("minmax", "minmax", 99.99), ("percentile 99.9", "percentile", 99.9),
@@ -88,12 +89,67 @@ class Bench:
                 "kmodel_bytes": len(compiled.data)}
 
 
+def recognizer_table(work: Path) -> dict[str, Any]:
+    """The product recognizer (build/recognizer/model.keras): LFW dev accuracy of Keras and of the kmodel per
+    method (no sweep)."""
+    from deploy.k210.compiler.driver import compile_tflite
+    from deploy.quantize.calibrate import quantize_keras
+    from deploy.tflite import convert_float
+    from models.recognizer.augment import eval_images
+    from models.recognizer.embedder import load_embedder
+    from models.recognizer.evaluate import keras_embed, kmodel_embed, lfw_metrics, lfw_set
+    from models.recognizer.settings import RecognizerSettings
+    from pipeline.atomic import write_bytes
+
+    cfg = load_config(RECOGNIZER_CONFIG)
+    path = cfg.build_dir / "model.keras"
+    if not path.is_file():
+        return {"skipped": f"no trained recognizer at {path} (`invoke train --config configs/recognizer.yaml`)"}
+    settings = RecognizerSettings.from_config(cfg)
+    lfw = lfw_set(settings, cfg.resolve_path(cfg.values["recognizer"]["lfw"]), 0)
+    crops = eval_images(lfw.crops)
+    model = load_embedder(path)
+    keras_accuracy = lfw_metrics(keras_embed(model)(crops), lfw)[0]["accuracy_mean"]
+    images = settings.sample_images("train", int(cfg.values["quantize"]["calib_images"]),
+                                    int(cfg.values["train"]["seed"]))
+    float_bytes = convert_float(model)
+    rows = []
+    for label, method, percentile in VARIANTS:
+        started = time.perf_counter()
+        calibrated = quantize_keras(model, float_bytes, images, method, percentile)
+        seconds = time.perf_counter() - started
+        compiled = compile_tflite(calibrated.data)
+        kmodel = work / f"recognizer_{label.replace(' ', '_')}.kmodel"
+        write_bytes(kmodel, compiled.data)
+        accuracy = lfw_metrics(kmodel_embed(kmodel, f"kmodel {label}")(crops), lfw)[0]["accuracy_mean"]
+        rows.append({"label": label, "keras_lfw_accuracy": round(keras_accuracy, 4),
+                     "kmodel_lfw_accuracy": round(accuracy, 4), "drop": round(accuracy - keras_accuracy, 4),
+                     "calibration_s": round(seconds, 1), "kmodel_bytes": len(compiled.data)})
+    return {"model": str(path), "lfw_pairs": int(lfw.used.sum()), "calibration_images": len(images),
+            "keras_lfw_accuracy": round(keras_accuracy, 4), "methods": rows}
+
+
 def _plot(result: dict[str, Any], png: Path) -> None:
     from models.plotting import new_figure, save_figure
 
-    fig, single = new_figure(12, 4.5)
+    recognizer = result.get("recognizer", {}).get("methods")
+    fig, single = new_figure(18 if recognizer else 12, 4.5)
     single.remove()
-    left, right = fig.subplots(1, 2)
+    axes = fig.subplots(1, 3 if recognizer else 2)
+    left, right = axes[0], axes[1]
+    if recognizer:
+        third = axes[2]
+        third.barh([row["label"] for row in recognizer], [row["kmodel_lfw_accuracy"] for row in recognizer],
+                   color="tab:green")
+        keras = result["recognizer"]["keras_lfw_accuracy"]
+        third.axvline(keras, color="black", linestyle="--", label=f"Keras float {keras:.3f}")
+        for y, row in enumerate(recognizer):
+            third.text(row["kmodel_lfw_accuracy"] + 0.002, y, f"{row['kmodel_lfw_accuracy']:.3f} "
+                       f"({row['drop']:+.3f})", va="center", fontsize=8)
+        third.set_xlim(min(row["kmodel_lfw_accuracy"] for row in recognizer) - 0.05, keras + 0.05)
+        third.set_xlabel("kmodel LFW dev accuracy (KPU simulator)")
+        third.set_title("Recognizer")
+        third.legend(loc="lower right", fontsize=8)
     rows = result["methods"]
     labels = [row["label"] for row in rows]
     left.barh(labels, [row["kmodel_ap50"] for row in rows], color="tab:blue")
@@ -104,7 +160,7 @@ def _plot(result: dict[str, Any], png: Path) -> None:
     low = min(row["kmodel_ap50"] for row in rows + result["sweep"])
     left.set_xlim(max(0.0, low - 0.05), max(result["keras_ap50"], max(r["kmodel_ap50"] for r in rows)) + 0.04)
     left.set_xlabel("kmodel val AP@0.5 (KPU simulator)")
-    left.set_title(f"Calibration methods, {result['calibration_images']} images")
+    left.set_title(f"Face-mask detector: methods, {result['calibration_images']} images")
     left.legend(loc="lower right", fontsize=8)
     for label in sorted({row["label"] for row in result["sweep"]}):
         points = [row for row in result["sweep"] if row["label"] == label]
@@ -162,5 +218,6 @@ def run(out_dir: Path) -> dict[str, Any]:
               "baseline": BASELINE, "best": best["label"], "methods": methods, "sweep": sweep,
               "sweep_note": f"{2 * bench.train_count} = the {bench.train_count} training images and their mirror "
                             "images (the set has no more)"}
+    result["recognizer"] = recognizer_table(bench.work)
     _plot(result, out_dir / "quantization.png")
     return result
