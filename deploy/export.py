@@ -188,7 +188,8 @@ def export_stage(cfg: Config, *, model_path: Path | None = None, calib_images: i
                  held_images: int | None = None, force: bool = False) -> StageResult:
     """Float export, then quantization: both TFLite models and the agreement report."""
     model_path = Path(model_path) if model_path else finished_model_path(cfg)
-    calibration_count(cfg, calib_images)
+    if model_path.is_file():  # a missing model is named by the float stage
+        calibration_count(cfg, calib_images)  # refused before the float export, so nothing is written
     float_stage(cfg, model_path, force=force)
     return quantize_stage(cfg, model_path=model_path, calib_images=calib_images, held_images=held_images,
                           force=force)
