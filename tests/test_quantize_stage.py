@@ -53,14 +53,16 @@ def test_bad_quantize_settings_are_refused_before_anything_is_written(setup, arg
 
 
 def test_export_with_a_method_writes_its_ranges(setup):
-    result = invoke(setup, "--calib-images", "10", "--method", "percentile", "--percentile", "99.9")
+    result = invoke(setup, "--calib-images", "10", "--method", "percentile", "--percentile", "99.9", "--set",
+                    "quantize.cle=true")
     assert result.returncode == 0, result.stderr
     assert "activation ranges by percentile on 10 images" in result.stdout
     build = setup[0] / "build" / "small"
     ranges = json.loads((build / "quant_ranges.json").read_text())
-    assert ranges["method"] == "percentile" and ranges["percentile"] == 99.9
+    assert ranges["method"] == "percentile" and ranges["percentile"] == 99.9 and ranges["cle"] is True
     report = json.loads((build / "export_report.json").read_text())
-    assert report["quantize_method"] == "percentile" and report["float_vs_uint8_mean_steps"] < 3
+    assert report["quantize_method"] == "percentile" and report["quantize_cle"] is True
+    assert report["float_vs_uint8_mean_steps"] < 3  # the equalised model still computes the exported float one
     from deploy.k210.compiler.tflite_graph import read_tflite
 
     graph = read_tflite(build / "model_uint8.tflite")
