@@ -195,16 +195,21 @@ def prune(c, config=None, set_=None, sparsity=None, epochs=None, force=False):
 TFLITE_HELP = {"config": CONFIG_HELP, "set_": SET_HELP,
                "model": "Keras model (default build/<config>/pruned.keras when pruning, else model.keras)",
                "calib_images": "calibration images for the uint8 model (default quantize.calib_images)",
+               "method": "activation ranges: tflite | minmax | percentile | mse | kl (default quantize.method)",
+               "percentile": "percentile method: values inside the range per tail, in % (default quantize.percentile)",
                "held_images": "held-out val images on which Keras/float/uint8 outputs are compared",
                "force": FORCE_HELP}
 
 
-def tflite_stage(stage, config, set_, model, calib_images, held_images, force) -> None:
+def tflite_stage(stage_name, config, set_, model, calib_images, held_images, force, method=None,
+                 percentile=None) -> None:
     """Run the export or quantize stage and print its sizes and output agreement."""
-    from deploy.export import format_export
-
-    cfg = load(config, set_, **{"quantize.calib_images": calib_images, "export.held_images": held_images})
+    cfg = load(config, set_, **{"quantize.calib_images": calib_images, "export.held_images": held_images,
+                                "quantize.method": method, "quantize.percentile": percentile})
     single_model(cfg, "export/quantize")
+    import deploy.export  # TensorFlow loads only once the settings are valid
+
+    stage, format_export = getattr(deploy.export, stage_name), deploy.export.format_export
     result = stage(cfg, model_path=model, calib_images=cfg.get("quantize.calib_images") if calib_images else None,
                    held_images=cfg.get("export.held_images") if held_images else None, force=force)
     print(format_export(result.metrics))
@@ -212,20 +217,18 @@ def tflite_stage(stage, config, set_, model, calib_images, held_images, force) -
 
 @task(iterable=["set_"], help=TFLITE_HELP)
 @reports_errors
-def export(c, config=None, set_=None, model=None, calib_images=None, held_images=None, force=False):
+def export(c, config=None, set_=None, model=None, calib_images=None, held_images=None, force=False, method=None,
+           percentile=None):
     """Export the trained model to float32 and full-integer uint8 TFLite; report sizes and output agreement."""
-    from deploy.export import export_stage
-
-    tflite_stage(export_stage, config, set_, model, calib_images, held_images, force)
+    tflite_stage("export_stage", config, set_, model, calib_images, held_images, force, method, percentile)
 
 
 @task(iterable=["set_"], help=TFLITE_HELP)
 @reports_errors
-def quantize(c, config=None, set_=None, model=None, calib_images=None, held_images=None, force=False):
-    """Re-run only the full-integer (uint8 I/O) quantization of an exported model, e.g. with more calibration images."""
-    from deploy.export import quantize_stage
-
-    tflite_stage(quantize_stage, config, set_, model, calib_images, held_images, force)
+def quantize(c, config=None, set_=None, model=None, calib_images=None, held_images=None, force=False, method=None,
+             percentile=None):
+    """Re-run only the full-integer (uint8 I/O) quantization of an exported model, e.g. with another method."""
+    tflite_stage("quantize_stage", config, set_, model, calib_images, held_images, force, method, percentile)
 
 
 @task(iterable=["set_"], help={"config": CONFIG_HELP, "set_": SET_HELP,

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from deploy.tflite import LiteRTRunner, export_float, export_uint8, output_step
+from deploy.quantize.calibrate import quantize_keras
+from deploy.tflite import LiteRTRunner, export_float, output_step
 from models.data import load_records
 from models.pipeline import prepare_image
 from models.yolo_head import load_detector
-from pipeline.atomic import write_json
+from pipeline.atomic import write_bytes, write_json
 from pipeline.config import Config
 from pipeline.errors import PipelineError
 from pipeline.manifest import Manifest, tree_sha256
@@ -20,6 +22,7 @@ from pipeline.stage import StageResult, run_stage
 
 FLOAT_NAME, UINT8_NAME, REPORT_NAME, META_NAME = ("model_float.tflite", "model_uint8.tflite",
                                                   "export_report.json", "model_meta.json")
+RANGES_NAME = "quant_ranges.json"  # the activation range, scale and zero point of every int8 tensor
 
 
 def default_model_path(cfg: Config) -> Path:
@@ -43,7 +46,9 @@ def finished_model_path(cfg: Config) -> Path:
     return path
 
 
-def _images(cfg: Config, split: str, count: int, seed: int) -> list[np.ndarray]:
+def sample_images(cfg: Config, split: str, count: int, seed: int) -> list[np.ndarray]:
+    """`count` seeded random images of a split as model inputs (float32 HxWx3 in [0, 1]): calibration and
+    comparison images."""
     if cfg.values["model"]["task"] == "recognizer":  # face crops by the recognizer's crop policy
         from models.recognizer.settings import RecognizerSettings
 
@@ -52,6 +57,24 @@ def _images(cfg: Config, split: str, count: int, seed: int) -> list[np.ndarray]:
     order = np.random.default_rng(seed).permutation(len(records))[:count]
     size = tuple(cfg.values["model"]["input_size"])
     return [prepare_image(records[i].load()[0], size) for i in order]
+
+
+def calibration_count(cfg: Config, calib_images: int | None) -> int:
+    """The calibration image count (the flag, else quantize.calib_images), refused before anything is written when
+    the training set holds fewer images."""
+    count = int(calib_images if calib_images is not None else cfg.values["quantize"]["calib_images"])
+    if cfg.values["model"]["task"] == "recognizer":
+        from models.data.problems import ProblemLog
+        from models.recognizer.settings import RecognizerSettings
+
+        available = len(RecognizerSettings.from_config(cfg).identity_split(ProblemLog()).train)
+    else:
+        available = len(load_records(cfg, "train"))
+    if available < count:
+        raise PipelineError(f"the calibration set has {available} images, fewer than the {count} asked",
+                            path=cfg.resolve_path(cfg.values["dataset"]["train"]), field="quantize.calib_images",
+                            expected=f"at most {available} (the training images there)")
+    return count
 
 
 def agreement(model, float_runner: LiteRTRunner, uint8_runner: LiteRTRunner, images: list[np.ndarray]
@@ -91,14 +114,27 @@ def quantize_model(cfg: Config, model_path: Path, calib_images: int, held_images
     model = load_detector(model_path)
     out = cfg.build_dir
     seed = int(cfg.values["train"]["seed"])
-    uint8_bytes = export_uint8(model, out / UINT8_NAME, _images(cfg, "train", calib_images, seed))
-    held = _images(cfg, "val", held_images, seed + 1)
+    method, percentile = cfg.values["quantize"]["method"], float(cfg.values["quantize"]["percentile"])
+    calibration = sample_images(cfg, "train", calib_images, seed)
+    started = time.perf_counter()
+    cle = bool(cfg.values["quantize"]["cle"])
+    calibrated = quantize_keras(model, (out / FLOAT_NAME).read_bytes(), calibration, method, percentile, cle)
+    seconds = time.perf_counter() - started
+    held = sample_images(cfg, "val", held_images, seed + 1)
+    write_json(out / RANGES_NAME, {"method": method, "percentile": percentile, "cle": cle,
+                                   "tensors": calibrated.ranges})
+    write_bytes(out / UINT8_NAME, calibrated.data)
+    uint8_bytes = len(calibrated.data)
     report = {
         "model": str(model_path),
         "keras_params": int(model.count_params()),
         "float_tflite_bytes": (out / FLOAT_NAME).stat().st_size,
         "uint8_tflite_bytes": uint8_bytes,
         "calibration_images": calib_images,
+        "quantize_method": method,
+        "quantize_percentile": percentile,
+        "quantize_cle": cle,
+        "calibration_s": round(seconds, 2),
         "held_images": len(held),
         **agreement(model, LiteRTRunner(out / FLOAT_NAME), LiteRTRunner(out / UINT8_NAME), held),
     }
@@ -124,12 +160,14 @@ def quantize_stage(cfg: Config, *, model_path: Path | None = None, calib_images:
     out = cfg.build_dir
     if not (out / FLOAT_NAME).is_file():
         raise PipelineError("float TFLite model not found", path=out / FLOAT_NAME, expected="run `invoke export`")
-    calib = int(calib_images if calib_images is not None else cfg.values["quantize"]["calib_images"])
+    calib = calibration_count(cfg, calib_images)
     held = int(held_images if held_images is not None else cfg.values["export"]["held_images"])
     params = {"calib_images": calib, "held_images": held, "dataset": cfg.values["dataset"],
-              "input_size": cfg.values["model"]["input_size"]}
+              "input_size": cfg.values["model"]["input_size"], "method": cfg.values["quantize"]["method"],
+              "percentile": cfg.values["quantize"]["percentile"], "cle": cfg.values["quantize"]["cle"]}
     inputs = [p for p in (model_path, out / FLOAT_NAME) if p.exists()]
-    return run_stage(out, "quantize", inputs=inputs, params=params, outputs=[out / UINT8_NAME, out / REPORT_NAME],
+    return run_stage(out, "quantize", inputs=inputs, params=params,
+                     outputs=[out / UINT8_NAME, out / REPORT_NAME, out / RANGES_NAME],
                      work=lambda: quantize_model(cfg, model_path, calib, held), force=force, tools=TOOLS)
 
 
@@ -137,6 +175,8 @@ def export_stage(cfg: Config, *, model_path: Path | None = None, calib_images: i
                  held_images: int | None = None, force: bool = False) -> StageResult:
     """Float export, then quantization: both TFLite models and the agreement report."""
     model_path = Path(model_path) if model_path else finished_model_path(cfg)
+    if model_path.is_file():  # a missing model is named by the float stage
+        calibration_count(cfg, calib_images)  # refused before the float export, so nothing is written
     float_stage(cfg, model_path, force=force)
     return quantize_stage(cfg, model_path=model_path, calib_images=calib_images, held_images=held_images,
                           force=force)
@@ -144,7 +184,8 @@ def export_stage(cfg: Config, *, model_path: Path | None = None, calib_images: i
 
 def format_export(metrics: dict[str, Any]) -> str:
     return (f"float TFLite {metrics['float_tflite_bytes'] / 1024:.1f} KiB, uint8 TFLite "
-            f"{metrics['uint8_tflite_bytes'] / 1024:.1f} KiB ({metrics['keras_params']} params)\n"
+            f"{metrics['uint8_tflite_bytes'] / 1024:.1f} KiB ({metrics['keras_params']} params); activation ranges "
+            f"by {metrics.get('quantize_method', 'tflite')} on {metrics['calibration_images']} images\n"
             f"on {metrics['held_images']} held images: keras vs float max {metrics['keras_vs_float_max']:.2e} "
             f"mean {metrics['keras_vs_float_mean']:.2e}; keras vs uint8 max {metrics['keras_vs_uint8_max']:.4f} "
             f"mean {metrics['keras_vs_uint8_mean']:.4f}; float vs uint8 mean "

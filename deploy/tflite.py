@@ -15,16 +15,28 @@ from pipeline.progress import progress
 
 def export_float(model, path: Path) -> int:
     """Write a float32 TFLite model; returns its size in bytes."""
-    import tensorflow as tf
-
-    data = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    data = convert_float(model)
     write_bytes(path, data)
     return len(data)
+
+
+def convert_float(model) -> bytes:
+    """The float32 TFLite flatbuffer of `model`."""
+    import tensorflow as tf
+
+    return tf.lite.TFLiteConverter.from_keras_model(model).convert()
 
 
 def export_uint8(model, path: Path, calibration: list[np.ndarray]) -> int:
     """Write a full-integer TFLite model (int8 inside, uint8 input/output, batch 1) calibrated on `calibration`
     (float32 HxWx3 images in [0, 1]); returns its size in bytes."""
+    data = convert_uint8(model, calibration)
+    write_bytes(path, data)
+    return len(data)
+
+
+def convert_uint8(model, calibration: list[np.ndarray]) -> bytes:
+    """The full-integer TFLite flatbuffer of `model`, ranges by the converter's min/max calibration."""
     import tensorflow as tf
 
     if not calibration:
@@ -40,9 +52,7 @@ def export_uint8(model, path: Path, calibration: list[np.ndarray]) -> int:
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.uint8
     converter.inference_output_type = tf.uint8
-    data = converter.convert()
-    write_bytes(path, data)
-    return len(data)
+    return converter.convert()
 
 
 class LiteRTRunner:

@@ -78,7 +78,13 @@ DEFAULTS: dict[str, Any] = {
                    "detector_address": 0x300000, "recognizer_address": 0x900000, "db_address": 0xF00000,
                    "test_hooks": False, "tune_impostors": 0, "target_rejection": 0.95},
     "prune": {"sparsity": 0.0, "finetune_epochs": 5, "finetune_lr_scale": 0.1, "min_filters": 4},
-    "quantize": {"calib_images": 200},
+    # quantize: calib_images training images calibrate the uint8 model; method picks the per-tensor activation
+    # ranges: tflite (the converter's own min/max), or the project's from the float model's calibration histograms,
+    # written into the uint8 TFLite (and so into the kmodel): minmax, percentile (each tail clipped to
+    # 100 - percentile %), mse (least squared error between float and fake-quantized values), kl (TensorRT's
+    # entropy calibration, asymmetric); cle: fold batch norm and equalise consecutive conv pairs' weight ranges
+    # (cross-layer equalisation with bias absorption, deploy/quantize/cle.py) before converting
+    "quantize": {"calib_images": 200, "method": "tflite", "percentile": 99.99, "cle": False},
     "export": {"held_images": 8},
     # kmodel_engine: how `invoke eval` runs the kmodel, fast (the C runtime, 15-30x quicker, the same bytes) or
     # reference (the NumPy simulator that defines them)
@@ -149,7 +155,11 @@ RULES: dict[str, Rule] = {
     "attendance.target_rejection": fraction("share of impostor photos"),
     "prune.sparsity": number(0, 1, open_high=True, unit="fraction of filters"), "prune.finetune_epochs": count(0),
     "prune.finetune_lr_scale": positive(), "prune.min_filters": count(1, "filters"),
-    "quantize.calib_images": count(1, "images"), "export.held_images": count(0, "images"),
+    "quantize.calib_images": count(1, "images"),
+    "quantize.method": Rule("str", choices=("tflite", "minmax", "percentile", "mse", "kl")),
+    "quantize.percentile": number(0, 100, open_low=True, unit="percent of the values inside the range, per tail"),
+    "quantize.cle": Rule("bool"),
+    "export.held_images": count(0, "images"),
     "eval.kmodel_engine": Rule("str", choices=("fast", "reference")),
     "compile.budget_mib": positive("MiB"), "compile.fuse_leaky": Rule("bool"),
     "deploy.board": NAME, "deploy.port": PATH, "deploy.kmodel_address": count(0, "flash byte address"),

@@ -3,6 +3,7 @@ config file, `--set key=value` or a task flag (text)."""
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -76,8 +77,17 @@ class Rule:
               "strings": lambda v: v == [] or self._names(v), "map": self._map,
               "any": lambda v: True}[self.kind](value)
         if not ok:
-            raise PipelineError(f"got {value!r}", path=path, field=field, expected=self.describe())
+            raise PipelineError(f"got {value!r}{self._suggestion(value)}", path=path, field=field,
+                                expected=self.describe())
         return value
+
+    def _suggestion(self, value: Any) -> str:
+        """'; did you mean X?' for a string close to one of the choices."""
+        if not (self.choices and isinstance(value, str)):
+            return ""
+        names = {str(c).lower(): str(c) for c in self.choices}
+        close = difflib.get_close_matches(value.lower(), list(names), n=1, cutoff=0.5)
+        return f"; did you mean {names[close[0]]!r}?" if close else ""
 
     def parse(self, text: Any, *, field: str, path: Any = None) -> Any:
         """A value from command-line text (numbers accept 0x hex for whole numbers; lists are YAML), then checked."""

@@ -1,0 +1,71 @@
+"""`invoke export/quantize --method ...` end to end on a small model, and its bad input: one line, exit 2, nothing
+written."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from pipeline.config import REPO_ROOT
+from tests.test_export import small_model
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("quantize")
+    small_model().save(folder / "small.keras")
+    config = folder / "small.yaml"
+    config.write_text("dataset:\n  format: synthetic\n  synthetic:\n    train_count: 10\n    val_count: 4\n"
+                      "model:\n  input_size: [80, 64]\n")
+    return folder, config
+
+
+def invoke(setup, *args: str) -> subprocess.CompletedProcess:
+    folder, config = setup
+    env = dict(os.environ, PIPELINE_BUILD_ROOT=str(folder / "build"))
+    command = [sys.executable, "-m", "invoke", "export", "--config", str(config), "--model",
+               str(folder / "small.keras"), "--held-images", "2", *args]
+    return subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def assert_refused(result: subprocess.CompletedProcess, *words: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]  # not TensorFlow's log
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["--method", "mse2"], ["quantize.method", "did you mean 'mse'"]),
+    (["--method", "KL"], ["quantize.method", "did you mean 'kl'"]),
+    (["--set", "quantize.percentile=0"], ["quantize.percentile", "> 0 and <= 100"]),
+    (["--percentile", "100.5"], ["quantize.percentile", "> 0 and <= 100"]),
+    (["--calib-images", "11"], ["quantize.calib_images", "has 10 images", "at most 10"]),
+])
+def test_bad_quantize_settings_are_refused_before_anything_is_written(setup, args, words):
+    assert_refused(invoke(setup, *args), *words)
+    assert not (setup[0] / "build" / "small").exists() or not any((setup[0] / "build" / "small").glob("*.tflite"))
+
+
+def test_export_with_a_method_writes_its_ranges(setup):
+    result = invoke(setup, "--calib-images", "10", "--method", "percentile", "--percentile", "99.9", "--set",
+                    "quantize.cle=true")
+    assert result.returncode == 0, result.stderr
+    assert "activation ranges by percentile on 10 images" in result.stdout
+    build = setup[0] / "build" / "small"
+    ranges = json.loads((build / "quant_ranges.json").read_text())
+    assert ranges["method"] == "percentile" and ranges["percentile"] == 99.9 and ranges["cle"] is True
+    report = json.loads((build / "export_report.json").read_text())
+    assert report["quantize_method"] == "percentile" and report["quantize_cle"] is True
+    assert report["float_vs_uint8_mean_steps"] < 3  # the equalised model still computes the exported float one
+    from deploy.k210.compiler.tflite_graph import read_tflite
+
+    graph = read_tflite(build / "model_uint8.tflite")
+    for entry in ranges["tensors"].values():
+        tensor = graph.tensors[entry["tensor"]]
+        assert (float(tensor.scale[0]), int(tensor.zero_point[0])) == (entry["scale"], entry["zero_point"])
