@@ -33,14 +33,13 @@ class Bench:
     def __init__(self, work: Path) -> None:
         import tensorflow as tf
 
-        from deploy.export import load_keras
         from models.data import load_records
         from models.evaluate import load_eval_set, model_anchors
-        from models.yolo_head import grid_size
+        from models.yolo_head import grid_size, load_detector
 
         self.cfg = load_config(CONFIG)
         build = self.cfg.build_dir
-        self.model = load_keras(build / "model.keras")
+        self.model = load_detector(build / "model.keras")
         self.anchors, self.classes = model_anchors(build / "model_meta.json")
         self.work = work
         work.mkdir(parents=True, exist_ok=True)
@@ -72,8 +71,8 @@ class Bench:
         """Quantize with `method` (after cross-layer equalisation with `cle`), compile, and evaluate the kmodel on
         the C runtime."""
         from deploy.k210.compiler.driver import compile_tflite
+        from deploy.predictors import kmodel_predictor
         from deploy.quantize.calibrate import quantize_keras
-        from models.evaluate import kmodel_predictor
         from pipeline.atomic import write_bytes
 
         started = time.perf_counter()
@@ -93,11 +92,12 @@ def recognizer_table(work: Path) -> dict[str, Any]:
     """The product recognizer (build/recognizer/model.keras): LFW dev accuracy of Keras and of the kmodel per
     method (no sweep)."""
     from deploy.k210.compiler.driver import compile_tflite
+    from deploy.predictors import kmodel_embed
     from deploy.quantize.calibrate import quantize_keras
     from deploy.tflite import convert_float
     from models.recognizer.augment import eval_images
     from models.recognizer.embedder import load_embedder
-    from models.recognizer.evaluate import keras_embed, kmodel_embed, lfw_metrics, lfw_set
+    from models.recognizer.evaluate import keras_embed, lfw_metrics, lfw_set
     from models.recognizer.settings import RecognizerSettings
     from pipeline.atomic import write_bytes
 
@@ -130,12 +130,10 @@ def recognizer_table(work: Path) -> dict[str, Any]:
 
 
 def _plot(result: dict[str, Any], png: Path) -> None:
-    from models.plotting import new_figure, save_figure
+    from pipeline.plotting import new_figure, save_figure
 
     recognizer = result.get("recognizer", {}).get("methods")
-    fig, single = new_figure(18 if recognizer else 12, 4.5)
-    single.remove()
-    axes = fig.subplots(1, 3 if recognizer else 2)
+    fig, axes = new_figure(18 if recognizer else 12, 4.5, columns=3 if recognizer else 2)
     left, right = axes[0], axes[1]
     if recognizer:
         third = axes[2]
