@@ -55,7 +55,8 @@ def unresolved_names(paths: list[Path]) -> list[str]:
                 continue
             module = importlib.import_module(node.module)
             for alias in node.names:
-                if not hasattr(module, alias.name) and importlib.util.find_spec(f"{node.module}.{alias.name}") is None:
+                submodule = hasattr(module, "__path__") and importlib.util.find_spec(f"{node.module}.{alias.name}")
+                if not hasattr(module, alias.name) and not submodule:
                     out.append(f"{path.name}:{node.lineno} {node.module}.{alias.name}")
     return out
 
