@@ -112,3 +112,16 @@ def classroom(fast: bool, subsets: dict[str, Any] | None = None) -> dict[str, di
             "attendance": {"detector": "lab_face_detector.yaml", "recognizer": "lab_recognizer.yaml",
                            "strangers": 2, "capacity": 16, "max_faces": 2, "threshold": 0.5},
             "deploy": {"board": "sim", "score_threshold": 0.3}}}
+
+
+QUANTIZATION_VARIANTS = {  # lab 5: config name -> its quantize section (the converter's default first)
+    "lab_ptq": {"method": "tflite", "cle": False, "calib_images": 200},
+    "lab_ptq_kl": {"method": "kl", "cle": False, "calib_images": 200},
+    "lab_ptq_cle": {"method": "tflite", "cle": True, "calib_images": 597},
+}
+
+
+def quantized(name: str, fast: bool) -> dict[str, Any]:
+    """Lab 5: lab 3's detector exported with one of QUANTIZATION_VARIANTS (fast: 32 calibration images)."""
+    section = dict(QUANTIZATION_VARIANTS[name], **({"calib_images": 32} if fast else {}))
+    return merged(detector(fast), {"quantize": section})

@@ -57,6 +57,8 @@ def config_builders(fast: bool, subsets: dict[str, Any] | None = None) -> dict[s
     builders: dict[str, Callable[[], dict[str, Any]]] = {
         "lab_demo": lambda: configs.demo(fast), "lab_data": lambda: configs.detector(False),
         "lab_detector": lambda: configs.detector(fast), "lab_pruned": lambda: configs.pruned(fast)}
+    for name in configs.QUANTIZATION_VARIANTS:
+        builders[name] = (lambda n: lambda: configs.quantized(n, fast))(name)
     for name in ("lab_face_detector", "lab_recognizer", "lab_classroom"):
         builders[name] = (lambda n: lambda: configs.classroom(fast, subsets)[n])(name)
     return builders
@@ -173,6 +175,36 @@ def pruned_ap(low: Callable[[bool], float]) -> Callable[[bool], Outcome]:
     return measure
 
 
+def quantized_drop(config: str, high: Callable[[bool], float]) -> Callable[[bool], Outcome]:
+    """How many AP points the uint8 kmodel lost against the Keras model it came from."""
+    def measure(fast: bool) -> Outcome:
+        rows = json_artifact(config, "eval.json", fast)["runtimes"]
+        if "kmodel" not in rows or "keras" not in rows:
+            raise StepNotDone("eval.json has no keras or kmodel row")
+        drop = rows["keras"]["ap50"] - rows["kmodel"]["ap50"]
+        return at_most(drop, high(fast), f"{config}: AP@0.5 Keras {rows['keras']['ap50']:.4f} -> kmodel "
+                                          f"{rows['kmodel']['ap50']:.4f}, a drop of")
+    return measure
+
+
+def ranges_recorded(config: str, method: str) -> Callable[[bool], Outcome]:
+    """quant_ranges.json holds the method the config asked for, with one range per activation tensor."""
+    def measure(fast: bool) -> Outcome:
+        ranges = json_artifact(config, "quant_ranges.json", fast)
+        ok = ranges["method"] == method and len(ranges["tensors"]) > 0
+        return Outcome(ok, f"{config}: method {ranges['method']}, {len(ranges['tensors'])} tensor ranges")
+    return measure
+
+
+def kl_clips(fast: bool) -> Outcome:
+    """KL calibration chose a narrower range than the converter's min-max on at least one activation."""
+    tflite = json_artifact("lab_ptq", "quant_ranges.json", fast)["tensors"]
+    kl = json_artifact("lab_ptq_kl", "quant_ranges.json", fast)["tensors"]
+    narrower = [name for name, r in kl.items() if name in tflite and
+                r["high"] - r["low"] < 0.99 * (tflite[name]["high"] - tflite[name]["low"])]
+    return Outcome(bool(narrower), f"KL clipped {len(narrower)} of {len(kl)} activation ranges")
+
+
 def session_value(key: str, low: float, what: str) -> Callable[[bool], Outcome]:
     def measure(fast: bool) -> Outcome:
         report = json_artifact("lab_classroom", "attendance/session.json", fast)["report"]
@@ -251,6 +283,26 @@ LABS: dict[int, Lab] = {lab.number: lab for lab in (
         Check("the pruned detector still finds faces", 1, 30, pruned_ap(bar(0.30, 0.30))),
         Check("the pruned kmodel compiled", 2, 20, stage_done("lab_pruned", "compile")),
         Check("the pruned kmodel is at least 30 % smaller", 3, 30, pruned_ratio(bar(0.30, 0.30))),
+    ), pretrained=("lab_detector",)),
+    Lab(5, "quantization", "Quantization: calibration methods and cross-layer equalisation",
+        ("lab_detector", *configs.QUANTIZATION_VARIANTS), (
+        Step("invoke export --config {lab_ptq} --model {build_lab_ptq}/model.keras",
+             "uint8 TFLite with the converter's own min-max calibration on 200 images"),
+        Step("invoke compile eval --config {lab_ptq}", "its kmodel and its AP next to Keras"),
+        Step("invoke export --config {lab_ptq_kl} --model {build_lab_ptq_kl}/model.keras",
+             "activation ranges chosen by KL divergence (entropy calibration)"),
+        Step("invoke compile eval --config {lab_ptq_kl}", "its kmodel and its AP"),
+        Step("invoke export --config {lab_ptq_cle} --model {build_lab_ptq_cle}/model.keras",
+             "cross-layer equalisation first, then min-max on all 597 train images"),
+        Step("invoke compile eval --config {lab_ptq_cle}", "its kmodel and its AP"),
+    ), (
+        Check("min-max ranges recorded", 1, 10, ranges_recorded("lab_ptq", "tflite")),
+        Check("min-max kmodel evaluated", 2, 15, exists("lab_ptq", "eval.json")),
+        Check("KL ranges recorded", 3, 10, ranges_recorded("lab_ptq_kl", "kl")),
+        Check("KL kmodel evaluated", 4, 15, exists("lab_ptq_kl", "eval.json")),
+        Check("KL clipped some activations that min-max kept whole", 3, 15, kl_clips),
+        Check("equalised kmodel evaluated", 6, 15, exists("lab_ptq_cle", "eval.json")),
+        Check("the equalised kmodel lost little AP", 6, 20, quantized_drop("lab_ptq_cle", bar(0.02, 0.05))),
     ), pretrained=("lab_detector",)),
     Lab(6, "compile", "Compile and simulate", ("lab_detector",), (
         Step("invoke export --config {lab_detector}", "float and uint8 TFLite"),

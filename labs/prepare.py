@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 
+from labs.configs import QUANTIZATION_VARIANTS
 from labs.course import LABS, Lab, config_builders, render_command, shown
 from labs.subsets import write_subsets
 from labs.workspace import build_folder, config_path, workspace, write_config, written_by_lab
@@ -16,6 +17,7 @@ from pipeline.errors import PipelineError
 from pipeline.manifest import Manifest
 
 CHECKPOINT_FILES = ("model.keras", "model_meta.json")
+COPIES_OF_LAB_3 = ("lab_pruned", *QUANTIZATION_VARIANTS)  # configs that start from a copy of lab 3's detector
 
 
 def lab(number: int) -> Lab:
@@ -38,8 +40,8 @@ def run_invoke(command: str) -> None:
 
 
 def bring_checkpoints(target: Lab, fast: bool) -> list[str]:
-    """Train each model the lab starts from when it is missing; the pruning lab gets a copy of lab 3's detector in
-    its own build folder. Returns what was done, for the plan."""
+    """Train each model the lab starts from when it is missing; the pruning and quantization labs get copies of lab
+    3's detector in their own build folders. Returns what was done, for the plan."""
     done = []
     for name in target.pretrained:
         if not trained(name, fast):
@@ -47,8 +49,8 @@ def bring_checkpoints(target: Lab, fast: bool) -> list[str]:
             print(f"the lab starts from a trained {name}, which is missing: training it now", flush=True)
             run_invoke(command)
             done.append(f"trained {name} ({command})")
-    if "lab_pruned" in target.configs:
-        source, copy = build_folder("lab_detector", fast), build_folder("lab_pruned", fast)
+    for config in (c for c in target.configs if c in COPIES_OF_LAB_3):
+        source, copy = build_folder("lab_detector", fast), build_folder(config, fast)
         copy.mkdir(parents=True, exist_ok=True)
         for name in CHECKPOINT_FILES:
             shutil.copy2(source / name, copy / name)
