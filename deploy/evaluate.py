@@ -1,7 +1,8 @@
 """`invoke eval`: the models/ evaluation of a detector or a recognizer, given every runtime it scores (Keras, float
 and uint8 TFLite in LiteRT, the kmodel in the KPU simulator of eval.kmodel_engine). The detector's kmodel is scored
-twice: fed the training letterbox like the other rows (row `kmodel`) and the firmware's own nearest-neighbour one
-(row `kmodel_firmware`: the AP of the bytes the board sees; the gap between the two is the preprocessing's)."""
+twice: fed the images as the other rows are (row `kmodel`) and each source image through the firmware's own
+preprocessing (row `kmodel_firmware`: the AP of the bytes the board sees). Both use the one letterbox of
+models/letterbox.py, so the two rows agree; a gap would mean the paths drifted apart."""
 
 from __future__ import annotations
 

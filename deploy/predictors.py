@@ -1,6 +1,7 @@
 """The deployed runtimes as predictors for models/ evaluation (which never imports deploy/: these are passed in):
-a .tflite in LiteRT and the compiled kmodel in the KPU simulator, fed either the training letterbox or, for the
-kmodel, the firmware's own nearest-neighbour letterbox (deploy/firmware/frames.py, the C app's twin)."""
+a .tflite in LiteRT and the compiled kmodel in the KPU simulator, fed the evaluation images as the pipeline
+prepares them or, for the kmodel, each source image through the firmware's own path (letterbox_input, the C app's
+twin; both paths are the one letterbox of models/letterbox.py)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from models.recognizer.evaluate import Embed
 from models.yolo_decode import chw_to_hwc
 from pipeline.progress import bar, progress
 
-FIRMWARE_LETTERBOX = "firmware letterbox (nearest-neighbour, as the board)"
+FIRMWARE_LETTERBOX = "firmware letterbox (letterbox_input, the bytes the board makes)"
 KMODEL_CHUNK = 128  # crops per C runtime call: one process each, and a progress step
 
 

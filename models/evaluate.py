@@ -29,7 +29,7 @@ Predictor = Callable[[np.ndarray], np.ndarray]
 # Source images (H, W, 3) uint8 RGB, each its own size -> per image its raw head output (gh, gw, A*(5+C)) and where
 # the runtime's own preprocessing placed it in the model input (the firmware letterboxes its own way).
 SourcePredictor = Callable[[list[np.ndarray]], list[tuple[np.ndarray, Letterbox]]]
-TRAINING_LETTERBOX = "training letterbox (bilinear)"
+TRAINING_LETTERBOX = "training letterbox (models/letterbox.py)"
 EVAL_SCORE_THRESHOLD = 0.005  # AP needs the whole precision-recall curve, so keep nearly every detection
 MAX_CANDIDATES = 300  # highest-scoring decoded boxes kept for NMS per image (as COCO's maxDets caps detections)
 EVAL_NAME, PR_NAME = "eval.json", "eval_pr.png"
