@@ -4,6 +4,7 @@ only on request (`invoke bench --only labs`; BENCH_LABS=3,6 walks only those lab
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -36,13 +37,17 @@ def walk(number: int) -> dict[str, Any]:
 
 
 def run(out_dir: Path) -> dict[str, Any]:
+    """Walk the labs (BENCH_LABS, default all); labs walked by an earlier run and not now keep their entries."""
     numbers = [int(n) for n in os.environ.get("BENCH_LABS", ",".join(map(str, sorted(LABS)))).split(",")]
-    results: dict[str, Any] = {"cpus": len(os.sched_getaffinity(0)), "load_average": os.getloadavg()}
+    earlier = Path(out_dir) / "labs.json"
+    kept = json.loads(earlier.read_text()) if earlier.is_file() else {}
+    results: dict[str, Any] = {"cpus": len(os.sched_getaffinity(0)), "walked_now": numbers,
+                               **{key: value for key, value in kept.items() if key.startswith("lab_")}}
     for number in numbers:
-        results[f"lab_{number}"] = walk(number)
+        results[f"lab_{number}"] = {**walk(number), "measured": time.strftime("%Y-%m-%d %H:%M"),
+                                    "load_average": os.getloadavg()}
         print(f"[labs] lab {number}: steps {results[f'lab_{number}']['steps_seconds']} s, "
               f"{results[f'lab_{number}']['score']}", flush=True)
-    results["load_average_after"] = os.getloadavg()
     _plot(results, Path(out_dir))
     return results
 
@@ -53,7 +58,7 @@ def _plot(results: dict[str, Any], out_dir: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labs = [key for key in results if key.startswith("lab_")]
+    labs = sorted(key for key in results if key.startswith("lab_"))
     fig, ax = plt.subplots(figsize=(7, 3.5))
     ax.bar([key.removeprefix("lab_") for key in labs],
            [(results[k]["prepare_seconds"] + results[k]["steps_seconds"]) / 60 for k in labs], label="prepare + steps")
