@@ -7,7 +7,7 @@ import re
 import struct
 from pathlib import Path
 
-from deploy.firmware.boards import rounding_flags
+from deploy.firmware.boards import KPU_KERNELS, rounding_flags
 from deploy.firmware.k210_board import K210_CAMERAS, k210_board_header
 from deploy.firmware.k210_headers import body_offsets, write_k210_headers
 from deploy.k210.format import kmodel as km
@@ -66,7 +66,8 @@ def test_every_generated_name_the_c_sources_use_is_defined(tmp_path):
     sources = [p for p in FIRMWARE.rglob("*") if p.suffix in (".c", ".h", ".j2", ".in", ".S")]
     text = "\n".join(p.read_text() for p in sources)
     text = re.sub(r'/\*.*?\*/|//[^\n]*|"(?:\\.|[^"\\\n])*"', " ", text, flags=re.S)  # code only
-    own = set(_names(text)) | {flag[2:] for flag in rounding_flags("v0.1")}  # plus the builds' -D switches
+    switches = [*rounding_flags("v0.1"), *(flag for flags in KPU_KERNELS.values() for flag in flags)]
+    own = set(_names(text)) | {flag[2:] for flag in switches}  # plus the builds' -D switches
     used = {name for name in re.findall(r"\b([A-Z][A-Z0-9_]+)\b", text) if name.startswith(GENERATED_PREFIXES)}
     for group, macro in (("KPU_REG", "KPU_REG_GET"), ("KPU_BN", "KPU_BN_GET"), ("KPU_ACT", "KPU_ACT_GET")):
         for field_name in re.findall(rf"\b{macro}\(\w+, (\w+)\)", text):
