@@ -48,7 +48,11 @@ DEFAULTS: dict[str, Any] = {
               "weight_decay": 5e-4, "ignore_thresh": 0.6, "rescore": True, "augment": True, "max_boxes": 50,
               "loss_weights": {"coord": 1.0, "obj": 5.0, "noobj": 1.0, "class": 1.0},
               "time_limit_minutes": 0.0,  # 0 = no limit; stops before an epoch that would end after it
-              "quiet": False},  # one line per epoch instead of a progress bar (for logs)
+              "quiet": False,  # one line per epoch instead of a progress bar (for logs)
+              # sparsity training (network slimming): L1 penalty (lambda) on every BN gamma, 0 = off; the trained
+              # model's |gamma| histogram goes to gamma_hist.png/.json; prune.criterion gamma then finds the
+              # channels it drove to zero
+              "bn_l1": 0.0},
     # recognizer (model.task: recognizer): embedding size, 1x1 channels before the Dense head, the crop policy's
     # margin (fraction of the box side added on each side), the training loss (softmax | cosface | arcface) with its
     # scale and margin (CosFace: cosine, ArcFace: radians), distillation from a teacher (none | dlib) and its weight,
@@ -135,6 +139,7 @@ RULES: dict[str, Rule] = {
     "train.loss_weights.coord": number(0), "train.loss_weights.obj": number(0),
     "train.loss_weights.noobj": number(0), "train.loss_weights.class": number(0),
     "train.time_limit_minutes": number(0, unit="minutes, 0 = no limit"), "train.quiet": Rule("bool"),
+    "train.bn_l1": number(0, 10, unit="L1 weight on BN gammas"),
     "attendance.detector": PATH, "attendance.recognizer": PATH, "attendance.people": PATH,
     "attendance.session": PATH, "attendance.strangers": count(0, "photos"),
     "attendance.max_faces": count(1, "faces per frame"), "attendance.enroll_frames": count(1, "frames"),
