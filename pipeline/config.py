@@ -81,7 +81,17 @@ DEFAULTS: dict[str, Any] = {
                    "max_faces": 5, "enroll_frames": 3, "threshold": 0.5, "capacity": 512,
                    "detector_address": 0x300000, "recognizer_address": 0x900000, "db_address": 0xF00000,
                    "test_hooks": False, "tune_impostors": 0, "target_rejection": 0.95},
-    "prune": {"sparsity": 0.0, "finetune_epochs": 5, "finetune_lr_scale": 0.1, "min_filters": 4},
+    # prune: which filters go (criterion gamma: |BN gamma|, l1: the filter's L1 norm) and how many: a uniform
+    # sparsity (the same share of every conv), or a global target: target_metric (macs | params | kmodel_bytes |
+    # latency, the compiler's cycle-model estimate) reduced by target_reduction, allocated over the convs by
+    # allocation (uniform | global_gamma: one threshold on the scores | sensitivity: from the per-layer curves of
+    # `invoke prune --sensitivity`); every conv keeps at least min_filters (the KPU needs 4), rounded up to a multiple
+    # of round_to (4: the KPU shares a RAM line between 4 channels of maps up to 16 px wide); rounds: prune + fine-tune
+    # rounds toward the target; finetune_epochs per round at finetune_lr_scale x train.learning_rate; distill > 0:
+    # fine-tuning also matches the unpruned model's head outputs, with that weight
+    "prune": {"sparsity": 0.0, "finetune_epochs": 5, "finetune_lr_scale": 0.1, "min_filters": 4,
+              "criterion": "gamma", "allocation": "uniform", "target_metric": "macs", "target_reduction": 0.0,
+              "round_to": 4, "rounds": 1, "distill": 0.0},
     "quantize": {"calib_images": 200},
     "export": {"held_images": 8},
     # kmodel_engine: how `invoke eval` runs the kmodel, fast (the C runtime, 15-30x quicker, the same bytes) or
@@ -151,6 +161,11 @@ RULES: dict[str, Rule] = {
     "attendance.target_rejection": fraction("share of impostor photos"),
     "prune.sparsity": number(0, 1, open_high=True, unit="fraction of filters"), "prune.finetune_epochs": count(0),
     "prune.finetune_lr_scale": positive(), "prune.min_filters": count(1, "filters"),
+    "prune.criterion": Rule("str", choices=("gamma", "l1")),
+    "prune.allocation": Rule("str", choices=("uniform", "global_gamma", "sensitivity")),
+    "prune.target_metric": Rule("str", choices=("macs", "params", "kmodel_bytes", "latency")),
+    "prune.target_reduction": number(0, 1, open_high=True, unit="fraction of prune.target_metric"),
+    "prune.round_to": count(1, "channels"), "prune.rounds": count(1), "prune.distill": number(0, unit="weight"),
     "quantize.calib_images": count(1, "images"), "export.held_images": count(0, "images"),
     "eval.kmodel_engine": Rule("str", choices=("fast", "reference")),
     "compile.budget_mib": positive("MiB"), "compile.fuse_leaky": Rule("bool"),
