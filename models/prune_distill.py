@@ -43,6 +43,7 @@ def with_teacher(student: keras.Model, teacher: keras.Model) -> keras.Model:
     """A model whose output is [student(x), teacher(x)] on the last axis; only the student's weights train (the
     teacher is frozen, so its batch norms run in inference mode)."""
     teacher.trainable = False
+    frozen = keras.Model(teacher.inputs, teacher.outputs[0], name="teacher")  # the student may share its name
     inputs = keras.Input(shape=student.input_shape[1:], name="distill_input")
-    both = keras.layers.Concatenate(axis=-1, name="student_teacher")([student(inputs), teacher(inputs)])
+    both = keras.layers.Concatenate(axis=-1, name="student_teacher")([student(inputs), frozen(inputs)])
     return keras.Model(inputs, both, name=f"{student.name}_distilled")
