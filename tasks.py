@@ -184,12 +184,14 @@ def eval(c, config=None, set_=None, split="val", model=None):
                               "allocation": "uniform | global_gamma | sensitivity (prune.allocation)",
                               "epochs": "fine-tuning epochs per round (prune.finetune_epochs)",
                               "sensitivity": "only measure the per-layer sensitivity curves (PNG + JSON)",
+                              "compare": "run the pruning one-shot / two rounds, with / without distillation "
+                                         "(prune_compare.json + .png)",
                               "force": FORCE_HELP})
 @reports_errors
 def prune(c, config=None, set_=None, sparsity=None, target=None, metric=None, allocation=None, epochs=None,
-          sensitivity=False, force=False):
+          sensitivity=False, compare=False, force=False):
     """Remove the least important conv filters (uniformly or to a global target), fine-tune, and write
-    pruned.keras with the AP change; --sensitivity: the per-layer sensitivity curves only."""
+    pruned.keras with the AP change; --sensitivity: the per-layer sensitivity curves only; --compare: the variants."""
     cfg = load(config, set_, **{"prune.sparsity": sparsity, "prune.target_reduction": target,
                                 "prune.target_metric": metric, "prune.allocation": allocation,
                                 "prune.finetune_epochs": epochs})
@@ -198,6 +200,11 @@ def prune(c, config=None, set_=None, sparsity=None, target=None, metric=None, al
 
     if sensitivity:
         print(sensitivity_stage(cfg, force=force).metrics)
+        return
+    if compare:
+        from models.prune_compare import compare_stage
+
+        print(compare_stage(cfg, force=force, conv_time=_kpu_conv_us).metrics)
         return
     print(format_prune(prune_stage(cfg, force=force, conv_time=_kpu_conv_us).metrics))
 

@@ -115,7 +115,15 @@ def _round_masks(model: keras.Model, cfg: Config, round_goal: float, reference: 
     return masks, {"goal": round(round_goal, 4), "reached": round(chosen.reduction, 4), "knob": round(chosen.knob, 6)}
 
 
-def prune_and_finetune(cfg: Config, source: Path, conv_time: ConvTime | None = None) -> dict[str, Any]:
+def round_epochs(total: int, rounds: int) -> list[int]:
+    """prune.finetune_epochs split over the rounds (the last one takes the remainder), so one-shot and iterative
+    runs fine-tune for as long."""
+    return [total // rounds] * (rounds - 1) + [total // rounds + total % rounds]
+
+
+def prune_and_finetune(cfg: Config, source: Path, conv_time: ConvTime | None = None, tag: str = "") -> dict[str, Any]:
+    """Prune model.keras in rounds, fine-tune, write pruned{tag}.keras, its report and the gamma histogram; the
+    report's metrics."""
     from deploy.export import load_keras
 
     settings, build = cfg.values["prune"], cfg.build_dir
@@ -132,6 +140,7 @@ def prune_and_finetune(cfg: Config, source: Path, conv_time: ConvTime | None = N
     report: dict[str, Any] = {"settings": settings, "val_ap50_before": ap50(original), "costs_before": before,
                               "rounds": []}
     rounds, epochs = int(settings["rounds"]), int(settings["finetune_epochs"])
+    per_round = round_epochs(epochs, rounds)
     learning_rate = float(cfg.values["train"]["learning_rate"]) * float(settings["finetune_lr_scale"])
     teacher = original if float(settings["distill"]) > 0 else None
     current = original
@@ -139,16 +148,16 @@ def prune_and_finetune(cfg: Config, source: Path, conv_time: ConvTime | None = N
         goal = 1 - (1 - reduction) ** (index / rounds)
         masks, chosen = _round_masks(current, cfg, goal, reference, conv_time, curves)
         pruned, _ = prune_model(current, masks)
-        entry = {"round": index, **chosen, "val_ap50_pruned": ap50(pruned)}
-        if epochs > 0:
-            fine_tune(pruned, cfg, anchors, epochs, learning_rate, teacher, float(settings["distill"]))
+        entry = {"round": index, **chosen, "val_ap50_pruned": ap50(pruned), "finetune_epochs": per_round[index - 1]}
+        if per_round[index - 1] > 0:
+            fine_tune(pruned, cfg, anchors, per_round[index - 1], learning_rate, teacher, float(settings["distill"]))
         entry["val_ap50_finetuned"] = ap50(pruned)
         report["rounds"].append(entry)
         print(f"[prune] round {index}/{rounds}: {entry}", flush=True)
         current = pruned
     after = all_costs(current, conv_time, fuse)
     last = report["rounds"][-1]
-    report.update(_summary(original, current), costs_after=after, finetune_epochs=epochs * rounds,
+    report.update(_summary(original, current), costs_after=after, finetune_epochs=epochs,
                   val_ap50_pruned=last["val_ap50_pruned"], val_ap50_finetuned=last["val_ap50_finetuned"],
                   reductions={m: round(1 - after[m] / before[m], 4) for m in before})
     if reduction > 0:
@@ -156,10 +165,10 @@ def prune_and_finetune(cfg: Config, source: Path, conv_time: ConvTime | None = N
                             "reduction_reached": report["reductions"][metric_name]}
     if conv_time is not None:
         report["latency_note"] = LATENCY_NOTE
-    _write_gammas(original, masks_of(original, current), build)
-    with atomic_path(build / PRUNED_NAME) as tmp:
+    _write_gammas(original, masks_of(original, current), build, tag)
+    with atomic_path(build / tagged(PRUNED_NAME, tag)) as tmp:
         current.save(tmp)
-    write_json(build / REPORT_NAME, report)
+    write_json(build / tagged(REPORT_NAME, tag), report)
     return {k: v for k, v in report.items() if k not in ("per_layer", "settings")}
 
 
@@ -176,7 +185,13 @@ def _summary(original: keras.Model, pruned: keras.Model) -> dict[str, Any]:
             "per_layer": {k: list(v) for k, v in per_layer.items()}}
 
 
-def _write_gammas(original: keras.Model, kept: dict[str, int], build: Path) -> None:
+def tagged(name: str, tag: str) -> str:
+    """pruned.keras -> pruned_<tag>.keras (a comparison variant's file); unchanged without a tag."""
+    stem, _, suffix = name.partition(".")
+    return f"{stem}_{tag}.{suffix}" if tag else name
+
+
+def _write_gammas(original: keras.Model, kept: dict[str, int], build: Path, tag: str) -> None:
     """|gamma| of the original's channels that were kept and of those removed (by the final model's counts)."""
     norms = batch_norm_after(original)
     if any(norm is None for norm in norms.values()):
@@ -187,7 +202,7 @@ def _write_gammas(original: keras.Model, kept: dict[str, int], build: Path) -> N
         kept_values.append(gammas[:kept[name]])
         removed.append(gammas[kept[name]:])
     write_gamma_histogram({"kept": np.concatenate(kept_values), "removed": np.concatenate(removed)},
-                          build / GAMMA_PNG, build / GAMMA_JSON,
+                          build / tagged(GAMMA_PNG, tag), build / tagged(GAMMA_JSON, tag),
                           title="BN |gamma| of the unpruned model's channels (by count kept per conv)")
 
 
@@ -202,7 +217,8 @@ def read_curves(build: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def _source(cfg: Config) -> Path:
+def source_model(cfg: Config) -> Path:
+    """build/<config>/model.keras, or a PipelineError saying to train first."""
     source = cfg.build_dir / SOURCE_NAME
     if not source.is_file():
         raise PipelineError("trained model not found", path=source, expected="run `invoke train` first")
@@ -214,7 +230,7 @@ def sensitivity_stage(cfg: Config, force: bool = False) -> StageResult:
     fine-tuning (skipped while model.keras and the criterion are unchanged)."""
     from deploy.export import load_keras
 
-    build, source = cfg.build_dir, _source(cfg)
+    build, source = cfg.build_dir, source_model(cfg)
     criterion = cfg.values["prune"]["criterion"]
     params = {"criterion": criterion, "ratios": list(RATIOS), "dataset": cfg.values["dataset"],
               "deploy": {k: cfg.values["deploy"][k] for k in ("nms_iou", "score_threshold")}}
@@ -230,21 +246,26 @@ def sensitivity_stage(cfg: Config, force: bool = False) -> StageResult:
                      tools=["tensorflow-cpu", "keras"])
 
 
+def stage_inputs(cfg: Config) -> tuple[list[Path], dict[str, Any]]:
+    """The inputs and parameters of a pruning run (measuring the sensitivity curves first when it uses them)."""
+    settings, build = cfg.values["prune"], cfg.build_dir
+    check_settings(settings)
+    inputs = [source_model(cfg), build / META_NAME]
+    if settings["allocation"] == "sensitivity":
+        sensitivity_stage(cfg)
+        inputs.append(build / SENSITIVITY_JSON)
+    return inputs, {"prune": settings, "train": cfg.values["train"], "dataset": cfg.values["dataset"],
+                    "fuse_leaky": cfg.values["compile"]["fuse_leaky"]}
+
+
 def prune_stage(cfg: Config, force: bool = False, conv_time: ConvTime | None = None) -> StageResult:
     """`invoke prune`: skipped when model.keras and the prune settings are unchanged. `conv_time` is the compiler's
     cycle model, which a latency target needs."""
-    settings = cfg.values["prune"]
-    check_settings(settings)
-    build, source = cfg.build_dir, _source(cfg)
-    inputs = [source, build / META_NAME]
-    if settings["allocation"] == "sensitivity":
-        sensitivity_stage(cfg, force=False)
-        inputs.append(build / SENSITIVITY_JSON)
-    params = {"prune": settings, "train": cfg.values["train"], "dataset": cfg.values["dataset"],
-              "fuse_leaky": cfg.values["compile"]["fuse_leaky"]}
-    outputs = [build / PRUNED_NAME, build / REPORT_NAME]
-    return run_stage(build, "prune", inputs=inputs, params=params, outputs=outputs, force=force,
-                     work=lambda: prune_and_finetune(cfg, source, conv_time), tools=["tensorflow-cpu", "keras"])
+    inputs, params = stage_inputs(cfg)
+    build = cfg.build_dir
+    return run_stage(build, "prune", inputs=inputs, params=params, outputs=[build / PRUNED_NAME, build / REPORT_NAME],
+                     work=lambda: prune_and_finetune(cfg, inputs[0], conv_time), force=force,
+                     tools=["tensorflow-cpu", "keras"])
 
 
 def format_prune(metrics: dict[str, Any]) -> str:

@@ -227,3 +227,28 @@ def test_a_target_run_reuses_the_sensitivity_stage_and_reports_asked_and_reached
         prune_stage(cfg.with_values({"prune.target_reduction": 0.99, "prune.rounds": 1}))
     with pytest.raises(PipelineError, match="both"):
         prune_stage(cfg.with_values({"prune.sparsity": 0.3}))
+
+
+@pytest.mark.slow  # about a minute on 2 shared cores
+def test_compare_runs_the_four_variants_at_the_same_epochs(tmp_path, monkeypatch):
+    from models.prune_compare import compare_stage
+    from models.yolo_head import head_metadata
+    from pipeline.config import load_config
+
+    monkeypatch.setenv("PIPELINE_BUILD_ROOT", str(tmp_path / "build"))
+    path = tmp_path / "c.yaml"
+    path.write_text(CONFIG.replace("prune: {target_reduction: 0.3, allocation: sensitivity, rounds: 2, "
+                                   "finetune_epochs: 1, distill: 1.0}", "prune: {sparsity: 0.5, finetune_epochs: 3}"))
+    cfg = load_config(path)
+    cfg.build_dir.mkdir(parents=True)
+    build_detector(cfg.values["model"], 1).save(cfg.build_dir / "model.keras")
+    (cfg.build_dir / "model_meta.json").write_text(json.dumps(head_metadata(cfg.values["model"], ["face"],
+                                                                             [[1, 1], [2, 2]])))
+    result = compare_stage(cfg)
+    assert set(result.metrics) == {"one_shot", "one_shot_distilled", "two_rounds", "two_rounds_distilled"}
+    report = json.loads((cfg.build_dir / "prune_compare.json").read_text())["results"]
+    two = json.loads((cfg.build_dir / "prune_report_two_rounds.json").read_text())
+    assert [r["finetune_epochs"] for r in two["rounds"]] == [1, 2] and report["one_shot"]["finetune_epochs"] == 3
+    assert two["filters_after"] == pytest.approx(report["one_shot"]["filters_after"], rel=0.1)
+    assert (cfg.build_dir / "prune_compare.png").is_file() and (cfg.build_dir / "pruned_one_shot.keras").is_file()
+    assert compare_stage(cfg).skipped
