@@ -169,6 +169,8 @@ def _sliced_weights(layer: keras.layers.Layer, in_mask: np.ndarray, out_mask: np
         return [weights[0][:, :, in_mask, :]] + [w[in_mask] for w in weights[1:]]
     if isinstance(layer, keras.layers.BatchNormalization):
         return [w[in_mask] for w in weights]
+    if isinstance(layer, keras.layers.Dense):
+        return [weights[0][in_mask]] + weights[1:]
     return weights
 
 
@@ -185,13 +187,17 @@ def _out_mask(layer: keras.layers.Layer, in_masks: list[np.ndarray], masks: dict
             raise PipelineError(f"the maps added by {layer.name!r} keep different channels",
                                 expected="the convs feeding one Add pruned as one group (models.prune.prune_units)")
         return in_masks[0]
+    if isinstance(layer, keras.layers.Flatten):  # (H, W, C) -> index (h * W + w) * C + c
+        return np.tile(in_masks[0], int(np.prod(layer.input.shape[1:-1])))
+    if isinstance(layer, keras.layers.Dense):
+        return np.ones(layer.units, bool)
     if isinstance(layer, SpaceToDepth):
         return np.tile(in_masks[0], layer.block_size ** 2)  # tf.nn.space_to_depth: channel = block_offset * C + c
     if isinstance(layer, (keras.layers.BatchNormalization, keras.layers.DepthwiseConv2D, *CHANNEL_PRESERVING)):
         return in_masks[0]
     raise PipelineError(f"cannot prune through layer {layer.name!r} of type {type(layer).__name__}",
                         expected="Conv2D, DepthwiseConv2D, BatchNormalization, activations, pooling, padding, "
-                                 "Concatenate, Add or SpaceToDepth")
+                                 "Concatenate, Add, SpaceToDepth, Flatten or Dense")
 
 
 def prune_model(model: keras.Model, masks: dict[str, np.ndarray]) -> tuple[keras.Model, PruneSummary]:

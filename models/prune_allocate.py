@@ -85,11 +85,15 @@ def allocate(model: keras.Model, scores: dict[str, np.ndarray], *, allocation: s
         return {u: rounded_keep(min(k, len(scores[u])), len(scores[u]), min_filters, round_to)
                 for u, k in raw(knob).items()}
 
+    spent: dict[tuple[int, ...], float] = {}  # many knob values give the same counts: build each model once
+
     def measured(knob: float) -> Allocation:
         chosen = counts(knob)
-        pruned, _ = prune_model(model, unit_masks({u: top_mask(scores[u], k) for u, k in chosen.items()}))
-        spent = cost(pruned)
-        return Allocation(chosen, spent, 1 - spent / reference, knob)
+        key = tuple(chosen.values())
+        if key not in spent:
+            pruned, _ = prune_model(model, unit_masks({u: top_mask(scores[u], k) for u, k in chosen.items()}))
+            spent[key] = cost(pruned)
+        return Allocation(chosen, spent[key], 1 - spent[key] / reference, knob)
 
     goal = 1 - reduction
     most = measured(top)

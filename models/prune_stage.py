@@ -218,7 +218,11 @@ def read_curves(build: Path) -> dict[str, Any]:
 
 
 def source_model(cfg: Config) -> Path:
-    """build/<config>/model.keras, or a PipelineError saying to train first."""
+    """build/<config>/model.keras, or a PipelineError saying to train first (or that the stage prunes detectors)."""
+    if cfg.values["model"]["task"] != "detector":
+        raise PipelineError(f"`invoke prune` prunes detectors (val AP@0.5, the YOLOv2 fine-tuning); {cfg.path.name} is "
+                            f"a {cfg.values['model']['task']} config", path=cfg.path, field="model.task",
+                            expected="a detector config (models.prune.prune_model itself also prunes recognizers)")
     source = cfg.build_dir / SOURCE_NAME
     if not source.is_file():
         raise PipelineError("trained model not found", path=source, expected="run `invoke train` first")

@@ -101,3 +101,26 @@ def test_prune_stage_writes_a_smaller_model_and_its_report(tmp_path, monkeypatch
     assert prune_stage(cfg).skipped
     with pytest.raises(PipelineError, match="nothing to prune"):
         prune_stage(cfg.with_values({"prune.sparsity": 0.0}))
+
+
+@pytest.mark.parametrize("family", ["skip_darknet19", "mobilefacenet"])
+def test_a_recognizer_prunes_through_its_flatten_and_dense_head(family):
+    import keras
+
+    from models.recognizer.embedder import build_embedder
+
+    keras.utils.set_random_seed(2)
+    model = build_embedder({"family": family, "width": 0.25, "input_size": [128, 128], "min_channels": 8}, 16, 8)
+    rng = np.random.default_rng(1)
+    _randomise_batch_norm(model, rng)
+    scores = filter_scores(model)
+    for name in ("head_reduce", next(iter(scores))):
+        bn = model.get_layer(f"{name}_bn")
+        gamma, beta, mean, var = bn.get_weights()
+        gamma[:2], beta[:2] = 0, 0
+        bn.set_weights([gamma, beta, mean, var])
+    masks = {name: np.arange(len(scores[name])) >= 2 for name in ("head_reduce", next(iter(scores)))}
+    pruned, summary = prune_model(model, masks)
+    assert summary.params_after < summary.params_before
+    image = rng.uniform(0, 1, (1, 128, 128, 3)).astype(np.float32)
+    np.testing.assert_allclose(pruned(image, training=False), model(image, training=False), atol=1e-4)
