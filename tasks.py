@@ -204,12 +204,12 @@ def prune(c, config=None, set_=None, sparsity=None, target=None, metric=None, al
     if compare:
         from models.prune_compare import compare_stage
 
-        print(compare_stage(cfg, force=force, conv_time=_kpu_conv_us).metrics)
+        print(compare_stage(cfg, force=force, conv_time=kpu_conv_us).metrics)
         return
-    print(format_prune(prune_stage(cfg, force=force, conv_time=_kpu_conv_us).metrics))
+    print(format_prune(prune_stage(cfg, force=force, conv_time=kpu_conv_us).metrics))
 
 
-def _kpu_conv_us(in_chw: tuple[int, int, int], out_channels: int, kernel: int, depthwise: bool) -> float:
+def kpu_conv_us(in_chw: tuple[int, int, int], out_channels: int, kernel: int, depthwise: bool) -> float:
     """The compiler's cycle model for one KPU conv layer, in microseconds (what a latency prune target counts)."""
     import numpy as np
 

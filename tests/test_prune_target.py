@@ -14,7 +14,7 @@ from models.prune_cost import model_cost
 from models.prune_sensitivity import _silence, allowed_ratio, sensitivity_curves
 from models.yolo_head import build_detector
 from pipeline.errors import PipelineError
-from tasks import _kpu_conv_us
+from tasks import kpu_conv_us
 
 
 def detector(family: str = "skip_darknet19"):
@@ -165,11 +165,11 @@ def test_convs_added_together_are_one_unit_and_keep_the_same_channels():
 
 def test_latency_estimate_follows_the_compilers_cycle_model_and_drops_with_channels():
     model = detector()
-    full = model_cost(model, "latency", _kpu_conv_us)
+    full = model_cost(model, "latency", kpu_conv_us)
     scores = prune_units(model, filter_scores(model))
     pruned, _ = prune_model(model, unit_masks({u: top_mask(s, max(4, len(s) // 2)) for u, s in scores.items()}))
-    assert 0 < model_cost(pruned, "latency", _kpu_conv_us) < 0.8 * full
-    assert model_cost(model, "latency", _kpu_conv_us, fuse_leaky=True) < full
+    assert 0 < model_cost(pruned, "latency", kpu_conv_us) < 0.8 * full
+    assert model_cost(model, "latency", kpu_conv_us, fuse_leaky=True) < full
     with pytest.raises(PipelineError, match="prune.target_metric"):
         model_cost(model, "latency")
 
@@ -216,7 +216,7 @@ def test_a_target_run_reuses_the_sensitivity_stage_and_reports_asked_and_reached
     assert not sensitivity_stage(cfg).skipped
     curves = json.loads((cfg.build_dir / "prune_sensitivity.json").read_text())
     assert len(curves["units"]) >= 5 and (cfg.build_dir / "prune_sensitivity.png").is_file()
-    result = prune_stage(cfg, conv_time=_kpu_conv_us)
+    result = prune_stage(cfg, conv_time=kpu_conv_us)
     report = json.loads((cfg.build_dir / "prune_report.json").read_text())
     assert report["target"]["reduction_asked"] == 0.3 and report["target"]["reduction_reached"] >= 0.3
     assert [r["round"] for r in report["rounds"]] == [1, 2] and report["rounds"][0]["goal"] < 0.3
