@@ -11,6 +11,7 @@ target run with `prune.allocation: sensitivity` reuses them while model.keras is
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,7 @@ GAMMA_JSON, GAMMA_PNG = "prune_gamma_hist.json", "prune_gamma_hist.png"
 LATENCY_NOTE = "estimated K210 microseconds from the compiler's cycle model (spec §12.3 [I]), not a board measurement"
 
 
-def validation_ap(cfg: Config) -> Any:
+def validation_ap(cfg: Config) -> Callable[[keras.Model], float]:
     """model -> VOC AP@0.5 on the val split (the set is loaded once)."""
     input_size = tuple(cfg.values["model"]["input_size"])
     anchors, classes = model_anchors(cfg.build_dir / META_NAME)
@@ -165,20 +166,20 @@ def prune_and_finetune(cfg: Config, source: Path, conv_time: ConvTime | None = N
                             "reduction_reached": report["reductions"][metric_name]}
     if conv_time is not None:
         report["latency_note"] = LATENCY_NOTE
-    _write_gammas(original, masks_of(original, current), build, tag)
+    _write_gammas(original, kept_counts(original, current), build, tag)
     with atomic_path(build / tagged(PRUNED_NAME, tag)) as tmp:
         current.save(tmp)
     write_json(build / tagged(REPORT_NAME, tag), report)
     return {k: v for k, v in report.items() if k not in ("per_layer", "settings")}
 
 
-def masks_of(original: keras.Model, pruned: keras.Model) -> dict[str, int]:
+def kept_counts(original: keras.Model, pruned: keras.Model) -> dict[str, int]:
     """Filters per prunable conv of the original that the pruned model still has."""
     return {layer.name: int(pruned.get_layer(layer.name).filters) for layer in prunable_convs(original)}
 
 
 def _summary(original: keras.Model, pruned: keras.Model) -> dict[str, Any]:
-    kept = masks_of(original, pruned)
+    kept = kept_counts(original, pruned)
     per_layer = {name: (int(original.get_layer(name).filters), count) for name, count in kept.items()}
     return {"filters_before": sum(v[0] for v in per_layer.values()), "filters_after": sum(kept.values()),
             "params_before": int(original.count_params()), "params_after": int(pruned.count_params()),
