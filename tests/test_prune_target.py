@@ -252,3 +252,29 @@ def test_compare_runs_the_four_variants_at_the_same_epochs(tmp_path, monkeypatch
     assert two["filters_after"] == pytest.approx(report["one_shot"]["filters_after"], rel=0.1)
     assert (cfg.build_dir / "prune_compare.png").is_file() and (cfg.build_dir / "pruned_one_shot.keras").is_file()
     assert compare_stage(cfg).skipped
+
+
+def test_settings_that_cannot_go_together_are_refused_by_field(tmp_path):
+    from models.prune_stage import check_settings, round_epochs, source_model, tagged
+    from pipeline.config import load_config
+
+    defaults = load_config(None).values["prune"]
+    with pytest.raises(PipelineError, match="prune.sparsity.*nothing to prune"):
+        check_settings(defaults)
+    with pytest.raises(PipelineError, match="prune.target_reduction.*both"):
+        check_settings({**defaults, "sparsity": 0.3, "target_reduction": 0.4})
+    with pytest.raises(PipelineError, match="prune.target_reduction.*global_gamma needs a global target"):
+        check_settings({**defaults, "sparsity": 0.3, "allocation": "global_gamma"})
+    check_settings({**defaults, "target_reduction": 0.4, "allocation": "sensitivity"})
+    path = tmp_path / "bad.yaml"
+    path.write_text("prune: {target_metric: flops}\n")
+    with pytest.raises(PipelineError, match="prune.target_metric"):
+        load_config(path)
+    path.write_text("prune: {target_reduction: 1.0}\n")
+    with pytest.raises(PipelineError, match="prune.target_reduction"):
+        load_config(path)
+    path.write_text("model: {task: recognizer}\n")
+    with pytest.raises(PipelineError, match="model.task.*prunes detectors"):
+        source_model(load_config(path))
+    assert round_epochs(5, 2) == [2, 3] and round_epochs(5, 1) == [5] and round_epochs(1, 2) == [0, 1]
+    assert tagged("pruned.keras", "two_rounds") == "pruned_two_rounds.keras" and tagged("a.json", "") == "a.json"
