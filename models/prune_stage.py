@@ -166,7 +166,7 @@ def prune_and_finetune(cfg: Config, source: Path, conv_time: ConvTime | None = N
                             "reduction_reached": report["reductions"][metric_name]}
     if conv_time is not None:
         report["latency_note"] = LATENCY_NOTE
-    _write_gammas(original, kept_counts(original, current), build, tag)
+    _write_gammas(original, current, build, tag)
     with atomic_path(build / tagged(PRUNED_NAME, tag)) as tmp:
         current.save(tmp)
     write_json(build / tagged(REPORT_NAME, tag), report)
@@ -192,9 +192,10 @@ def tagged(name: str, tag: str) -> str:
     return f"{stem}_{tag}.{suffix}" if tag else name
 
 
-def _write_gammas(original: keras.Model, kept: dict[str, int], build: Path, tag: str) -> None:
-    """|gamma| of the original's channels that were kept and of those removed (by the final model's counts)."""
-    norms = batch_norm_after(original)
+def _write_gammas(original: keras.Model, pruned: keras.Model, build: Path, tag: str) -> None:
+    """|gamma| before pruning, of the channels kept and removed (the highest |gamma| of each conv, as many as the
+    pruned model has), and after it (the pruned, fine-tuned model's)."""
+    norms, kept = batch_norm_after(original), kept_counts(original, pruned)
     if any(norm is None for norm in norms.values()):
         return
     kept_values, removed = [], []
@@ -202,9 +203,11 @@ def _write_gammas(original: keras.Model, kept: dict[str, int], build: Path, tag:
         gammas = np.sort(np.abs(norm.gamma.numpy()))[::-1]
         kept_values.append(gammas[:kept[name]])
         removed.append(gammas[kept[name]:])
-    write_gamma_histogram({"kept": np.concatenate(kept_values), "removed": np.concatenate(removed)},
+    after = np.concatenate([np.abs(n.gamma.numpy()) for n in batch_norm_after(pruned).values() if n is not None])
+    write_gamma_histogram({"before: kept": np.concatenate(kept_values), "before: removed": np.concatenate(removed),
+                           "after pruning + fine-tuning": after},
                           build / tagged(GAMMA_PNG, tag), build / tagged(GAMMA_JSON, tag),
-                          title="BN |gamma| of the unpruned model's channels (by count kept per conv)")
+                          title="BN |gamma| of the prunable convs before and after pruning")
 
 
 def read_curves(build: Path) -> dict[str, Any]:
