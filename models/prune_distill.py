@@ -2,8 +2,10 @@
 
 The trained network sees the same augmented batch twice, through the pruned student and the frozen teacher; their
 raw (B, H, W, A*(5+C)) outputs are concatenated so a Keras loss sees both. The distillation term matches what the
-decoder uses, per anchor: sigmoid(tx, ty, objectness), the raw tw, th, and the class softmax, as a squared error
-summed per image like the YOLOv2 loss terms, scaled by `prune.distill`."""
+decoder uses, per anchor: the objectness sigmoid everywhere, and sigmoid(tx, ty), the raw tw, th and the class
+softmax weighted by the teacher's objectness (objectness-scaled distillation, Mehta & Ozturk 2018: the boxes of
+background anchors are never decoded, so their values are noise to copy), as squared errors summed per image like the
+YOLOv2 loss terms, scaled by `prune.distill`."""
 
 from __future__ import annotations
 
@@ -34,9 +36,13 @@ class DistilledLoss(keras.losses.Loss):
 
     def call(self, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
         student, teacher = tf.split(y_pred, 2, axis=-1)
-        gap = soft_view(student, self.num_anchors, self.num_classes) - soft_view(
-            tf.stop_gradient(teacher), self.num_anchors, self.num_classes)
-        return self.detector.call(y_true, student) + self.weight * tf.reduce_sum(tf.square(gap), axis=[1, 2, 3, 4])
+        soft_teacher = soft_view(tf.stop_gradient(teacher), self.num_anchors, self.num_classes)
+        squared = tf.square(soft_view(student, self.num_anchors, self.num_classes) - soft_teacher)
+        objectness = soft_teacher[..., 4:5]
+        weights = tf.concat([tf.repeat(objectness, 4, axis=-1), tf.ones_like(objectness),
+                             tf.repeat(objectness, squared.shape[-1] - 5, axis=-1)], axis=-1)
+        distill = tf.reduce_sum(weights * squared, axis=[1, 2, 3, 4])
+        return self.detector.call(y_true, student) + self.weight * distill
 
 
 def with_teacher(student: keras.Model, teacher: keras.Model) -> keras.Model:
