@@ -79,3 +79,20 @@ def test_bn_l1_is_validated_and_left_out_of_the_manifest_while_zero(tmp_path):
     train = load_config(None).values["train"]
     assert "bn_l1" not in hashed_train_settings(train) and "quiet" not in hashed_train_settings(train)
     assert hashed_train_settings({**train, "bn_l1": 1e-4})["bn_l1"] == 1e-4
+
+
+@pytest.mark.slow  # about 40 s on 2 shared cores
+def test_sparsity_training_writes_the_gamma_histogram(tmp_path, monkeypatch):
+    from models.train import train_stage
+
+    monkeypatch.setenv("PIPELINE_BUILD_ROOT", str(tmp_path / "build"))
+    path = tmp_path / "l1.yaml"
+    path.write_text("dataset:\n  format: synthetic\n  synthetic: {train_count: 8, val_count: 4, size: [160, 128]}\n"
+                    "model: {family: tiny, width: 0.0625, input_size: [128, 128], num_anchors: 3}\n"
+                    "train: {epochs: 1, batch_size: 4, warmup_epochs: 0, quiet: true, bn_l1: 0.01}\n")
+    cfg = load_config(path)
+    train_stage(cfg)
+    report = json.loads((cfg.build_dir / "gamma_hist.json").read_text())
+    assert report["series"]["trained"]["channels"] > 0 and "bn_l1 = 0.01" in report["title"]
+    assert (cfg.build_dir / "gamma_hist.png").is_file()
+    assert train_stage(cfg).skipped
