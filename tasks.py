@@ -180,16 +180,47 @@ def eval(c, config=None, set_=None, split="val", model=None):
 
 @task(iterable=["set_"], help={"config": CONFIG_HELP, "set_": SET_HELP,
                               "sparsity": "fraction of each conv's filters to remove (prune.sparsity)",
-                              "epochs": "fine-tuning epochs after pruning (prune.finetune_epochs)",
+                              "target": "global target: the share of prune.target_metric to remove "
+                                        "(prune.target_reduction)",
+                              "metric": "macs | params | kmodel_bytes | latency (prune.target_metric)",
+                              "allocation": "uniform | global_gamma | sensitivity (prune.allocation)",
+                              "epochs": "fine-tuning epochs per round (prune.finetune_epochs)",
+                              "sensitivity": "only measure the per-layer sensitivity curves (PNG + JSON)",
+                              "compare": "run the pruning one-shot / two rounds, with / without distillation "
+                                         "(prune_compare.json + .png)",
                               "force": FORCE_HELP})
 @reports_errors
-def prune(c, config=None, set_=None, sparsity=None, epochs=None, force=False):
-    """Remove the least important conv filters (BN |gamma|), fine-tune, and write pruned.keras with the AP change."""
-    cfg = load(config, set_, **{"prune.sparsity": sparsity, "prune.finetune_epochs": epochs})
+def prune(c, config=None, set_=None, sparsity=None, target=None, metric=None, allocation=None, epochs=None,
+          sensitivity=False, compare=False, force=False):
+    """Remove the least important conv filters (uniformly or to a global target), fine-tune, and write
+    pruned.keras with the AP change; --sensitivity: the per-layer sensitivity curves only; --compare: the variants."""
+    cfg = load(config, set_, **{"prune.sparsity": sparsity, "prune.target_reduction": target,
+                                "prune.target_metric": metric, "prune.allocation": allocation,
+                                "prune.finetune_epochs": epochs})
     single_model(cfg, "prune")
-    from models.prune_stage import format_prune, prune_stage  # TensorFlow loads only once the settings are valid
+    from models.prune_stage import format_prune, prune_stage, sensitivity_stage  # TensorFlow loads only now
 
-    print(format_prune(prune_stage(cfg, force=force).metrics))
+    if sensitivity:
+        print(sensitivity_stage(cfg, force=force).metrics)
+        return
+    if compare:
+        from models.prune_compare import compare_stage
+
+        print(compare_stage(cfg, force=force, conv_time=kpu_conv_us).metrics)
+        return
+    print(format_prune(prune_stage(cfg, force=force, conv_time=kpu_conv_us).metrics))
+
+
+def kpu_conv_us(in_chw: tuple[int, int, int], out_channels: int, kernel: int, depthwise: bool) -> float:
+    """The compiler's cycle model for one KPU conv layer, in microseconds (what a latency prune target counts)."""
+    import numpy as np
+
+    from deploy.k210.compiler.cycles import KPU_HZ, step_cycles
+    from deploy.k210.compiler.program import KpuStep
+
+    weights = np.zeros(kernel * kernel * in_chw[0] * (1 if depthwise else out_channels), np.uint8)
+    step = KpuStep("estimate", "in", "out", in_chw, (out_channels, *in_chw[1:]), kernel, depthwise, 0, weights, None)
+    return step_cycles(step, 0)[0] / KPU_HZ * 1e6
 
 
 TFLITE_HELP = {"config": CONFIG_HELP, "set_": SET_HELP,

@@ -45,7 +45,7 @@ def build_for_board(cfg: Config, board: str, *, rtt_root: str | None = None, for
     from deploy.export import export_stage
     from deploy.firmware.stages import build_stage, render_stage
     from deploy.k210.compiler.compile_stage import compile_stage
-    from models.prune_stage import prune_stage
+    from models.prune_stage import prune_stage, prunes
     from models.train import train_stage
 
     cfg = board_config(cfg, board)
@@ -59,7 +59,7 @@ def build_for_board(cfg: Config, board: str, *, rtt_root: str | None = None, for
     if board == "k210":
         preflight_port(deploy["port"], deploy["board_type"], check_port)
     train_stage(cfg, force=force)
-    if float(cfg.values["prune"]["sparsity"]) > 0:
+    if prunes(cfg):
         prune_stage(cfg, force=force)
     export_stage(cfg, force=force)
     compile_stage(cfg, force=force)

@@ -13,6 +13,7 @@ from deploy.quantize.calibrate import quantize_keras
 from deploy.tflite import LiteRTRunner, export_float, output_step
 from models.data import load_records
 from models.pipeline import prepare_image
+from models.prune_stage import prunes
 from models.yolo_head import load_detector
 from pipeline.atomic import write_bytes, write_json
 from pipeline.config import Config
@@ -26,9 +27,8 @@ RANGES_NAME = "quant_ranges.json"  # the activation range, scale and zero point 
 
 
 def default_model_path(cfg: Config) -> Path:
-    """The pruned model when the config prunes (prune.sparsity > 0), else the trained model."""
-    pruned = float(cfg.values["prune"]["sparsity"]) > 0
-    return cfg.build_dir / ("pruned.keras" if pruned else "model.keras")
+    """The pruned model when the config prunes (a sparsity or a global target), else the trained model."""
+    return cfg.build_dir / ("pruned.keras" if prunes(cfg) else "model.keras")
 
 
 def finished_model_path(cfg: Config) -> Path:

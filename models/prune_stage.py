@@ -1,89 +1,292 @@
-"""The prune stage: model.keras -> remove prune.sparsity of every conv's filters -> fine-tune -> pruned.keras,
-with the val AP before pruning, right after it and after fine-tuning in prune_report.json."""
+"""The prune stages.
+
+`prune`: model.keras -> in `prune.rounds` rounds: choose the filters to keep (a uniform `prune.sparsity`, or a
+global `prune.target_metric` / `prune.target_reduction` by `prune.allocation`), rebuild, fine-tune (optionally
+distilled from the unpruned model, `prune.distill`) -> pruned.keras, with prune_report.json (the val AP before,
+right after pruning and after fine-tuning each round; every cost before and after; the target asked and reached)
+and the |gamma| histogram of the kept and removed channels.
+
+`prune_sensitivity`: the per-layer sensitivity curves (prune_sensitivity.json + .png), a stage of its own so a
+target run with `prune.allocation: sensitivity` reuses them while model.keras is unchanged."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import keras
 import numpy as np
 
 from models.data import load_records
 from models.evaluate import collect_results, keras_predictor, load_eval_set, model_anchors
 from models.metrics import evaluate_results
-from models.prune import filter_scores, keep_masks, prune_model
+from models.prune import (
+    batch_norm_after,
+    filter_scores,
+    keep_masks,
+    prunable_convs,
+    prune_model,
+    prune_units,
+    top_mask,
+    unit_masks,
+)
+from models.prune_allocate import allocate
+from models.prune_cost import ConvTime, model_cost
+from models.prune_distill import DistilledLoss, with_teacher
+from models.prune_gamma import write_gamma_histogram
+from models.prune_sensitivity import RATIOS, sensitivity_curves, write_sensitivity
 from pipeline.atomic import atomic_path, write_json
 from pipeline.config import Config
 from pipeline.errors import PipelineError
 from pipeline.stage import StageResult, run_stage
 
 SOURCE_NAME, PRUNED_NAME, REPORT_NAME, META_NAME = "model.keras", "pruned.keras", "prune_report.json", "model_meta.json"
+SENSITIVITY_JSON, SENSITIVITY_PNG = "prune_sensitivity.json", "prune_sensitivity.png"
+GAMMA_JSON, GAMMA_PNG = "prune_gamma_hist.json", "prune_gamma_hist.png"
+LATENCY_NOTE = "estimated K210 microseconds from the compiler's cycle model (spec §12.3 [I]), not a board measurement"
 
 
-def _val_ap(model, cfg: Config, data, anchors: np.ndarray, classes: list[str]) -> float:
+def validation_ap(cfg: Config) -> Callable[[keras.Model], float]:
+    """model -> VOC AP@0.5 on the val split (the set is loaded once)."""
     input_size = tuple(cfg.values["model"]["input_size"])
-    results = collect_results(keras_predictor(model), data, anchors, len(classes), input_size,
-                              float(cfg.values["deploy"]["nms_iou"]))
-    return round(float(evaluate_results(results, classes, float(cfg.values["deploy"]["score_threshold"]))["ap50"]), 4)
+    anchors, classes = model_anchors(cfg.build_dir / META_NAME)
+    data = load_eval_set(load_records(cfg, "val"), input_size)
+    deploy = cfg.values["deploy"]
+
+    def ap50(model: keras.Model) -> float:
+        results = collect_results(keras_predictor(model), data, anchors, len(classes), input_size,
+                                  float(deploy["nms_iou"]))
+        return round(float(evaluate_results(results, classes, float(deploy["score_threshold"]))["ap50"]), 4)
+    return ap50
 
 
-def fine_tune(model, cfg: Config, anchors: np.ndarray, epochs: int, learning_rate: float) -> None:
-    """A few epochs of the training recipe at a low constant learning rate, to recover from pruning."""
-    import keras
-
+def fine_tune(model: keras.Model, cfg: Config, anchors: np.ndarray, epochs: int, learning_rate: float,
+              teacher: keras.Model | None = None, distill: float = 0.0) -> None:
+    """A few epochs of the training recipe at a low constant learning rate, to recover from pruning; with a teacher
+    and distill > 0, its head outputs are soft targets too (models/prune_distill.py)."""
     from models.train import detector_loss, train_dataset
 
     train_cfg = cfg.values["train"]
     keras.utils.set_random_seed(int(train_cfg["seed"]))
     records = load_records(cfg, "train")
-    model.compile(optimizer=keras.optimizers.AdamW(learning_rate, weight_decay=float(train_cfg["weight_decay"]),
-                                                   clipnorm=10.0), loss=detector_loss(cfg, anchors))
-    model.fit(train_dataset(records, tuple(cfg.values["model"]["input_size"]), train_cfg), epochs=epochs,
-              verbose=2 if train_cfg["quiet"] else "auto")
+    loss = detector_loss(cfg, anchors)
+    trained = model
+    if teacher is not None and distill > 0:
+        trained, loss = with_teacher(model, teacher), DistilledLoss(loss, distill)
+    trained.compile(optimizer=keras.optimizers.AdamW(learning_rate, weight_decay=float(train_cfg["weight_decay"]),
+                                                     clipnorm=10.0), loss=loss)
+    trained.fit(train_dataset(records, tuple(cfg.values["model"]["input_size"]), train_cfg), epochs=epochs,
+                verbose=2 if train_cfg["quiet"] else "auto")
 
 
-def prune_and_finetune(cfg: Config, source: Path) -> dict[str, Any]:
+def prunes(cfg: Config) -> bool:
+    """Whether the config prunes (a uniform prune.sparsity or a global prune.target_reduction)."""
+    return float(cfg.values["prune"]["sparsity"]) > 0 or float(cfg.values["prune"]["target_reduction"]) > 0
+
+
+def all_costs(model: keras.Model, conv_time: ConvTime | None, fuse_leaky: bool) -> dict[str, float]:
+    """Every target metric of the model (latency only with the cycle model)."""
+    metrics = ["macs", "params", "kmodel_bytes"] + (["latency"] if conv_time else [])
+    return {m: round(model_cost(model, m, conv_time, fuse_leaky), 1) for m in metrics}
+
+
+def check_settings(settings: dict[str, Any]) -> None:
+    """Refuse prune settings that cannot go together, naming the field."""
+    if float(settings["sparsity"]) <= 0 and float(settings["target_reduction"]) <= 0:
+        raise PipelineError("prune.sparsity and prune.target_reduction are 0, so there is nothing to prune",
+                            field="prune.sparsity", expected="a fraction such as 0.3 (--sparsity 0.3), or a global "
+                            "target (--set prune.target_reduction=0.4); export uses model.keras meanwhile")
+    if float(settings["sparsity"]) > 0 and float(settings["target_reduction"]) > 0:
+        raise PipelineError("both a uniform prune.sparsity and a global prune.target_reduction are set",
+                            field="prune.target_reduction", expected="one of them (the other 0)")
+    if settings["allocation"] != "uniform" and float(settings["target_reduction"]) <= 0:
+        raise PipelineError(f"prune.allocation {settings['allocation']} needs a global target",
+                            field="prune.target_reduction", expected="a fraction such as 0.4 of prune.target_metric")
+
+
+def _round_masks(model: keras.Model, cfg: Config, round_goal: float, reference: float, conv_time: ConvTime | None,
+                 curves: dict[str, Any] | None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The masks of one round: the uniform sparsity share of this round, or the allocation reaching round_goal."""
+    settings = cfg.values["prune"]
+    scores = prune_units(model, filter_scores(model, settings["criterion"]))
+    if float(settings["target_reduction"]) <= 0:
+        share = 1 - (1 - float(settings["sparsity"])) ** (1 / int(settings["rounds"]))
+        return unit_masks(keep_masks(scores, share, int(settings["min_filters"]))), {"share": round(share, 4)}
+    metric, fuse = settings["target_metric"], bool(cfg.values["compile"]["fuse_leaky"])
+    chosen = allocate(model, scores, allocation=settings["allocation"], reference=reference, reduction=round_goal,
+                      cost=lambda m: model_cost(m, metric, conv_time, fuse), min_filters=int(settings["min_filters"]),
+                      round_to=int(settings["round_to"]), curves=curves, criterion=settings["criterion"])
+    masks = unit_masks({u: top_mask(scores[u], k) for u, k in chosen.counts.items()})
+    return masks, {"goal": round(round_goal, 4), "reached": round(chosen.reduction, 4), "knob": round(chosen.knob, 6)}
+
+
+def round_epochs(total: int, rounds: int) -> list[int]:
+    """prune.finetune_epochs split over the rounds (the last one takes the remainder), so one-shot and iterative
+    runs fine-tune for as long."""
+    return [total // rounds] * (rounds - 1) + [total // rounds + total % rounds]
+
+
+def prune_and_finetune(cfg: Config, source: Path, conv_time: ConvTime | None = None, tag: str = "") -> dict[str, Any]:
+    """Prune model.keras in rounds, fine-tune, write pruned{tag}.keras, its report and the gamma histogram; the
+    report's metrics."""
     from models.yolo_head import load_detector
 
-    settings = cfg.values["prune"]
-    build = cfg.build_dir
-    anchors, classes = model_anchors(build / META_NAME)
-    model = load_detector(source)
-    masks = keep_masks(filter_scores(model), float(settings["sparsity"]), int(settings["min_filters"]))
-    pruned, summary = prune_model(model, masks)
-    data = load_eval_set(load_records(cfg, "val"), tuple(cfg.values["model"]["input_size"]))
-    report: dict[str, Any] = {"sparsity": settings["sparsity"], **summary.as_dict(),
-                              "val_ap50_before": _val_ap(model, cfg, data, anchors, classes),
-                              "val_ap50_pruned": _val_ap(pruned, cfg, data, anchors, classes)}
-    epochs = int(settings["finetune_epochs"])
-    if epochs > 0:
-        fine_tune(pruned, cfg, anchors, epochs, float(cfg.values["train"]["learning_rate"])
-                  * float(settings["finetune_lr_scale"]))
-    report["val_ap50_finetuned"] = _val_ap(pruned, cfg, data, anchors, classes)
-    report["finetune_epochs"] = epochs
-    with atomic_path(build / PRUNED_NAME) as tmp:
-        pruned.save(tmp)
-    write_json(build / REPORT_NAME, report)
-    return {k: v for k, v in report.items() if k != "per_layer"}
+    settings, build = cfg.values["prune"], cfg.build_dir
+    anchors, _ = model_anchors(build / META_NAME)
+    original = load_detector(source)
+    fuse = bool(cfg.values["compile"]["fuse_leaky"])
+    metric_name, reduction = settings["target_metric"], float(settings["target_reduction"])
+    if reduction > 0:  # fail on an impossible setting before any evaluation
+        model_cost(original, metric_name, conv_time, fuse)
+    curves = read_curves(build) if settings["allocation"] == "sensitivity" else None
+    ap50 = validation_ap(cfg)
+    before = all_costs(original, conv_time, fuse)
+    reference = model_cost(original, metric_name, conv_time, fuse) if reduction > 0 else 0.0
+    report: dict[str, Any] = {"settings": settings, "val_ap50_before": ap50(original), "costs_before": before,
+                              "rounds": []}
+    rounds, epochs = int(settings["rounds"]), int(settings["finetune_epochs"])
+    per_round = round_epochs(epochs, rounds)
+    learning_rate = float(cfg.values["train"]["learning_rate"]) * float(settings["finetune_lr_scale"])
+    teacher = original if float(settings["distill"]) > 0 else None
+    current = original
+    for index in range(1, rounds + 1):
+        goal = 1 - (1 - reduction) ** (index / rounds)
+        masks, chosen = _round_masks(current, cfg, goal, reference, conv_time, curves)
+        pruned, _ = prune_model(current, masks)
+        entry = {"round": index, **chosen, "val_ap50_pruned": ap50(pruned), "finetune_epochs": per_round[index - 1]}
+        if per_round[index - 1] > 0:
+            fine_tune(pruned, cfg, anchors, per_round[index - 1], learning_rate, teacher, float(settings["distill"]))
+        entry["val_ap50_finetuned"] = ap50(pruned)
+        report["rounds"].append(entry)
+        print(f"[prune] round {index}/{rounds}: {entry}", flush=True)
+        current = pruned
+    after = all_costs(current, conv_time, fuse)
+    last = report["rounds"][-1]
+    report.update(_summary(original, current), costs_after=after, finetune_epochs=epochs,
+                  val_ap50_pruned=last["val_ap50_pruned"], val_ap50_finetuned=last["val_ap50_finetuned"],
+                  reductions={m: round(1 - after[m] / before[m], 4) for m in before})
+    if reduction > 0:
+        report["target"] = {"metric": metric_name, "reduction_asked": reduction,
+                            "reduction_reached": report["reductions"][metric_name]}
+    if conv_time is not None:
+        report["latency_note"] = LATENCY_NOTE
+    _write_gammas(original, current, build, tag)
+    with atomic_path(build / tagged(PRUNED_NAME, tag)) as tmp:
+        current.save(tmp)
+    write_json(build / tagged(REPORT_NAME, tag), report)
+    return {k: v for k, v in report.items() if k not in ("per_layer", "settings")}
 
 
-def prune_stage(cfg: Config, force: bool = False) -> StageResult:
-    """`invoke prune`: skipped when model.keras and the prune settings are unchanged."""
-    if float(cfg.values["prune"]["sparsity"]) <= 0:
-        raise PipelineError("prune.sparsity is 0, so there is nothing to prune", field="prune.sparsity",
-                            expected="a fraction such as 0.3 (--sparsity 0.3); export uses model.keras meanwhile")
-    build = cfg.build_dir
-    source = build / SOURCE_NAME
+def kept_counts(original: keras.Model, pruned: keras.Model) -> dict[str, int]:
+    """Filters per prunable conv of the original that the pruned model still has."""
+    return {layer.name: int(pruned.get_layer(layer.name).filters) for layer in prunable_convs(original)}
+
+
+def _summary(original: keras.Model, pruned: keras.Model) -> dict[str, Any]:
+    kept = kept_counts(original, pruned)
+    per_layer = {name: (int(original.get_layer(name).filters), count) for name, count in kept.items()}
+    return {"filters_before": sum(v[0] for v in per_layer.values()), "filters_after": sum(kept.values()),
+            "params_before": int(original.count_params()), "params_after": int(pruned.count_params()),
+            "per_layer": {k: list(v) for k, v in per_layer.items()}}
+
+
+def tagged(name: str, tag: str) -> str:
+    """pruned.keras -> pruned_<tag>.keras (a comparison variant's file); unchanged without a tag."""
+    stem, _, suffix = name.partition(".")
+    return f"{stem}_{tag}.{suffix}" if tag else name
+
+
+def _write_gammas(original: keras.Model, pruned: keras.Model, build: Path, tag: str) -> None:
+    """|gamma| before pruning, of the channels kept and removed (the highest |gamma| of each conv, as many as the
+    pruned model has), and after it (the pruned, fine-tuned model's)."""
+    norms, kept = batch_norm_after(original), kept_counts(original, pruned)
+    if any(norm is None for norm in norms.values()):
+        return
+    kept_values, removed = [], []
+    for name, norm in norms.items():
+        gammas = np.sort(np.abs(norm.gamma.numpy()))[::-1]
+        kept_values.append(gammas[:kept[name]])
+        removed.append(gammas[kept[name]:])
+    after = np.concatenate([np.abs(n.gamma.numpy()) for n in batch_norm_after(pruned).values() if n is not None])
+    write_gamma_histogram({"before: kept": np.concatenate(kept_values), "before: removed": np.concatenate(removed),
+                           "after pruning + fine-tuning": after},
+                          build / tagged(GAMMA_PNG, tag), build / tagged(GAMMA_JSON, tag),
+                          title="BN |gamma| of the prunable convs before and after pruning")
+
+
+def read_curves(build: Path) -> dict[str, Any]:
+    """The cached sensitivity curves (run the prune_sensitivity stage first)."""
+    import json
+
+    path = build / SENSITIVITY_JSON
+    if not path.is_file():
+        raise PipelineError("no sensitivity curves", path=path, field="prune.allocation",
+                            expected="`invoke prune --sensitivity` first (a sensitivity target run does it)")
+    return json.loads(path.read_text())
+
+
+def source_model(cfg: Config) -> Path:
+    """build/<config>/model.keras, or a PipelineError saying to train first (or that the stage prunes detectors)."""
+    if cfg.values["model"]["task"] != "detector":
+        raise PipelineError(f"`invoke prune` prunes detectors (val AP@0.5, the YOLOv2 fine-tuning); {cfg.path.name} is "
+                            f"a {cfg.values['model']['task']} config", path=cfg.path, field="model.task",
+                            expected="a detector config (models.prune.prune_model itself also prunes recognizers)")
+    source = cfg.build_dir / SOURCE_NAME
     if not source.is_file():
         raise PipelineError("trained model not found", path=source, expected="run `invoke train` first")
-    params = {"prune": cfg.values["prune"], "train": cfg.values["train"], "dataset": cfg.values["dataset"]}
-    return run_stage(build, "prune", inputs=[source, build / META_NAME], params=params,
-                     outputs=[build / PRUNED_NAME, build / REPORT_NAME], work=lambda: prune_and_finetune(cfg, source),
-                     force=force, tools=["tensorflow-cpu", "keras"])
+    return source
+
+
+def sensitivity_stage(cfg: Config, force: bool = False) -> StageResult:
+    """`invoke prune --sensitivity`: the per-unit curves of val AP@0.5 against the share of filters removed, without
+    fine-tuning (skipped while model.keras and the criterion are unchanged)."""
+    from models.yolo_head import load_detector
+
+    build, source = cfg.build_dir, source_model(cfg)
+    criterion = cfg.values["prune"]["criterion"]
+    params = {"criterion": criterion, "ratios": list(RATIOS), "dataset": cfg.values["dataset"],
+              "deploy": {k: cfg.values["deploy"][k] for k in ("nms_iou", "score_threshold")}}
+
+    def work() -> dict[str, Any]:
+        result = sensitivity_curves(load_detector(source), validation_ap(cfg), criterion)
+        write_sensitivity(result, build / SENSITIVITY_PNG, build / SENSITIVITY_JSON, "val AP@0.5")
+        flat = {u: c["metric"][-1] for u, c in result["units"].items()}
+        return {"baseline": result["baseline"], "units": len(result["units"]),
+                "most_robust": max(flat, key=flat.get), "most_sensitive": min(flat, key=flat.get)}
+    return run_stage(build, "prune_sensitivity", inputs=[source, build / META_NAME], params=params,
+                     outputs=[build / SENSITIVITY_JSON, build / SENSITIVITY_PNG], work=work, force=force,
+                     tools=["tensorflow-cpu", "keras"])
+
+
+def stage_inputs(cfg: Config) -> tuple[list[Path], dict[str, Any]]:
+    """The inputs and parameters of a pruning run (measuring the sensitivity curves first when it uses them)."""
+    settings, build = cfg.values["prune"], cfg.build_dir
+    check_settings(settings)
+    inputs = [source_model(cfg), build / META_NAME]
+    if settings["allocation"] == "sensitivity":
+        sensitivity_stage(cfg)
+        inputs.append(build / SENSITIVITY_JSON)
+    return inputs, {"prune": settings, "train": cfg.values["train"], "dataset": cfg.values["dataset"],
+                    "fuse_leaky": cfg.values["compile"]["fuse_leaky"]}
+
+
+def prune_stage(cfg: Config, force: bool = False, conv_time: ConvTime | None = None) -> StageResult:
+    """`invoke prune`: skipped when model.keras and the prune settings are unchanged. `conv_time` is the compiler's
+    cycle model, which a latency target needs."""
+    inputs, params = stage_inputs(cfg)
+    build = cfg.build_dir
+    return run_stage(build, "prune", inputs=inputs, params=params, outputs=[build / PRUNED_NAME, build / REPORT_NAME],
+                     work=lambda: prune_and_finetune(cfg, inputs[0], conv_time), force=force,
+                     tools=["tensorflow-cpu", "keras"])
 
 
 def format_prune(metrics: dict[str, Any]) -> str:
+    """The prune metrics as a short report."""
+    target = metrics.get("target")
+    reached = (f"; target -{target['reduction_asked']:.0%} {target['metric']}, reached "
+               f"-{target['reduction_reached']:.1%}") if target else ""
     return (f"filters {metrics['filters_before']} -> {metrics['filters_after']}, parameters "
-            f"{metrics['params_before']:,} -> {metrics['params_after']:,}; val AP@0.5 {metrics['val_ap50_before']:.3f} "
-            f"-> {metrics['val_ap50_pruned']:.3f} pruned -> {metrics['val_ap50_finetuned']:.3f} after "
-            f"{metrics['finetune_epochs']} fine-tune epochs")
+            f"{metrics['params_before']:,} -> {metrics['params_after']:,}, MACs -{metrics['reductions']['macs']:.1%}"
+            f"{reached}; val AP@0.5 {metrics['val_ap50_before']:.3f} -> {metrics['val_ap50_pruned']:.3f} pruned -> "
+            f"{metrics['val_ap50_finetuned']:.3f} after {metrics['finetune_epochs']} fine-tune epochs")

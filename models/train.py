@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import shutil
 import time
+from pathlib import Path
 from typing import Any
 
 import keras
@@ -17,6 +18,7 @@ from models.budget import check_budget
 from models.data import load_records
 from models.evaluate import load_eval_set
 from models.pipeline import detection_dataset
+from models.prune_gamma import add_bn_l1, all_gammas, write_gamma_histogram
 from models.train_callbacks import VAL_METRIC, CurvesPlot, TimeLimit, ValidationAP, plot_training_curves, read_log
 from models.yolo_head import build_detector, head_metadata
 from models.yolo_loss import YoloV2Loss
@@ -27,6 +29,29 @@ from pipeline.stage import StageResult, run_stage
 
 MODEL_NAME, META_NAME, LOG_NAME, CURVES_NAME, METRICS_NAME, BACKUP_DIR = (
     "model.keras", "model_meta.json", "train_log.csv", "train_curves.png", "train_metrics.json", "train_backup")
+GAMMA_PNG, GAMMA_JSON = "gamma_hist.png", "gamma_hist.json"
+DISPLAY_ONLY = ("quiet",)  # how progress is shown does not change the model
+
+
+def hashed_train_settings(train_cfg: dict[str, Any]) -> dict[str, Any]:
+    """The train settings a train stage's manifest records: without display-only keys, and without bn_l1 while it
+    is 0 (so models trained before the key existed stay current)."""
+    return {k: v for k, v in train_cfg.items() if k not in DISPLAY_ONLY and not (k == "bn_l1" and not v)}
+
+
+def gamma_outputs(cfg: Config) -> list:
+    """The gamma histogram (PNG, JSON) a sparsity-trained model (train.bn_l1 > 0) gets beside it, else nothing."""
+    return [cfg.build_dir / GAMMA_PNG, cfg.build_dir / GAMMA_JSON] if float(cfg.values["train"]["bn_l1"]) else []
+
+
+def write_trained_gammas(cfg: Config, model_path: Path) -> None:
+    """The |gamma| histogram of the saved sparsity-trained model (nothing when train.bn_l1 is 0)."""
+    outputs = gamma_outputs(cfg)
+    if outputs:
+        model = keras.models.load_model(model_path, compile=False, safe_mode=False)
+        strength = float(cfg.values["train"]["bn_l1"])
+        write_gamma_histogram({"trained": all_gammas(model)}, *outputs,
+                              title=f"BN |gamma| after sparsity training (train.bn_l1 = {strength:g})")
 
 
 def distribution_strategy() -> tf.distribute.Strategy:
@@ -68,6 +93,8 @@ def compile_detector(cfg: Config, anchors: np.ndarray, steps_per_epoch: int) -> 
     loss = detector_loss(cfg, anchors)
     optimizer = keras.optimizers.AdamW(learning_rate_schedule(train_cfg, steps_per_epoch),
                                        weight_decay=float(train_cfg["weight_decay"]), clipnorm=10.0)
+    if float(train_cfg["bn_l1"]):
+        add_bn_l1(model, float(train_cfg["bn_l1"]))
     model.compile(optimizer=optimizer, loss=loss)
     return model
 
@@ -109,6 +136,7 @@ def fit_detector(cfg: Config, anchors: np.ndarray, resume: bool) -> dict[str, An
     seconds = time.monotonic() - started
     rows = read_log(log_path)
     plot_training_curves(rows, build / CURVES_NAME)
+    write_trained_gammas(cfg, build / MODEL_NAME)
     epochs_run = len(history.history.get("loss", []))
     metrics = {
         "best_val_ap50": round(validation.best, 4),
@@ -132,10 +160,9 @@ def train_stage(cfg: Config, force: bool = False, resume: bool = True) -> StageR
     anchors = dataset_anchors(cfg)
     build = cfg.build_dir
     data_inputs = [p for p in (cfg.resolve_path(cfg.values["dataset"][s]) for s in ("train", "val")) if p is not None]
-    display_only = ("quiet",)  # how progress is shown does not change the model
-    params = {"dataset": cfg.values["dataset"], "model": model_cfg,
-              "train": {k: v for k, v in train_cfg.items() if k not in display_only}, "anchors": anchors.tolist()}
-    outputs = [build / MODEL_NAME, build / META_NAME, build / LOG_NAME, build / CURVES_NAME]
+    params = {"dataset": cfg.values["dataset"], "model": model_cfg, "train": hashed_train_settings(train_cfg),
+              "anchors": anchors.tolist()}
+    outputs = [build / MODEL_NAME, build / META_NAME, build / LOG_NAME, build / CURVES_NAME, *gamma_outputs(cfg)]
     return run_stage(build, "train", inputs=data_inputs, params=params, outputs=outputs, force=force,
                        work=lambda: {**fit_detector(cfg, anchors, resume), "budget": budget.as_dict()},
                        tools=["tensorflow", "keras"])

@@ -48,7 +48,11 @@ DEFAULTS: dict[str, Any] = {
               "weight_decay": 5e-4, "ignore_thresh": 0.6, "rescore": True, "augment": True, "max_boxes": 50,
               "loss_weights": {"coord": 1.0, "obj": 5.0, "noobj": 1.0, "class": 1.0},
               "time_limit_minutes": 0.0,  # 0 = no limit; stops before an epoch that would end after it
-              "quiet": False},  # one line per epoch instead of a progress bar (for logs)
+              "quiet": False,  # one line per epoch instead of a progress bar (for logs)
+              # sparsity training (network slimming): L1 penalty (lambda) on every BN gamma, 0 = off; the trained
+              # model's |gamma| histogram goes to gamma_hist.png/.json; prune.criterion gamma then finds the
+              # channels it drove to zero
+              "bn_l1": 0.0},
     # recognizer (model.task: recognizer): embedding size, 1x1 channels before the Dense head, the crop policy's
     # margin (fraction of the box side added on each side), the training loss (softmax | cosface | arcface) with its
     # scale and margin (CosFace: cosine, ArcFace: radians), distillation from a teacher (none | dlib) and its weight,
@@ -77,7 +81,17 @@ DEFAULTS: dict[str, Any] = {
                    "max_faces": 5, "enroll_frames": 3, "threshold": 0.5, "capacity": 512,
                    "detector_address": 0x300000, "recognizer_address": 0x900000, "db_address": 0xF00000,
                    "test_hooks": False, "tune_impostors": 0, "target_rejection": 0.95},
-    "prune": {"sparsity": 0.0, "finetune_epochs": 5, "finetune_lr_scale": 0.1, "min_filters": 4},
+    # prune: which filters go (criterion gamma: |BN gamma|, l1: the filter's L1 norm) and how many: a uniform
+    # sparsity (the same share of every conv), or a global target: target_metric (macs | params | kmodel_bytes |
+    # latency, the compiler's cycle-model estimate) reduced by target_reduction, allocated over the convs by
+    # allocation (uniform | global_gamma: one threshold on the scores | sensitivity: from the per-layer curves of
+    # `invoke prune --sensitivity`); every conv keeps at least min_filters (the KPU needs 4), rounded up to a multiple
+    # of round_to (4: the KPU shares a RAM line between 4 channels of maps up to 16 px wide); rounds: prune + fine-tune
+    # rounds toward the target; finetune_epochs per round at finetune_lr_scale x train.learning_rate; distill > 0:
+    # fine-tuning also matches the unpruned model's head outputs, with that weight
+    "prune": {"sparsity": 0.0, "finetune_epochs": 5, "finetune_lr_scale": 0.1, "min_filters": 4,
+              "criterion": "gamma", "allocation": "uniform", "target_metric": "macs", "target_reduction": 0.0,
+              "round_to": 4, "rounds": 1, "distill": 0.0},
     # quantize: calib_images training images calibrate the uint8 model; method picks the per-tensor activation
     # ranges: tflite (the converter's own min/max), or the project's from the float model's calibration histograms,
     # written into the uint8 TFLite (and so into the kmodel): minmax, percentile (each tail clipped to
@@ -144,6 +158,7 @@ RULES: dict[str, Rule] = {
     "train.loss_weights.coord": number(0), "train.loss_weights.obj": number(0),
     "train.loss_weights.noobj": number(0), "train.loss_weights.class": number(0),
     "train.time_limit_minutes": number(0, unit="minutes, 0 = no limit"), "train.quiet": Rule("bool"),
+    "train.bn_l1": number(0, 10, unit="L1 weight on BN gammas"),
     "attendance.detector": PATH, "attendance.recognizer": PATH, "attendance.people": PATH,
     "attendance.session": PATH, "attendance.strangers": count(0, "photos"),
     "attendance.max_faces": count(1, "faces per frame"), "attendance.enroll_frames": count(1, "frames"),
@@ -155,6 +170,11 @@ RULES: dict[str, Rule] = {
     "attendance.target_rejection": fraction("share of impostor photos"),
     "prune.sparsity": number(0, 1, open_high=True, unit="fraction of filters"), "prune.finetune_epochs": count(0),
     "prune.finetune_lr_scale": positive(), "prune.min_filters": count(1, "filters"),
+    "prune.criterion": Rule("str", choices=("gamma", "l1")),
+    "prune.allocation": Rule("str", choices=("uniform", "global_gamma", "sensitivity")),
+    "prune.target_metric": Rule("str", choices=("macs", "params", "kmodel_bytes", "latency")),
+    "prune.target_reduction": number(0, 1, open_high=True, unit="fraction of prune.target_metric"),
+    "prune.round_to": count(1, "channels"), "prune.rounds": count(1), "prune.distill": number(0, unit="weight"),
     "quantize.calib_images": count(1, "images"),
     "quantize.method": Rule("str", choices=("tflite", "minmax", "percentile", "mse", "kl")),
     "quantize.percentile": number(0, 100, open_low=True, unit="percent of the values inside the range, per tail"),

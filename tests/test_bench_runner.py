@@ -25,6 +25,7 @@ def test_the_recognizer_comparison_runs_only_on_request_and_its_configs_are_vali
     from pipeline.config import load_config
 
     assert "recognizer" in available() and "recognizer" not in default_names()
+    assert "compression" in available() and "compression" not in default_names()
     rows = set()
     for path in sorted(COMPARE_DIR.glob("*.yaml")):
         cfg = load_config(path)

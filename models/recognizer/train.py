@@ -13,13 +13,14 @@ import tensorflow as tf
 
 from models.budget import check_budget
 from models.data.problems import ProblemLog
+from models.prune_gamma import add_bn_l1
 from models.recognizer.augment import eval_images, roomy_policy, training_batches
 from models.recognizer.embedder import build_embedder
 from models.recognizer.faces import crop_faces
 from models.recognizer.losses import MarginHead, classification_loss, distillation_loss
 from models.recognizer.settings import RecognizerSettings
 from models.recognizer.verification import verification_metrics
-from models.train import learning_rate_schedule
+from models.train import gamma_outputs, hashed_train_settings, learning_rate_schedule, write_trained_gammas
 from models.train_callbacks import CurvesPlot, TimeLimit, read_log, save_model_atomic
 from pipeline.atomic import write_json
 from pipeline.config import Config
@@ -155,6 +156,8 @@ def fit_recognizer(cfg: Config, settings: RecognizerSettings, resume: bool) -> d
         log_path.unlink(missing_ok=True)
     resumed_from = len(read_log(log_path))
     embedder = build_embedder(model_cfg, settings.embedding_size, settings.head_channels)
+    if float(train_cfg["bn_l1"]):
+        add_bn_l1(embedder, float(train_cfg["bn_l1"]))
     trainer = RecognizerTrainer(embedder, MarginHead(len(classes), settings.loss, settings.scale, settings.margin,
                                                      name="margin_head"), settings.distill_weight,
                                 settings.class_weight)
@@ -177,6 +180,7 @@ def fit_recognizer(cfg: Config, settings: RecognizerSettings, resume: bool) -> d
     seconds = time.monotonic() - started
     rows = read_log(log_path)
     plot_recognizer_curves(rows, build / CURVES_NAME)
+    write_trained_gammas(cfg, build / MODEL_NAME)
     epochs_run = len(history.history.get("loss", []))
     log.warn()
     return {
@@ -202,10 +206,9 @@ def train_recognizer_stage(cfg: Config, force: bool = False, resume: bool = True
           f"{budget.macs / 1e6:.1f} M MACs, {budget.uint8_mib:.3f} MiB in the kmodel "
           f"(budget {train_cfg['budget_mib']:g})")
     build = cfg.build_dir
-    display_only = ("quiet",)
     params = {"dataset": cfg.values["dataset"], "model": model_cfg, "recognizer": cfg.values["recognizer"],
-              "train": {k: v for k, v in train_cfg.items() if k not in display_only}}
-    outputs = [build / MODEL_NAME, build / META_NAME, build / LOG_NAME, build / CURVES_NAME]
+              "train": hashed_train_settings(train_cfg)}
+    outputs = [build / MODEL_NAME, build / META_NAME, build / LOG_NAME, build / CURVES_NAME, *gamma_outputs(cfg)]
     stage = run_stage(build, "train", inputs=settings.input_paths(), params=params, outputs=outputs, force=force,
                       work=lambda: {**fit_recognizer(cfg, settings, resume), "budget": budget.as_dict()},
                       tools=["tensorflow", "keras"])
