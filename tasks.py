@@ -198,6 +198,7 @@ def prune(c, config=None, set_=None, sparsity=None, target=None, metric=None, al
                                 "prune.target_metric": metric, "prune.allocation": allocation,
                                 "prune.finetune_epochs": epochs})
     single_model(cfg, "prune")
+    from deploy.k210.compiler.cycles import kpu_conv_us
     from models.prune_stage import format_prune, prune_stage, sensitivity_stage  # TensorFlow loads only now
 
     if sensitivity:
@@ -209,18 +210,6 @@ def prune(c, config=None, set_=None, sparsity=None, target=None, metric=None, al
         print(compare_stage(cfg, force=force, conv_time=kpu_conv_us).metrics)
         return
     print(format_prune(prune_stage(cfg, force=force, conv_time=kpu_conv_us).metrics))
-
-
-def kpu_conv_us(in_chw: tuple[int, int, int], out_channels: int, kernel: int, depthwise: bool) -> float:
-    """The compiler's cycle model for one KPU conv layer, in microseconds (what a latency prune target counts)."""
-    import numpy as np
-
-    from deploy.k210.compiler.cycles import KPU_HZ, step_cycles
-    from deploy.k210.compiler.program import KpuStep
-
-    weights = np.zeros(kernel * kernel * in_chw[0] * (1 if depthwise else out_channels), np.uint8)
-    step = KpuStep("estimate", "in", "out", in_chw, (out_channels, *in_chw[1:]), kernel, depthwise, 0, weights, None)
-    return step_cycles(step, 0)[0] / KPU_HZ * 1e6
 
 
 TFLITE_HELP = {"config": CONFIG_HELP, "set_": SET_HELP,

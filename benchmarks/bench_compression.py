@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from models.plotting import plt, save_figure
 
 from pipeline.config import REPO_ROOT, SHARED_DATA, Config, load_config
+from pipeline.plotting import new_figure, save_figure
 
 NAMES = ("skip_darknet19", "darknet19", "mobilenet_v1")
 STATES = ("before", "pruned", "quantized", "both")
@@ -38,7 +38,7 @@ def _quantized(cfg: Config, model_path: Path) -> dict[str, Any]:
     """Export + compile `model_path` in cfg's build folder; AP of the kmodel, its estimated time and size."""
     from deploy.export import export_stage
     from deploy.k210.compiler.compile_stage import compile_stage
-    from models.evaluate import evaluate_stage
+    from deploy.evaluate import evaluate_stage
 
     export_stage(cfg, model_path=model_path)
     report = compile_stage(cfg).metrics
@@ -49,9 +49,9 @@ def _quantized(cfg: Config, model_path: Path) -> dict[str, Any]:
 
 
 def _float_state(model_path: Path, ap50: float, float_bytes: int) -> dict[str, Any]:
-    from deploy.export import load_keras
+    from deploy.k210.compiler.cycles import kpu_conv_us
     from models.prune_cost import latency_us
-    from tasks import kpu_conv_us
+    from models.yolo_head import load_detector as load_keras
 
     return {"ap50": ap50, "time_ms": round(latency_us(load_keras(model_path), kpu_conv_us) / 1000, 3),
             "bytes": float_bytes}
@@ -59,9 +59,9 @@ def _float_state(model_path: Path, ap50: float, float_bytes: int) -> dict[str, A
 
 def _row(config_path: Path) -> dict[str, Any]:
     """Train (or reuse), prune, and measure the four states of one config."""
+    from deploy.k210.compiler.cycles import kpu_conv_us
     from models.prune_stage import prune_stage
     from models.train import train_stage
-    from tasks import kpu_conv_us
 
     cfg = load_config(config_path, _overrides())
     trained = train_stage(cfg).metrics
@@ -84,7 +84,7 @@ def _row(config_path: Path) -> dict[str, Any]:
 
 
 def _plot(rows: dict[str, dict[str, Any]], png: Path) -> None:
-    fig, axes = plt.subplots(1, 3, figsize=(12, 4))
+    fig, axes = new_figure(12, 4, columns=3)
     x = np.arange(len(rows))
     for ax, (key, label) in zip(axes, (("ap50", "val AP@0.5"), ("time_ms", "estimated K210 ms (cycle model)"),
                                        ("bytes", "model bytes")), strict=True):

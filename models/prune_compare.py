@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 
-from models.plotting import new_figure, save_figure
 from models.prune_cost import ConvTime
 from models.prune_stage import (
     PRUNED_NAME,
@@ -20,6 +19,7 @@ from models.prune_stage import (
 )
 from pipeline.atomic import write_json
 from pipeline.config import Config
+from pipeline.plotting import new_figure, save_figure
 from pipeline.stage import StageResult, run_stage
 
 COMPARE_JSON, COMPARE_PNG = "prune_compare.json", "prune_compare.png"

@@ -8,9 +8,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from models.plotting import new_figure, save_figure
 from pipeline.atomic import write_json
 from pipeline.errors import PipelineError
+from pipeline.plotting import new_figure, save_figure
 
 HISTOGRAM_BINS = 40
 

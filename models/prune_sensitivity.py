@@ -18,9 +18,9 @@ import numpy as np
 from matplotlib import colormaps
 
 from models.backbones.blocks import KPU_MIN_CHANNELS
-from models.plotting import new_figure, save_figure
 from models.prune import batch_norm_after, filter_scores, prune_units, top_mask
 from pipeline.atomic import write_json
+from pipeline.plotting import new_figure, save_figure
 from pipeline.progress import bar
 
 RATIOS = tuple(round(0.1 * i, 1) for i in range(1, 10))

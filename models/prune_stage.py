@@ -44,7 +44,8 @@ from pipeline.stage import StageResult, run_stage
 SOURCE_NAME, PRUNED_NAME, REPORT_NAME, META_NAME = "model.keras", "pruned.keras", "prune_report.json", "model_meta.json"
 SENSITIVITY_JSON, SENSITIVITY_PNG = "prune_sensitivity.json", "prune_sensitivity.png"
 GAMMA_JSON, GAMMA_PNG = "prune_gamma_hist.json", "prune_gamma_hist.png"
-LATENCY_NOTE = "estimated K210 microseconds from the compiler's cycle model (spec §12.3 [I]), not a board measurement"
+LATENCY_NOTE = ("estimated K210 microseconds of the KPU convs from the compiler's cycle model (calibrated on published "
+                "timings, hardware/k210_timings.json), not a board measurement")
 
 
 def validation_ap(cfg: Config) -> Callable[[keras.Model], float]:

@@ -8,13 +8,13 @@ import json
 import numpy as np
 import pytest
 
+from deploy.k210.compiler.cycles import kpu_conv_us
 from models.prune import coupled_groups, filter_scores, prune_model, prune_units, top_mask, unit_masks
 from models.prune_allocate import allocate
 from models.prune_cost import model_cost
 from models.prune_sensitivity import _silence, allowed_ratio, sensitivity_curves
 from models.yolo_head import build_detector
 from pipeline.errors import PipelineError
-from tasks import kpu_conv_us
 
 
 def detector(family: str = "skip_darknet19"):

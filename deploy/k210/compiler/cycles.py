@@ -206,3 +206,12 @@ def estimate_kmodel(model: km.KModel) -> Estimate:
     for work in kmodel_works(model):
         rows.append((int(round(cycles(work))), "kpu" if work.unit == "kpu" else "cpu", seconds(work) * 1e6))
     return Estimate(layers=rows, input_us=seconds(input_work(kmodel_input_bytes(model))) * 1e6)
+
+
+def kpu_conv_us(in_chw: tuple[int, int, int], out_channels: int, kernel: int, depthwise: bool) -> float:
+    """The calibrated estimate of one KPU conv layer (8-bit weights, output kept in KPU RAM), in microseconds: what a
+    latency prune target counts."""
+    weights = kernel * kernel * in_chw[0] * (1 if depthwise else out_channels)
+    work = Work("kpu", line_steps=line_steps(in_chw, out_channels, depthwise),
+                weight_bytes=conv_weight_bytes(weights, out_channels, 8))
+    return seconds(work) * 1e6
