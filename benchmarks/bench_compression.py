@@ -36,9 +36,9 @@ def _overrides() -> dict[str, Any]:
 
 def _quantized(cfg: Config, model_path: Path) -> dict[str, Any]:
     """Export + compile `model_path` in cfg's build folder; AP of the kmodel, its estimated time and size."""
+    from deploy.evaluate import evaluate_stage
     from deploy.export import export_stage
     from deploy.k210.compiler.compile_stage import compile_stage
-    from deploy.evaluate import evaluate_stage
 
     export_stage(cfg, model_path=model_path)
     report = compile_stage(cfg).metrics
