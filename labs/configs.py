@@ -78,8 +78,11 @@ def detector(fast: bool) -> dict[str, Any]:
 
 
 def pruned(fast: bool) -> dict[str, Any]:
-    """Lab 4: lab 3's detector, pruned and fine-tuned in its own build folder."""
-    return merged(detector(fast), {"prune": {"sparsity": 0.5, "finetune_epochs": 2 if fast else 8}})
+    """Lab 4: lab 3's detector pruned in its own build folder to 40 % fewer MACs, allocated by the per-layer
+    sensitivity curves, and fine-tuned with distillation from the unpruned model."""
+    return merged(detector(fast), {"prune": {"target_metric": "macs", "target_reduction": 0.4,
+                                             "allocation": "sensitivity", "distill": 1.0,
+                                             "finetune_epochs": 2 if fast else 6}})
 
 
 def classroom(fast: bool, subsets: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:

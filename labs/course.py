@@ -168,6 +168,13 @@ def pruned_ratio(low: Callable[[bool], float]) -> Callable[[bool], Outcome]:
     return measure
 
 
+def pruned_reduction(metric: str, low: float) -> Callable[[bool], Outcome]:
+    def measure(fast: bool) -> Outcome:
+        report = json_artifact("lab_pruned", "prune_report.json", fast)
+        return at_least(report["reductions"][metric], low, f"{metric} reduced by")
+    return measure
+
+
 def pruned_ap(low: Callable[[bool], float]) -> Callable[[bool], Outcome]:
     def measure(fast: bool) -> Outcome:
         return at_least(stage_metrics("lab_pruned", "prune", fast)["val_ap50_finetuned"], low(fast),
@@ -274,15 +281,21 @@ LABS: dict[int, Lab] = {lab.number: lab for lab in (
         Check("evaluated (eval.json + PR curve)", 2, 20, exists("lab_detector", "eval.json", "eval_pr.png")),
         Check("the detector finds faces", 2, 50, eval_ap("lab_detector", "keras", DETECTOR_AP)),
     )),
-    Lab(4, "pruning", "Pruning: filters out, accuracy kept", ("lab_detector", "lab_pruned"), (
-        Step("invoke prune --config {lab_pruned}", "remove half of every conv's filters by BN |gamma|, fine-tune"),
+    Lab(4, "pruning", "Pruning: sensitivity, a MAC target, distillation", ("lab_detector", "lab_pruned"), (
+        Step("invoke prune --config {lab_pruned} --sensitivity",
+             "prune each conv alone at 10-90 % of its filters and measure val AP: one curve per layer"),
+        Step("invoke prune --config {lab_pruned}",
+             "40 % fewer MACs, allocated by the curves; fine-tune with distillation from the unpruned model"),
         Step("invoke export compile --config {lab_pruned}", "the pruned model as a kmodel"),
         Step("invoke export compile --config {lab_detector}", "the unpruned model as a kmodel, to compare"),
     ), (
-        Check("pruned and fine-tuned", 1, 20, stage_done("lab_pruned", "prune")),
-        Check("the pruned detector still finds faces", 1, 30, pruned_ap(bar(0.30, 0.30))),
-        Check("the pruned kmodel compiled", 2, 20, stage_done("lab_pruned", "compile")),
-        Check("the pruned kmodel is at least 30 % smaller", 3, 30, pruned_ratio(bar(0.30, 0.30))),
+        Check("sensitivity curves measured (JSON + PNG)", 1, 15,
+              exists("lab_pruned", "prune_sensitivity.json", "prune_sensitivity.png")),
+        Check("pruned and fine-tuned", 2, 10, stage_done("lab_pruned", "prune")),
+        Check("the MAC target was reached", 2, 15, pruned_reduction("macs", 0.38)),
+        Check("the pruned detector still finds faces", 2, 25, pruned_ap(bar(0.40, 0.30))),
+        Check("the pruned kmodel compiled", 3, 10, stage_done("lab_pruned", "compile")),
+        Check("the pruned kmodel is at least 30 % smaller", 4, 25, pruned_ratio(bar(0.30, 0.30))),
     ), pretrained=("lab_detector",)),
     Lab(5, "quantization", "Quantization: calibration methods and cross-layer equalisation",
         ("lab_detector", *configs.QUANTIZATION_VARIANTS), (
