@@ -19,6 +19,7 @@ from models.prune_stage import (
 )
 from pipeline.atomic import write_json
 from pipeline.config import Config
+from pipeline.errors import PipelineError
 from pipeline.plotting import new_figure, save_figure
 from pipeline.stage import StageResult, run_stage
 
@@ -51,7 +52,11 @@ def plot_comparison(rows: dict[str, dict[str, Any]], png_path: Path) -> None:
 
 
 def compare_stage(cfg: Config, force: bool = False, conv_time: ConvTime | None = None) -> StageResult:
-    """Run every variant (skipped when model.keras and the settings are unchanged)."""
+    """Run every variant (skipped when model.keras and the settings are unchanged); detectors only."""
+    if cfg.values["model"]["task"] != "detector":
+        raise PipelineError("`invoke prune --compare` compares a detector's fine-tuning with and without distillation; "
+                            "a recognizer always distils from its unpruned embedder", path=cfg.path,
+                            field="model.task", expected="a detector config, or `invoke prune` without --compare")
     settings, build = cfg.values["prune"], cfg.build_dir
     inputs, params = stage_inputs(cfg)
     chosen = variants(float(settings["distill"]))

@@ -2,25 +2,22 @@
 
 `prune`: model.keras -> in `prune.rounds` rounds: choose the filters to keep (a uniform `prune.sparsity`, or a
 global `prune.target_metric` / `prune.target_reduction` by `prune.allocation`), rebuild, fine-tune (optionally
-distilled from the unpruned model, `prune.distill`) -> pruned.keras, with prune_report.json (the val AP before,
-right after pruning and after fine-tuning each round; every cost before and after; the target asked and reached)
-and the |gamma| histogram of the kept and removed channels.
+distilled from the unpruned model, `prune.distill`) -> pruned.keras, with prune_report.json (the validation metric
+before, right after pruning and after fine-tuning each round; every cost before and after; the target asked and
+reached) and the |gamma| histogram of the kept and removed channels. Detectors and recognizers alike: what differs
+(the metric, the fine-tuning) comes from models/prune_task.py.
 
 `prune_sensitivity`: the per-layer sensitivity curves (prune_sensitivity.json + .png), a stage of its own so a
 target run with `prune.allocation: sensitivity` reuses them while model.keras is unchanged."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
 
-from models.data import load_records
-from models.evaluate import collect_results, keras_predictor, load_eval_set, model_anchors
-from models.metrics import evaluate_results
 from models.prune import (
     batch_norm_after,
     filter_scores,
@@ -33,52 +30,19 @@ from models.prune import (
 )
 from models.prune_allocate import allocate
 from models.prune_cost import ConvTime, model_cost
-from models.prune_distill import DistilledLoss, with_teacher
 from models.prune_gamma import write_gamma_histogram
 from models.prune_sensitivity import RATIOS, sensitivity_curves, write_sensitivity
+from models.prune_task import META_NAME, prune_task
 from pipeline.atomic import atomic_path, write_json
 from pipeline.config import Config
 from pipeline.errors import PipelineError
 from pipeline.stage import StageResult, run_stage
 
-SOURCE_NAME, PRUNED_NAME, REPORT_NAME, META_NAME = "model.keras", "pruned.keras", "prune_report.json", "model_meta.json"
+SOURCE_NAME, PRUNED_NAME, REPORT_NAME = "model.keras", "pruned.keras", "prune_report.json"
 SENSITIVITY_JSON, SENSITIVITY_PNG = "prune_sensitivity.json", "prune_sensitivity.png"
 GAMMA_JSON, GAMMA_PNG = "prune_gamma_hist.json", "prune_gamma_hist.png"
 LATENCY_NOTE = ("estimated K210 microseconds of the KPU convs from the compiler's cycle model (calibrated on published "
                 "timings, hardware/k210_timings.json), not a board measurement")
-
-
-def validation_ap(cfg: Config) -> Callable[[keras.Model], float]:
-    """model -> VOC AP@0.5 on the val split (the set is loaded once)."""
-    input_size = tuple(cfg.values["model"]["input_size"])
-    anchors, classes = model_anchors(cfg.build_dir / META_NAME)
-    data = load_eval_set(load_records(cfg, "val"), input_size)
-    deploy = cfg.values["deploy"]
-
-    def ap50(model: keras.Model) -> float:
-        results = collect_results(keras_predictor(model), data, anchors, len(classes), input_size,
-                                  float(deploy["nms_iou"]))
-        return round(float(evaluate_results(results, classes, float(deploy["score_threshold"]))["ap50"]), 4)
-    return ap50
-
-
-def fine_tune(model: keras.Model, cfg: Config, anchors: np.ndarray, epochs: int, learning_rate: float,
-              teacher: keras.Model | None = None, distill: float = 0.0) -> None:
-    """A few epochs of the training recipe at a low constant learning rate, to recover from pruning; with a teacher
-    and distill > 0, its head outputs are soft targets too (models/prune_distill.py)."""
-    from models.train import detector_loss, train_dataset
-
-    train_cfg = cfg.values["train"]
-    keras.utils.set_random_seed(int(train_cfg["seed"]))
-    records = load_records(cfg, "train")
-    loss = detector_loss(cfg, anchors)
-    trained = model
-    if teacher is not None and distill > 0:
-        trained, loss = with_teacher(model, teacher), DistilledLoss(loss, distill)
-    trained.compile(optimizer=keras.optimizers.AdamW(learning_rate, weight_decay=float(train_cfg["weight_decay"]),
-                                                     clipnorm=10.0), loss=loss)
-    trained.fit(train_dataset(records, tuple(cfg.values["model"]["input_size"]), train_cfg), epochs=epochs,
-                verbose=2 if train_cfg["quiet"] else "auto")
 
 
 def prunes(cfg: Config) -> bool:
@@ -131,42 +95,41 @@ def round_epochs(total: int, rounds: int) -> list[int]:
 def prune_and_finetune(cfg: Config, source: Path, conv_time: ConvTime | None = None, tag: str = "") -> dict[str, Any]:
     """Prune model.keras in rounds, fine-tune, write pruned{tag}.keras, its report and the gamma histogram; the
     report's metrics."""
-    from models.yolo_head import load_detector
-
     settings, build = cfg.values["prune"], cfg.build_dir
-    anchors, _ = model_anchors(build / META_NAME)
-    original = load_detector(source)
+    task = prune_task(cfg)
+    original = task.load(source)
     fuse = bool(cfg.values["compile"]["fuse_leaky"])
     metric_name, reduction = settings["target_metric"], float(settings["target_reduction"])
     if reduction > 0:  # fail on an impossible setting before any evaluation
         model_cost(original, metric_name, conv_time, fuse)
     curves = read_curves(build) if settings["allocation"] == "sensitivity" else None
-    ap50 = validation_ap(cfg)
     before = all_costs(original, conv_time, fuse)
     reference = model_cost(original, metric_name, conv_time, fuse) if reduction > 0 else 0.0
-    report: dict[str, Any] = {"settings": settings, "val_ap50_before": ap50(original), "costs_before": before,
-                              "rounds": []}
+    key = task.key
+    report: dict[str, Any] = {"settings": settings, "metric": {"key": key, "label": task.label},
+                              f"{key}_before": task.metric(original), "costs_before": before, "rounds": []}
     rounds, epochs = int(settings["rounds"]), int(settings["finetune_epochs"])
     per_round = round_epochs(epochs, rounds)
     learning_rate = float(cfg.values["train"]["learning_rate"]) * float(settings["finetune_lr_scale"])
-    teacher = original if float(settings["distill"]) > 0 else None
     current = original
     for index in range(1, rounds + 1):
         goal = 1 - (1 - reduction) ** (index / rounds)
         masks, chosen = _round_masks(current, cfg, goal, reference, conv_time, curves)
         pruned, _ = prune_model(current, masks)
-        entry = {"round": index, **chosen, "val_ap50_pruned": ap50(pruned), "finetune_epochs": per_round[index - 1]}
+        entry = {"round": index, **chosen, f"{key}_pruned": task.metric(pruned),
+                 "finetune_epochs": per_round[index - 1]}
         if per_round[index - 1] > 0:
-            fine_tune(pruned, cfg, anchors, per_round[index - 1], learning_rate, teacher, float(settings["distill"]))
-        entry["val_ap50_finetuned"] = ap50(pruned)
+            entry["finetune_loss"] = task.fine_tune(pruned, per_round[index - 1], learning_rate, original,
+                                                    float(settings["distill"]))
+        entry[f"{key}_finetuned"] = task.metric(pruned)
         report["rounds"].append(entry)
         print(f"[prune] round {index}/{rounds}: {entry}", flush=True)
         current = pruned
     after = all_costs(current, conv_time, fuse)
     last = report["rounds"][-1]
     report.update(_summary(original, current), costs_after=after, finetune_epochs=epochs,
-                  val_ap50_pruned=last["val_ap50_pruned"], val_ap50_finetuned=last["val_ap50_finetuned"],
-                  reductions={m: round(1 - after[m] / before[m], 4) for m in before})
+                  reductions={m: round(1 - after[m] / before[m], 4) for m in before},
+                  **{f"{key}_pruned": last[f"{key}_pruned"], f"{key}_finetuned": last[f"{key}_finetuned"]})
     if reduction > 0:
         report["target"] = {"metric": metric_name, "reduction_asked": reduction,
                             "reduction_reached": report["reductions"][metric_name]}
@@ -228,30 +191,33 @@ def read_curves(build: Path) -> dict[str, Any]:
 
 
 def source_model(cfg: Config) -> Path:
-    """build/<config>/model.keras, or a PipelineError saying to train first (or that the stage prunes detectors)."""
-    if cfg.values["model"]["task"] != "detector":
-        raise PipelineError(f"`invoke prune` prunes detectors (val AP@0.5, the YOLOv2 fine-tuning); {cfg.path.name} is "
-                            f"a {cfg.values['model']['task']} config", path=cfg.path, field="model.task",
-                            expected="a detector config (models.prune.prune_model itself also prunes recognizers)")
+    """build/<config>/model.keras, or a PipelineError saying to train first."""
     source = cfg.build_dir / SOURCE_NAME
     if not source.is_file():
         raise PipelineError("trained model not found", path=source, expected="run `invoke train` first")
     return source
 
 
-def sensitivity_stage(cfg: Config, force: bool = False) -> StageResult:
-    """`invoke prune --sensitivity`: the per-unit curves of val AP@0.5 against the share of filters removed, without
-    fine-tuning (skipped while model.keras and the criterion are unchanged)."""
-    from models.yolo_head import load_detector
+def recognizer_params(cfg: Config) -> dict[str, Any]:
+    """What a recognizer's validation metric and fine-tuning also depend on (nothing more for a detector)."""
+    if cfg.values["model"]["task"] != "recognizer":
+        return {}
+    return {"recognizer": cfg.values["recognizer"], "seed": cfg.values["train"]["seed"]}
 
+
+def sensitivity_stage(cfg: Config, force: bool = False) -> StageResult:
+    """`invoke prune --sensitivity`: the per-unit curves of the validation metric (val AP@0.5, or a recognizer's
+    held-back verification accuracy) against the share of filters removed, without fine-tuning (skipped while
+    model.keras and the criterion are unchanged)."""
     build, source = cfg.build_dir, source_model(cfg)
     criterion = cfg.values["prune"]["criterion"]
     params = {"criterion": criterion, "ratios": list(RATIOS), "dataset": cfg.values["dataset"],
-              "deploy": {k: cfg.values["deploy"][k] for k in ("nms_iou", "score_threshold")}}
+              "deploy": {k: cfg.values["deploy"][k] for k in ("nms_iou", "score_threshold")}, **recognizer_params(cfg)}
 
     def work() -> dict[str, Any]:
-        result = sensitivity_curves(load_detector(source), validation_ap(cfg), criterion)
-        write_sensitivity(result, build / SENSITIVITY_PNG, build / SENSITIVITY_JSON, "val AP@0.5")
+        task = prune_task(cfg)
+        result = sensitivity_curves(task.load(source), task.metric, criterion)
+        write_sensitivity(result, build / SENSITIVITY_PNG, build / SENSITIVITY_JSON, task.label)
         flat = {u: c["metric"][-1] for u, c in result["units"].items()}
         return {"baseline": result["baseline"], "units": len(result["units"]),
                 "most_robust": max(flat, key=flat.get), "most_sensitive": min(flat, key=flat.get)}
@@ -269,7 +235,7 @@ def stage_inputs(cfg: Config) -> tuple[list[Path], dict[str, Any]]:
         sensitivity_stage(cfg)
         inputs.append(build / SENSITIVITY_JSON)
     return inputs, {"prune": settings, "train": cfg.values["train"], "dataset": cfg.values["dataset"],
-                    "fuse_leaky": cfg.values["compile"]["fuse_leaky"]}
+                    "fuse_leaky": cfg.values["compile"]["fuse_leaky"], **recognizer_params(cfg)}
 
 
 def prune_stage(cfg: Config, force: bool = False, conv_time: ConvTime | None = None) -> StageResult:
@@ -287,7 +253,8 @@ def format_prune(metrics: dict[str, Any]) -> str:
     target = metrics.get("target")
     reached = (f"; target -{target['reduction_asked']:.0%} {target['metric']}, reached "
                f"-{target['reduction_reached']:.1%}") if target else ""
+    key, label = metrics["metric"]["key"], metrics["metric"]["label"]
     return (f"filters {metrics['filters_before']} -> {metrics['filters_after']}, parameters "
             f"{metrics['params_before']:,} -> {metrics['params_after']:,}, MACs -{metrics['reductions']['macs']:.1%}"
-            f"{reached}; val AP@0.5 {metrics['val_ap50_before']:.3f} -> {metrics['val_ap50_pruned']:.3f} pruned -> "
-            f"{metrics['val_ap50_finetuned']:.3f} after {metrics['finetune_epochs']} fine-tune epochs")
+            f"{reached}; {label} {metrics[f'{key}_before']:.3f} -> {metrics[f'{key}_pruned']:.3f} pruned -> "
+            f"{metrics[f'{key}_finetuned']:.3f} after {metrics['finetune_epochs']} fine-tune epochs")

@@ -9,6 +9,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from invoke import Collection, Program
 
 import tasks
@@ -160,3 +162,42 @@ def embedder_kmodel(folder: Path, side: int = SIDE) -> tuple[Path, dict[str, Any
     kmodel.write_bytes(compiled.data)
     (folder / "compile_report.json").write_text(json.dumps(report))
     return kmodel, report
+
+
+# A tiny identity set and recognizer config (real CelebA-299 faces) for the recognizer's train and prune tests
+IDENTITIES, IMAGES = 12, 4
+TINY = {"dataset": {"format": "folders"},
+        "model": {"task": "recognizer", "family": "mobilefacenet", "width": 0.125, "min_channels": 8,
+                  "input_size": [128, 128]},
+        "recognizer": {"loss": "cosface", "margin": 0.35, "scale": 30.0, "val_identities": 3,
+                       "stranger_identities": 3},
+        "train": {"epochs": 1, "batch_size": 8, "warmup_epochs": 0, "quiet": True}}
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory) -> Path:
+    """12 CelebA-299 identities x 4 images with their boxes.csv rows, copied into a temp folder."""
+    source = shared_path("celeba299")
+    header, *rows = (source / "boxes.csv").read_text().splitlines()
+    by_person: dict[str, list[str]] = {}
+    for row in rows:
+        by_person.setdefault(row.split(",")[1], []).append(row)
+    people = [person for person in sorted(by_person) if len(by_person[person]) >= IMAGES][:IDENTITIES]
+    root = tmp_path_factory.mktemp("faces") / "celeba"
+    kept = []
+    for person in people:
+        (root / person).mkdir(parents=True)
+        for row in by_person[person][:IMAGES]:
+            shutil.copy(source / person / row.split(",")[0], root / person)
+            kept.append(row)
+    (root / "boxes.csv").write_text("\n".join([header, *kept]) + "\n")
+    return root
+
+
+def tiny_recognizer_config(tmp_path: Path, faces: Path, name: str = "rec", **recognizer) -> Path:
+    values = {section: dict(body) for section, body in TINY.items()}
+    values["dataset"]["train"] = str(faces)
+    values["recognizer"].update(recognizer)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return path

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from PIL import Image
 
 from models.data.records import read_image
@@ -17,47 +16,9 @@ from models.recognizer.crop import crop_face
 from models.recognizer.face_boxes import LFW_FACE_BOX
 from models.recognizer.settings import RecognizerSettings
 from pipeline.config import load_config
-from tests.conftest import shared_path
+from tests.conftest import IMAGES, tiny_recognizer_config
 
 pytest.importorskip("tensorflow")
-
-IDENTITIES, IMAGES = 12, 4
-TINY = {"dataset": {"format": "folders"},
-        "model": {"task": "recognizer", "family": "mobilefacenet", "width": 0.125, "min_channels": 8,
-                  "input_size": [128, 128]},
-        "recognizer": {"loss": "cosface", "margin": 0.35, "scale": 30.0, "val_identities": 3,
-                       "stranger_identities": 3},
-        "train": {"epochs": 1, "batch_size": 8, "warmup_epochs": 0, "quiet": True}}
-
-
-@pytest.fixture(scope="module")
-def faces(tmp_path_factory) -> Path:
-    """12 CelebA-299 identities x 4 images with their boxes.csv rows, copied into a temp folder."""
-    source = shared_path("celeba299")
-    header, *rows = (source / "boxes.csv").read_text().splitlines()
-    by_person: dict[str, list[str]] = {}
-    for row in rows:
-        by_person.setdefault(row.split(",")[1], []).append(row)
-    people = [person for person in sorted(by_person) if len(by_person[person]) >= IMAGES][:IDENTITIES]
-    root = tmp_path_factory.mktemp("faces") / "celeba"
-    kept = []
-    for person in people:
-        (root / person).mkdir(parents=True)
-        for row in by_person[person][:IMAGES]:
-            shutil.copy(source / person / row.split(",")[0], root / person)
-            kept.append(row)
-    (root / "boxes.csv").write_text("\n".join([header, *kept]) + "\n")
-    return root
-
-
-def tiny_config(tmp_path: Path, faces: Path, name: str = "rec", **recognizer) -> Path:
-    values = {section: dict(body) for section, body in TINY.items()}
-    values["dataset"]["train"] = str(faces)
-    values["recognizer"].update(recognizer)
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(values))
-    return path
-
 
 @pytest.mark.slow
 def test_one_epoch_writes_the_model_log_and_curves_and_a_second_call_is_skipped(tmp_path, faces, monkeypatch):
@@ -66,7 +27,7 @@ def test_one_epoch_writes_the_model_log_and_curves_and_a_second_call_is_skipped(
     from models.train_callbacks import read_log
 
     monkeypatch.setenv("PIPELINE_BUILD_ROOT", str(tmp_path / "build"))
-    cfg = load_config(tiny_config(tmp_path, faces))
+    cfg = load_config(tiny_recognizer_config(tmp_path, faces))
     stage = train_recognizer_stage(cfg)
     build = cfg.build_dir
     assert not stage.skipped
@@ -90,7 +51,7 @@ def test_one_epoch_writes_the_model_log_and_curves_and_a_second_call_is_skipped(
     assert np.all(np.isfinite(np.asarray(model(np.full((1, 128, 128, 3), 0.5, np.float32)))))
 
     before = (build / "model.keras").stat().st_mtime_ns
-    again = train_recognizer_stage(load_config(tiny_config(tmp_path, faces)))
+    again = train_recognizer_stage(load_config(tiny_recognizer_config(tmp_path, faces)))
     assert again.skipped and (build / "model.keras").stat().st_mtime_ns == before
 
 
@@ -102,7 +63,7 @@ def test_distilling_from_dlib_gives_a_distill_loss(tmp_path, faces, monkeypatch)
     from models.train_callbacks import read_log
 
     monkeypatch.setenv("PIPELINE_BUILD_ROOT", str(tmp_path / "build"))
-    cfg = load_config(tiny_config(tmp_path, faces, "distilled", distill="dlib"))
+    cfg = load_config(tiny_recognizer_config(tmp_path, faces, "distilled", distill="dlib"))
     stage = train_recognizer_stage(cfg)
     assert stage.metrics["teacher_targets"] == 6 * IMAGES
     assert read_log(cfg.build_dir / "train_log.csv")[0]["distill_loss"] > 0
@@ -128,8 +89,8 @@ def test_pure_distillation_with_unlabelled_faces(tmp_path, faces, monkeypatch):
             f"<annotation><filename>u{index}.jpg</filename><object><name>face</name><bndbox><xmin>22</xmin>"
             f"<ymin>22</ymin><xmax>{side}</xmax><ymax>{side}</ymax></bndbox></object></annotation>")
     monkeypatch.setenv("PIPELINE_BUILD_ROOT", str(tmp_path / "build"))
-    cfg = load_config(tiny_config(tmp_path, faces, "pure", distill="dlib", class_weight=0.0, unlabelled=[str(voc)],
-                                  unlabelled_min_side=48))
+    cfg = load_config(tiny_recognizer_config(tmp_path, faces, "pure", distill="dlib", class_weight=0.0,
+                                             unlabelled=[str(voc)], unlabelled_min_side=48))
     metrics = train_recognizer_stage(cfg).metrics
     assert (metrics["train_images"], metrics["unlabelled_images"]) == (6 * IMAGES, 2)  # u0's 18 px face skipped
     assert metrics["teacher_targets"] == 6 * IMAGES + 2
@@ -162,7 +123,7 @@ def tiny_lfw(tmp_path) -> Path:
 
 
 def settings_for(tmp_path: Path) -> RecognizerSettings:
-    return RecognizerSettings.from_config(load_config(tiny_config(tmp_path, tmp_path / "unused")))
+    return RecognizerSettings.from_config(load_config(tiny_recognizer_config(tmp_path, tmp_path / "unused")))
 
 
 @pytest.mark.parametrize("per_fold", [0, 2, 4, 5, 100])

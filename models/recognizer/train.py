@@ -16,7 +16,7 @@ from models.data.problems import ProblemLog
 from models.prune_gamma import add_bn_l1
 from models.recognizer.augment import eval_images, roomy_policy, training_batches
 from models.recognizer.embedder import build_embedder
-from models.recognizer.faces import crop_faces
+from models.recognizer.faces import FaceItem, crop_faces
 from models.recognizer.losses import MarginHead, classification_loss, distillation_loss
 from models.recognizer.settings import RecognizerSettings
 from models.recognizer.verification import verification_metrics
@@ -85,6 +85,21 @@ def embed(model: keras.Model, images: np.ndarray, batch: int = 128) -> np.ndarra
     return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
 
 
+def pair_verification(model: keras.Model, images: np.ndarray, pairs: tuple[np.ndarray, np.ndarray, np.ndarray]
+                      ) -> dict[str, Any]:
+    """Verification metrics of the model on (a, b, same) pairs of the images, thresholds from 5 folds."""
+    a, b, same = pairs
+    emb = embed(model, images)
+    return verification_metrics(np.sum(emb[a] * emb[b], axis=1), same, np.arange(len(same)) % 5)
+
+
+def held_back_set(val_items: list[FaceItem], settings: RecognizerSettings, seed: int, log: ProblemLog
+                  ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    """The held-back identities' policy crops (float model input) and the seeded verification pairs over them."""
+    crops, items = crop_faces(val_items, settings.policy, log, "held-back crops")
+    return eval_images(crops), val_pairs([item.identity for item in items], seed + 7)
+
+
 class ValidationAccuracy(keras.callbacks.Callback):
     """After each epoch: verification accuracy on held-back identities' pairs (5-fold thresholds) into the logs;
     the best embedder so far is saved. A resumed run reads its best back from the CSV log."""
@@ -99,10 +114,7 @@ class ValidationAccuracy(keras.callbacks.Callback):
         self.best = max(previous) if previous and self.best_path.is_file() else -1.0
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
-        a, b, same = self.pairs
-        emb = embed(self.model.embedder, self.images)
-        similarity = np.sum(emb[a] * emb[b], axis=1)
-        metrics = verification_metrics(similarity, same, np.arange(len(same)) % 5)
+        metrics = pair_verification(self.model.embedder, self.images, self.pairs)
         logs[VAL_METRIC], logs["val_auc"] = metrics["accuracy_mean"], metrics["roc_auc"]
         if metrics["accuracy_mean"] > self.best:
             self.best = metrics["accuracy_mean"]
@@ -144,7 +156,6 @@ def fit_recognizer(cfg: Config, settings: RecognizerSettings, resume: bool) -> d
     classes = split.classes
     unlabelled = settings.unlabelled_faces(log)
     wide, train_items = crop_faces(split.train + unlabelled, roomy_policy(settings.policy), log, "train crops")
-    val_crops, val_items = crop_faces(split.val, settings.policy, log, "held-back crops")
     labels = np.asarray([-1 if item.identity is None else classes.index(item.identity) for item in train_items],
                         np.int32)
     teacher, has_teacher = settings.teacher_targets(train_items, build)
@@ -166,8 +177,7 @@ def fit_recognizer(cfg: Config, settings: RecognizerSettings, resume: bool) -> d
     trainer.compile(optimizer=keras.optimizers.AdamW(learning_rate_schedule(train_cfg, steps),
                                                      weight_decay=float(train_cfg["weight_decay"]), clipnorm=10.0))
     write_json(build / META_NAME, settings.metadata(classes))
-    pairs = val_pairs([item.identity for item in val_items], seed + 7)
-    validation = ValidationAccuracy(eval_images(val_crops), pairs, build / MODEL_NAME, log_path)
+    validation = ValidationAccuracy(*held_back_set(split.val, settings, seed, log), build / MODEL_NAME, log_path)
     time_limit = TimeLimit(float(train_cfg["time_limit_minutes"]))
     callbacks = [validation, keras.callbacks.BackupAndRestore(str(backup)),
                  keras.callbacks.EarlyStopping(VAL_METRIC, mode="max", patience=int(train_cfg["patience"]), verbose=1),
@@ -191,7 +201,7 @@ def fit_recognizer(cfg: Config, settings: RecognizerSettings, resume: bool) -> d
         "train_images_per_second": round(epochs_run * steps * batch / seconds, 2) if seconds else 0.0,
         "train_images": int((labels >= 0).sum()), "unlabelled_images": int((labels < 0).sum()),
         "train_identities": len(classes), "val_identities": len(set(
-            item.identity for item in val_items)), "stranger_identities": len({i.identity for i in split.strangers}),
+            item.identity for item in split.val)), "stranger_identities": len({i.identity for i in split.strangers}),
         "teacher_targets": int(has_teacher.sum()), "problems": log.summary(),
     }
 

@@ -1,0 +1,76 @@
+"""What pruning needs for a recognizer: the held-back verification accuracy it keeps (never LFW, which is only
+reported), and fine-tuning that recovers it by distillation from the unpruned embedder: the pruned model learns to
+give the same (L2-normalised) embedding on the same jittered training crops. The margin head is not saved with the
+embedder, so the recognizer has no label path here; the unpruned model is the teacher whatever prune.distill says."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from models.data.problems import ProblemLog
+from models.recognizer.augment import roomy_policy, training_batches
+from models.recognizer.faces import crop_faces
+from models.recognizer.losses import distillation_loss
+from models.recognizer.settings import RecognizerSettings
+from models.recognizer.train import held_back_set, pair_verification
+from pipeline.config import Config
+
+
+def held_back_accuracy(cfg: Config) -> Callable[[keras.Model], float]:
+    """model -> verification accuracy on the held-back identities' pairs (the crops are cut once)."""
+    settings = RecognizerSettings.from_config(cfg)
+    log = ProblemLog()
+    images, pairs = held_back_set(settings.identity_split(log).val, settings, int(cfg.values["train"]["seed"]), log)
+    return lambda model: round(float(pair_verification(model, images, pairs)["accuracy_mean"]), 4)
+
+
+class EmbeddingDistiller(keras.Model):
+    """Trains `student` to give `teacher`'s embedding direction (1 - cosine) on each batch; the teacher is frozen."""
+
+    def __init__(self, student: keras.Model, teacher: keras.Model) -> None:
+        super().__init__()
+        self.student, self.teacher = student, teacher
+        self.teacher.trainable = False
+        self.loss_mean = keras.metrics.Mean(name="distill_loss")
+
+    def call(self, images: tf.Tensor, training: bool = False) -> tf.Tensor:
+        return self.student(images, training=training)
+
+    @property
+    def metrics(self) -> list:
+        return [self.loss_mean]
+
+    def train_step(self, batch: dict) -> dict:
+        target = self.teacher(batch["image"], training=False)
+        with tf.GradientTape() as tape:
+            embedding = self.student(batch["image"], training=True)
+            loss = distillation_loss(embedding, target, tf.ones(tf.shape(embedding)[:1], tf.bool))
+        variables = self.student.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
+        self.loss_mean.update_state(loss)
+        return {"distill_loss": self.loss_mean.result()}
+
+
+def distil_finetune(model: keras.Model, cfg: Config, epochs: int, learning_rate: float,
+                    teacher: keras.Model) -> list[float]:
+    """`epochs` epochs of the pruned embedder matching the unpruned one on the recognizer's jittered training crops
+    (its labelled and unlabelled faces), at a constant learning rate; the distillation loss of each epoch."""
+    settings = RecognizerSettings.from_config(cfg)
+    train_cfg = cfg.values["train"]
+    keras.utils.set_random_seed(int(train_cfg["seed"]))
+    log = ProblemLog()
+    items = settings.identity_split(log).train + settings.unlabelled_faces(log)
+    wide, kept = crop_faces(items, roomy_policy(settings.policy), log, "fine-tuning crops")
+    none = np.zeros(len(kept), bool)
+    data = training_batches(wide, np.full(len(kept), -1, np.int32), np.zeros((len(kept), 1), np.float32), none,
+                            settings.policy.size, int(train_cfg["batch_size"]), settings.gray_prob,
+                            int(train_cfg["seed"]))
+    distiller = EmbeddingDistiller(model, teacher)
+    distiller.compile(optimizer=keras.optimizers.AdamW(learning_rate, weight_decay=float(train_cfg["weight_decay"]),
+                                                       clipnorm=10.0))
+    history = distiller.fit(data, epochs=epochs, verbose=2 if train_cfg["quiet"] else "auto")
+    return [round(float(v), 5) for v in history.history["distill_loss"]]
