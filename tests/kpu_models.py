@@ -369,10 +369,11 @@ STAGE_DETECTOR = KerasNet("stage_detector", _stage_detector_layers, lambda: nois
 
 def detector_net(family: str, *, width: float, size: tuple[int, int], num_classes: int, seed: int,
                  bn_seed: int | None = None, output_stride: int | None = None, num_anchors: int | None = 5,
-                 anchors: list | None = None, calibration: Callable[[], list[np.ndarray]] | None = None) -> KerasNet:
-    """models.yolo_head.build_detector's `family` at `width` for a `size` (w, h) input; calibrated on real photos
-    unless `calibration` is given. `num_anchors`/`output_stride` None: left out of the config (the family's
-    default)."""
+                 anchors: list | None = None,
+                 calibration: tuple[str, Callable[[], list[np.ndarray]]] | None = None) -> KerasNet:
+    """models.yolo_head.build_detector's `family` at `width` for a `size` (w, h) input; calibrated on real_images
+    unless `calibration` (its name, its images) is given. `num_anchors`/`output_stride` None: left out of the
+    config (the family's default)."""
 
     def layers():
         from models.yolo_head import build_detector
@@ -385,9 +386,11 @@ def detector_net(family: str, *, width: float, size: tuple[int, int], num_classe
             cfg["output_stride"] = output_stride
         return build_detector(cfg, num_classes)
 
-    name = (f"detector/{family}/w{width}/{size[0]}x{size[1]}/c{num_classes}/s{output_stride}/a{num_anchors}/"
-            f"{anchors}/seed{seed}/bn{bn_seed}/{'photos' if calibration is None else 'own'}")
-    return KerasNet(name, layers, calibration or (lambda: real_images(*size)), seed=seed, bn_seed=bn_seed)
+    images_name, images = calibration or ("real_images", lambda: real_images(*size))
+    settings = dict(family=family, width=width, size=size, num_classes=num_classes, seed=seed, bn_seed=bn_seed,
+                    output_stride=output_stride, num_anchors=num_anchors, anchors=anchors, calibration=images_name)
+    return KerasNet("detector[" + ",".join(f"{k}={v}" for k, v in settings.items()) + "]", layers, images, seed=seed,
+                    bn_seed=bn_seed)
 
 
 # The recognizer's embedders: width 0.125, a 128-value embedding over a 32-channel head.

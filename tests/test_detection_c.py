@@ -2,7 +2,9 @@
 makes is letterbox_input's, and the console line it prints holds the detections of the Python decoder
 (models/yolo_decode.py) in frame pixels (deploy/firmware/frames.py boxes_to_frame), for float32 and uint8 model
 outputs, wider, taller and planar frames; more boxes than it has room for are counted as dropped; labels reach the
-line as JSON; `<name>_detect [N]` runs N frames only when N is one of those available."""
+line as JSON; `<name>_detect [N]` runs N frames only when N is one of those available. And every source of
+firmware/app (the applications included) compiles on its own, with no model rendered, for the host and the RISC-V
+boards."""
 
 from __future__ import annotations
 
@@ -139,3 +141,27 @@ def test_the_frame_count_argument(program, args, available, count):
     done = subprocess.run([str(program), "--count", str(available), *args], capture_output=True, text=True,
                           check=True)
     assert int(done.stdout) == count
+
+
+RISCV_GCC = "riscv64-unknown-elf-gcc"
+RISCV_FLAGS = ("-mcmodel=medany", "--specs=picolibc.specs", "-std=c99", "-O2", "-ffp-contract=off", "-Wall",
+               "-Wextra", "-Werror", "-pedantic")
+# the host build, bsp/qemu-virt64-riscv (with Debian's lp64d fix) and bsp/k210 (single-precision FPU)
+COMPILERS = {"host": (HOST.cc, *HOST.cflags), "lp64d": (RISCV_GCC, "-march=rv64imafdc", "-mabi=lp64d", *RISCV_FLAGS),
+             "lp64f": (RISCV_GCC, "-march=rv64imafc", "-mabi=lp64f", *RISCV_FLAGS)}
+
+
+@pytest.mark.parametrize("target", sorted(COMPILERS))
+def test_every_app_source_compiles_without_a_rendered_model(tmp_path, target):
+    """Over the RT-Thread API shim's headers and the generated K210 facts: what a model adds (its headers, its
+    <name>_app.c) is not needed to compile the applications."""
+    cmd = COMPILERS[target]
+    if shutil.which(cmd[0]) is None:
+        pytest.skip(f"{cmd[0]} not installed (invoke setup)")
+    write_k210_headers(tmp_path / "generated")
+    includes = [f"-I{d}" for d in (APP, FIRMWARE_DIR / "rt_ai", PORT_DIR, tmp_path / "generated")]
+    sources = sorted(APP.glob("*.c"))
+    assert {"detection.c", "detect_app.c", "embed_app.c", "app_model.c"} <= {p.name for p in sources}
+    done = subprocess.run([*cmd, *includes, "-c", *map(str, sources)], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in tmp_path.glob("*.o")) == sorted(p.with_suffix(".o").name for p in sources)

@@ -25,7 +25,7 @@ ANCHORS = [[1.0, 1.5], [2.5, 3.0]]
 def test_compiled_detector_runs_byte_exact_in_host_firmware(tmp_path):
     cfg = {"family": "tiny", "width": 0.125, "input_size": list(SIZE), "anchors": ANCHORS}
     net = detector_net("tiny", width=0.125, size=SIZE, num_classes=2, seed=7, num_anchors=None, anchors=ANCHORS,
-                       calibration=lambda: photo_images(*SIZE, count=6))
+                       calibration=("photo_images(6)", lambda: photo_images(*SIZE, count=6)))
     paths = [shared_path("kmodels", "dog.bmp")] + sorted(shared_path("facemask", "val", "images").glob("*.jpg"))[:5]
     kmodel = tmp_path / "model.kmodel"
     kmodel.write_bytes(compile_tflite(tflite(net)).data)

@@ -61,8 +61,8 @@ def detector_kmodel() -> bytes:
     from deploy.k210.compiler.driver import compile_tflite
 
     net = detector_net("skip_darknet19", width=0.125, size=(160, 128), num_classes=2, seed=3, bn_seed=4,
-                       calibration=lambda: [np.asarray(Image.fromarray(i).resize((160, 128)))
-                                            for i in random_images(128, 6, seed=2)])
+                       calibration=("random_images(128, 6, seed=2) resized", lambda: [
+                           np.asarray(Image.fromarray(i).resize((160, 128))) for i in random_images(128, 6, seed=2)]))
     return compile_tflite(tflite(net)).data
 
 
