@@ -1,20 +1,18 @@
 """What the tests share: the real data in ../shared/data (skip with a reason where a clone does not have it), the
 real RT-Thread tree, running a task as a user does and checking it refused cleanly, the flasher tests' fast timing
-and flash-image checks, and a random-weight recognizer kmodel for the firmware tests."""
+and flash-image checks, a tiny identity set for the recognizer tests. The KPU test models are in kpu_models.py."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import io
-import json
 import os
 import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -25,7 +23,6 @@ from deploy.isp.flasher import FlashSummary, flash_artifacts
 from deploy.isp.image import FLASH_SIZE
 from deploy.isp.link import Timing
 from deploy.isp.simboard.options import SimOptions
-from models.recognizer.crop import CropPolicy
 from pipeline.config import REPO_ROOT, SHARED_DATA
 from pipeline.lock import LOCK_NAME
 
@@ -131,37 +128,6 @@ def assert_flash_holds(flash_image: Path, expected: dict[int, bytes]) -> None:
         assert flash[address:address + len(data)] == data, f"bytes differ at 0x{address:X}"
         reference[address:address + len(data)] = data
     assert flash == bytes(reference), "bytes outside the written ranges changed"
-
-
-# --- a random-weight recognizer kmodel for the firmware tests ---
-
-SIDE = 112
-MARGIN_PERMILLE = CropPolicy(SIDE).margin_permille
-
-
-def embedder_meta(side: int = SIDE) -> dict[str, Any]:
-    """The model_meta.json fields of a recognizer that the firmware reads."""
-    from tests.test_k210_recognizer import EMBEDDING
-
-    return {"task": "recognizer", "family": "mobilefacenet", "width": 0.125, "input_size": [side, side],
-            "embedding_size": EMBEDDING, "crop_margin_permille": MARGIN_PERMILLE}
-
-
-def embedder_kmodel(folder: Path, side: int = SIDE) -> tuple[Path, dict[str, Any]]:
-    """folder/model.kmodel and folder/compile_report.json of a random-weight embedder (the w0.125 MobileFaceNet of
-    test_k210_recognizer, exported and compiled, no training), with the compile report `invoke compile` would write
-    beside it; returns the path and report."""
-    from deploy.k210.compiler.compile_report import build_report
-    from deploy.k210.compiler.driver import compile_tflite
-    from tests.test_k210_recognizer import embedder_tflite
-
-    folder.mkdir(parents=True, exist_ok=True)
-    compiled = compile_tflite(embedder_tflite("mobilefacenet", side))
-    report = build_report(compiled, source=folder / "model_uint8.tflite", budget_mib=1.0, meta=embedder_meta(side))
-    kmodel = folder / "model.kmodel"
-    kmodel.write_bytes(compiled.data)
-    (folder / "compile_report.json").write_text(json.dumps(report))
-    return kmodel, report
 
 
 # A tiny identity set and recognizer config (real CelebA-299 faces) for the recognizer's train and prune tests

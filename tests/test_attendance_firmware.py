@@ -26,7 +26,8 @@ from deploy.firmware.render import COMPONENT, model_folder
 from deploy.firmware.run import run_host
 from hardware.k210 import FLASH_BYTES
 from pipeline.errors import PipelineError
-from tests.conftest import embedder_kmodel, shared_path
+from tests.conftest import shared_path
+from tests.kpu_models import embedder_kmodel
 
 DB_ADDRESS, DET_ADDRESS, REC_ADDRESS = 0xF00000, 0x300000, 0x900000
 CAPACITY = 8

@@ -14,24 +14,21 @@ from deploy.firmware.run import run_host
 from deploy.k210.compiler.driver import compile_tflite
 from deploy.k210.sim.simulator import simulate
 from models.yolo_decode import chw_to_hwc, decode_yolov2, nms
-from models.yolo_head import build_detector, head_metadata
+from models.yolo_head import head_metadata
 from tests.conftest import shared_path
-from tests.test_k210_compile import convert as uint8_tflite
+from tests.kpu_models import detector_net, photo_images, tflite
 
 SIZE = (160, 128)
 ANCHORS = [[1.0, 1.5], [2.5, 3.0]]
 
 
 def test_compiled_detector_runs_byte_exact_in_host_firmware(tmp_path):
-    import keras
-
-    keras.utils.set_random_seed(7)
     cfg = {"family": "tiny", "width": 0.125, "input_size": list(SIZE), "anchors": ANCHORS}
-    model = build_detector(cfg, num_classes=2)
+    net = detector_net("tiny", width=0.125, size=SIZE, num_classes=2, seed=7, num_anchors=None, anchors=ANCHORS,
+                       calibration=("photo_images(6)", lambda: photo_images(*SIZE, count=6)))
     paths = [shared_path("kmodels", "dog.bmp")] + sorted(shared_path("facemask", "val", "images").glob("*.jpg"))[:5]
-    images = [np.asarray(Image.open(p).convert("RGB").resize(SIZE)) for p in paths]
     kmodel = tmp_path / "model.kmodel"
-    kmodel.write_bytes(compile_tflite(uint8_tflite(model, images)).data)
+    kmodel.write_bytes(compile_tflite(tflite(net)).data)
     # NMS practically off (IoU 0.999): an untrained head scores many boxes alike (~0.25), and which of two tied boxes
     # NMS keeps may depend on one float ulp; the order-free decode is compared instead (NMS: the voc20 tests).
     report = {"detector": {**head_metadata(cfg, ["face", "mask"], ANCHORS), "score_threshold": 0.05,

@@ -1,7 +1,7 @@
 """The firmware of a face recognizer (an embedder kmodel): rendered from the compile report's recognizer metadata,
 built for the host and for real RT-Thread in QEMU, `<name>_embed` prints per frame the raw output bytes the
 simulator gives on the same crop (models/recognizer/crop.py's crop_face of the same box) and the L2-normalised
-embedding. The kmodel is a random-weight w0.125 MobileFaceNet compiled here (tests/embedder_kmodel.py)."""
+embedding. The kmodel is a random-weight w0.125 MobileFaceNet compiled here (tests/kpu_models.py)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ from deploy.firmware.run import run_host, run_qemu
 from deploy.k210.sim.simulator import simulate
 from models.recognizer.crop import CropPolicy, crop_face
 from pipeline.errors import PipelineError
-from tests.conftest import MARGIN_PERMILLE, SIDE, embedder_kmodel, embedder_meta, rtthread_root, shared_path
+from tests.conftest import rtthread_root, shared_path
+from tests.kpu_models import EMBEDDER_MARGIN_PERMILLE, EMBEDDER_SIDE, embedder_kmodel, embedder_meta
 
 MODEL_ADDRESS = 0x300000
 QEMU_TOOLS = ("riscv64-unknown-elf-gcc", "qemu-system-riscv64", "scons")
@@ -85,7 +86,7 @@ def expected(kmodel: Path, frame: Path, box: list[int]) -> np.ndarray:
     """The simulator's float32 embedding on crop_face's crop of `box` (CHW, the KPU's layout)."""
     with Image.open(frame) as image:
         pixels = np.asarray(image.convert("RGB"))
-    crop = crop_face(pixels, tuple(box), CropPolicy(SIDE, MARGIN_PERMILLE))
+    crop = crop_face(pixels, tuple(box), CropPolicy(EMBEDDER_SIDE, EMBEDDER_MARGIN_PERMILLE))
     return simulate(kmodel, np.ascontiguousarray(crop.transpose(2, 0, 1))).outputs[0].reshape(-1)
 
 
@@ -114,7 +115,8 @@ def test_rendered_headers_carry_the_recognizer_facts(rendered, kmodel):
     folder = model_folder(rendered, "rec")
     header = (folder / "rec_embedder.h").read_text()
     report = json.loads((kmodel.parent / "compile_report.json").read_text())
-    assert f"#define REC_INPUT_SIZE {SIDE}\n" in header and f"REC_CROP_MARGIN_PERMILLE {MARGIN_PERMILLE}\n" in header
+    assert f"#define REC_INPUT_SIZE {EMBEDDER_SIDE}\n" in header and \
+        f"REC_CROP_MARGIN_PERMILLE {EMBEDDER_MARGIN_PERMILLE}\n" in header
     assert "#define REC_EMBEDDING_SIZE 128u" in header
     model_h = (folder / "rt_ai_rec_model.h").read_text()
     assert f"RT_AI_REC_OUT_1_ZERO_POINT {report['outputs'][0]['quantization']['zero_point']}\n" in model_h

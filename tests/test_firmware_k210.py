@@ -18,7 +18,8 @@ from deploy.firmware.render import RenderOptions, render_firmware
 from deploy.firmware.rtthread_build import build_board, picolibc_rtconfig
 from deploy.firmware.rtthread_tree import find_bsp, find_k210_sdk, find_rtt_root, find_toolchain
 from pipeline.errors import PipelineError
-from tests.conftest import embedder_kmodel, rtthread_root, shared_path
+from tests.conftest import rtthread_root, shared_path
+from tests.kpu_models import embedder_kmodel
 
 needs_build_tools = pytest.mark.skipif(shutil.which("scons") is None or shutil.which("riscv64-unknown-elf-gcc") is None,
                                        reason="scons / riscv64-unknown-elf-gcc not installed (invoke setup)")

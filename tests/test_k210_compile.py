@@ -1,13 +1,11 @@
-"""TFLite -> kmodel compiler: small generated Keras models covering every supported op, compiled and simulated,
-must match LiteRT's uint8 outputs on real images (cosine >= 0.999, >= 99 % of bytes within 1 LSB)."""
+"""TFLite -> kmodel compiler: small generated Keras models covering every supported op (the compiler suite of
+tests/kpu_models.py), compiled and simulated, must match LiteRT's uint8 outputs on real images (cosine >= 0.999,
+>= 99 % of bytes within 1 LSB)."""
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
-from PIL import Image
 
 from deploy.k210.compiler.driver import compile_tflite
 from deploy.k210.compiler.kpu_params import Quant, fused_leaky_table, leaky_levels
@@ -15,129 +13,19 @@ from deploy.k210.compiler.tflite_graph import read_tflite
 from deploy.k210.format.kmodel import LayerType
 from deploy.k210.format.kmodel_io import read_kmodel
 from deploy.k210.sim.kpu_arith import activate
-from deploy.k210.sim.simulator import simulate
 from pipeline.errors import PipelineError
-from tests.conftest import shared_path
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-WIDTH, HEIGHT = 64, 48
-
-
-def real_images(width: int = WIDTH, height: int = HEIGHT) -> list[np.ndarray]:
-    """Real photos (the VOC dog image and face-mask photos) resized to the model input, uint8 HWC."""
-    paths = [shared_path("kmodels", "dog.bmp")]
-    folder = shared_path("facemask", "val", "images")
-    paths += sorted(folder.glob("*.jpg"))[:11]
-    images = []
-    for path in paths:
-        with Image.open(path) as image:
-            images.append(np.asarray(image.convert("RGB").resize((width, height), Image.Resampling.BILINEAR)))
-    return images
-
-
-def convert(model, images: list[np.ndarray]) -> bytes:
-    """Full-integer TFLite (int8 inside, uint8 input/output) via the export stage, calibrated on `images`."""
-    import tempfile
-    from pathlib import Path
-
-    from deploy.tflite import export_uint8
-
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "model_uint8.tflite"
-        export_uint8(model, path, [image.astype(np.float32) / 255.0 for image in images])
-        return path.read_bytes()
-
-
-def litert_outputs(data: bytes, image: np.ndarray) -> list[np.ndarray]:
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_content=data)
-    interpreter.allocate_tensors()
-    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], image[None])
-    interpreter.invoke()
-    details = interpreter.get_output_details()  # in the subgraph output order, as the kmodel outputs
-    return [(interpreter.get_tensor(d["index"])[0], d["quantization"]) for d in details]
-
-
-def _layers():
-    import keras
-
-    return keras, keras.layers
-
-
-def model_conv_chain():
-    """conv 3x3 + BN + LeakyReLU + max pool 2x2 s2, conv 1x1 + ReLU, conv 3x3 ReLU6 + max pool 2x2 s1 same,
-    conv 3x3 + average pool 2x2 s2."""
-    keras, L = _layers()
-    inp = keras.Input((HEIGHT, WIDTH, 3))
-    x = L.Conv2D(8, 3, padding="same", use_bias=False)(inp)
-    x = L.BatchNormalization()(x)
-    x = L.LeakyReLU(0.1)(x)
-    x = L.MaxPooling2D(2)(x)
-    x = L.Conv2D(12, 1, activation="relu")(x)
-    x = L.Conv2D(16, 3, padding="same", activation="relu6")(x)
-    x = L.MaxPooling2D(2, strides=1, padding="same")(x)
-    x = L.Conv2D(8, 3, padding="same")(x)
-    x = L.AveragePooling2D(2)(x)
-    return keras.Model(inp, x)
-
-
-def model_strides():
-    """stride 2: ZeroPadding + VALID 3x3, TF 'same' 3x3 (even size), depthwise 3x3 and stride-2 depthwise."""
-    keras, L = _layers()
-    inp = keras.Input((HEIGHT, WIDTH, 3))
-    x = L.ZeroPadding2D(1)(inp)
-    x = L.Conv2D(8, 3, strides=2, padding="valid", activation="relu")(x)
-    x = L.DepthwiseConv2D(3, padding="same", activation="relu6")(x)
-    x = L.Conv2D(16, 3, strides=2, padding="same")(x)
-    x = L.LeakyReLU(0.2)(x)
-    x = L.DepthwiseConv2D(3, strides=2, padding="same")(x)
-    x = L.Conv2D(16, 1, activation="relu")(x)
-    x = L.Conv2D(16, 1, strides=1)(x)
-    return keras.Model(inp, x)
-
-
-def model_passthrough():
-    """DarkNet19-style passthrough: SPACE_TO_DEPTH concatenated with a deeper branch (adjacent-memory concat),
-    plus a residual ADD and a concat that is also a model output (CPU concat, uploaded for the next conv)."""
-    import tensorflow as tf
-
-    keras, L = _layers()
-    inp = keras.Input((HEIGHT, WIDTH, 3))
-    a = L.Conv2D(16, 3, padding="same", activation="relu")(inp)
-    a = L.MaxPooling2D(2)(a)
-    b = L.Conv2D(16, 3, padding="same")(a)
-    b = L.LeakyReLU(0.1)(b)
-    b = L.Add()([a, b])
-    s = L.Lambda(lambda v: tf.nn.space_to_depth(v, 2))(a)
-    d = L.MaxPooling2D(2)(b)
-    d = L.Conv2D(32, 3, padding="same", activation="relu")(d)
-    x = L.Concatenate()([d, s])
-    x = L.Conv2D(16, 1, activation="relu")(x)
-    y = L.Conv2D(8, 1)(x)
-    z = L.Concatenate()([x, y])  # also a model output: a CPU concat into main memory
-    return keras.Model(inp, [L.Conv2D(10, 3, padding="same")(z), z])
-
-
-def model_classifier():
-    """Head ops: max pool 3x3 s2 (CPU), GAP (MEAN), Dense + softmax; and Flatten + Dense as a second output."""
-    keras, L = _layers()
-    inp = keras.Input((HEIGHT, WIDTH, 3))
-    x = L.Conv2D(16, 3, padding="same", activation="relu")(inp)
-    x = L.MaxPooling2D(3, strides=2, padding="same")(x)
-    x = L.Conv2D(24, 3, padding="same", activation="relu")(x)
-    x = L.MaxPooling2D(2)(x)
-    g = L.GlobalAveragePooling2D()(x)
-    p = L.Dense(10)(g)
-    p = L.Softmax()(p)
-    f = L.Conv2D(4, 1, activation="relu")(x)
-    f = L.Flatten()(f)
-    f = L.Dense(6, activation="relu")(f)
-    return keras.Model(inp, [p, f])
-
-
-BUILDERS = {"conv_chain": model_conv_chain, "strides": model_strides, "passthrough": model_passthrough,
-            "classifier": model_classifier}
+from tests.kpu_models import (
+    COMPILER_SUITE,
+    CONV_5X5,
+    FLOAT_CONV,
+    TALL_MAP,
+    WIDE_CONV,
+    compare,
+    compiler_suite,
+    float_tflite,
+    real_images,
+    tflite,
+)
 
 
 @pytest.fixture(scope="module")
@@ -147,46 +35,11 @@ def images() -> list[np.ndarray]:
 
 @pytest.fixture(scope="module")
 def tflite_models(images) -> dict[str, bytes]:
-    import keras
-
-    keras.utils.set_random_seed(20261122)
-    models = {}
-    for name, build in BUILDERS.items():
-        model = build()
-        # Non-trivial BN statistics, so the folded per-channel scales differ.
-        for layer in model.layers:
-            if isinstance(layer, keras.layers.BatchNormalization):
-                channels = layer.gamma.shape[0]
-                rng = np.random.default_rng(1)
-                layer.set_weights([rng.uniform(0.5, 2, channels), rng.normal(0, 0.3, channels),
-                                   rng.normal(0, 0.2, channels), rng.uniform(0.3, 3, channels)])
-        models[name] = convert(model, images)
-    return models
+    """The compiler suite (tests/kpu_models.py): conv_chain, strides, passthrough, classifier."""
+    return compiler_suite()
 
 
-def compare(data: bytes, images: list[np.ndarray], fuse_leaky: bool = False) -> tuple[float, float, list]:
-    """(min cosine over outputs of dequantized values, fraction of bytes within 1 LSB, layer types)."""
-    compiled = compile_tflite(data, fuse_leaky=fuse_leaky)
-    cosines, close, total = [], 0, 0
-    for image in images:
-        result = simulate(compiled.data, image.transpose(2, 0, 1).copy())
-        for sim_out, (ref, (scale, zero)) in zip(result.outputs, litert_outputs(data, image), strict=True):
-            ref_hwc = ref.astype(np.int64)
-            sim = np.asarray(sim_out, np.float64).reshape(-1)
-            ours = np.clip(np.round(sim / scale + zero), 0, 255).astype(np.int64)
-            if ref_hwc.ndim == 3:  # kmodel outputs are CHW, TFLite NHWC
-                ref_hwc = ref_hwc.transpose(2, 0, 1)
-            ref_flat = ref_hwc.reshape(-1)
-            ref_real = (ref_flat - zero) * scale
-            ours_real = (ours - zero) * scale
-            denominator = np.linalg.norm(ref_real) * np.linalg.norm(ours_real)
-            cosines.append(1.0 if denominator == 0 else float(ref_real @ ours_real / denominator))
-            close += int(np.sum(np.abs(ours - ref_flat) <= 1))
-            total += ref_flat.size
-    return min(cosines), close / total, [layer.type for layer in compiled.model.layers]
-
-
-@pytest.mark.parametrize("name", list(BUILDERS))
+@pytest.mark.parametrize("name", list(COMPILER_SUITE))
 def test_compiled_model_matches_litert(tflite_models, images, name):
     cosine, within_one, types = compare(tflite_models[name], images)
     assert cosine >= 0.999, f"{name}: cosine {cosine}"
@@ -316,34 +169,19 @@ def test_compiled_kmodels_are_byte_identical_to_the_recorded_compiler(tflite_mod
     assert hashlib.sha256(compile_tflite(data, fuse_leaky=True, kpu_fc=False).data).hexdigest() == fused_sha
 
 
-def _convert_single(build) -> bytes:
-    return convert(build(), real_images()[:2])
-
-
 def test_unsupported_kernel_names_op_rule_and_fix():
-    keras, L = _layers()
-    inp = keras.Input((HEIGHT, WIDTH, 3))
-    data = _convert_single(lambda: keras.Model(inp, L.Conv2D(4, 5, padding="same")(inp)))
     with pytest.raises(PipelineError, match=r"CONV_2D.*kernel 5x5.*1x1 or 3x3"):
-        compile_tflite(data)
+        compile_tflite(tflite(CONV_5X5))
 
 
 def test_oversized_map_is_rejected_before_anything_is_written():
-    keras, L = _layers()
-    inp = keras.Input((300, WIDTH, 3))
-    data = convert(keras.Model(inp, L.Conv2D(4, 3, padding="same")(inp)), [np.zeros((300, WIDTH, 3), np.uint8)])
     with pytest.raises(PipelineError, match=r"outside the KPU limits.*H <= 256"):
-        compile_tflite(data)
+        compile_tflite(tflite(TALL_MAP))
 
 
 def test_float_model_is_rejected():
-    import tensorflow as tf
-
-    keras, L = _layers()
-    inp = keras.Input((HEIGHT, WIDTH, 3))
-    data = tf.lite.TFLiteConverter.from_keras_model(keras.Model(inp, L.Conv2D(4, 3)(inp))).convert()
     with pytest.raises(PipelineError, match="uint8"):
-        compile_tflite(data)
+        compile_tflite(float_tflite(FLOAT_CONV.build()))
 
 
 def test_tflite_reader_gives_per_tensor_and_per_channel_quantization(tflite_models):
@@ -364,15 +202,8 @@ def test_truncated_or_foreign_tflite_is_rejected_with_field(tflite_models, cut):
 
 def test_wide_conv_is_split_over_output_channel_slices():
     """512 -> 512 3x3 needs 86 weight loads: two KPU layers fill one map; the CPU head reads it in main memory."""
-    keras, L = _layers()
-    inp = keras.Input((16, 16, 3))
-    x = L.Conv2D(512, 3, padding="same", activation="relu")(inp)
-    x = L.MaxPooling2D(2)(x)
-    x = L.Conv2D(512, 3, padding="same")(x)
-    x = L.LeakyReLU(0.1)(x)
-    y = L.Dense(4)(L.GlobalAveragePooling2D()(x))
-    images = real_images(16, 16)
-    data = convert(keras.Model(inp, [x, y]), images)
+    images = WIDE_CONV.calibration()
+    data = tflite(WIDE_CONV)
     compiled = compile_tflite(data)
     sliced = [s for s in compiled.program.steps if "[channels" in s.source]
     assert [s.out_shape[0] for s in sliced] == [384, 128]

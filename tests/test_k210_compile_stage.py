@@ -18,6 +18,7 @@ from deploy.k210.sim.simulator import simulate
 from pipeline.config import load_config
 from pipeline.errors import PipelineError
 from tests.conftest import shared_path
+from tests.kpu_models import STAGE_DETECTOR, tflite
 
 META = {"classes": ["face"], "anchors": [[1.0, 1.2], [2.5, 3.0]], "input_size": [32, 24], "grid": [8, 6],
         "num_anchors": 2}
@@ -25,22 +26,7 @@ META = {"classes": ["face"], "anchors": [[1.0, 1.2], [2.5, 3.0]], "input_size": 
 
 @pytest.fixture(scope="module")
 def tiny_tflite() -> bytes:
-    import os
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import keras
-
-    from tests.test_k210_compile import convert
-
-    keras.utils.set_random_seed(3)
-    inp = keras.Input((24, 32, 3))
-    x = keras.layers.Conv2D(8, 3, padding="same")(inp)
-    x = keras.layers.LeakyReLU(0.1)(x)
-    x = keras.layers.MaxPooling2D(2)(x)
-    x = keras.layers.MaxPooling2D(2)(x)
-    x = keras.layers.Conv2D(2 * 6, 1)(x)
-    images = [np.random.default_rng(i).integers(0, 256, (24, 32, 3), dtype=np.uint8) for i in range(4)]
-    return convert(keras.Model(inp, x), images)
+    return tflite(STAGE_DETECTOR)
 
 
 @pytest.fixture

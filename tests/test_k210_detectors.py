@@ -8,20 +8,14 @@ import pytest
 from deploy.k210.compiler.driver import compile_tflite
 from deploy.k210.compiler.tflite_graph import read_tflite
 from deploy.k210.format.kmodel import LayerType
-from tests.test_k210_compile import compare, convert, real_images
+from tests.kpu_models import compare, detector_net, real_images, tflite
 
 WIDTH, HEIGHT = 160, 128
 
 
 def detector_tflite(family: str, output_stride: int = 32) -> bytes:
-    import keras
-
-    from models.yolo_head import build_detector
-
-    keras.utils.set_random_seed(1)
-    model = build_detector({"family": family, "width": 0.25, "input_size": [WIDTH, HEIGHT], "num_anchors": 5,
-                            "anchors": None, "output_stride": output_stride}, 1)
-    return convert(model, real_images(WIDTH, HEIGHT))
+    return tflite(detector_net(family, width=0.25, size=(WIDTH, HEIGHT), num_classes=1, seed=1,
+                               output_stride=output_stride))
 
 
 @pytest.mark.parametrize("family", ["tiny", "mobilenet_v1"])

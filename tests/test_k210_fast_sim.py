@@ -20,7 +20,7 @@ from deploy.k210.sim.layouts import main_write
 from deploy.k210.sim.simulator import simulate
 from pipeline.errors import PipelineError
 from tests.conftest import shared_path
-from tests.test_firmware_runtime import _conv, _cpu_tail, _kpu_chain
+from tests.kpu_models import conv_layer, detector_net, embedder_kmodel, random_images, synthetic_model, tflite
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -58,19 +58,12 @@ def test_real_nncase_kmodel_batch_is_byte_identical(rounding):
 @pytest.fixture(scope="module")
 def detector_kmodel() -> bytes:
     """A compiled skip_darknet19 detector (passthrough reorg + concat on the CPU), random weights, 160x128."""
-    import keras
-
     from deploy.k210.compiler.driver import compile_tflite
-    from models.yolo_head import build_detector
-    from tests.test_k210_compile import convert
-    from tests.test_k210_recognizer import random_images, set_bn_statistics
 
-    keras.utils.set_random_seed(3)
-    model = build_detector({"family": "skip_darknet19", "width": 0.125, "input_size": [160, 128], "num_anchors": 5,
-                            "anchors": None}, num_classes=2)
-    set_bn_statistics(model, 4)
-    images = [np.asarray(Image.fromarray(i).resize((160, 128))) for i in random_images(128, 6, seed=2)]
-    return compile_tflite(convert(model, images)).data
+    net = detector_net("skip_darknet19", width=0.125, size=(160, 128), num_classes=2, seed=3, bn_seed=4,
+                       calibration=("random_images(128, 6, seed=2) resized", lambda: [
+                           np.asarray(Image.fromarray(i).resize((160, 128))) for i in random_images(128, 6, seed=2)]))
+    return compile_tflite(tflite(net)).data
 
 
 @pytest.mark.parametrize("rounding", ["reference", "v0.1"])  # our tables end in segments at the 36-bit maximum
@@ -87,8 +80,6 @@ def test_compiled_detector_batch_is_byte_identical(detector_kmodel, rounding):
 @pytest.fixture(scope="module")
 def embedder_path(tmp_path_factory) -> Path:
     """A compiled random-weight MobileFaceNet embedder (112x112, float embedding out)."""
-    from tests.conftest import embedder_kmodel
-
     return embedder_kmodel(tmp_path_factory.mktemp("embedder"))[0]
 
 
@@ -139,16 +130,9 @@ def test_the_firmware_row_feeds_the_kmodel_the_firmware_letterbox(detector_kmode
                                                                                                       fit.height))
 
 
-def synthetic_model(rng: np.random.Generator) -> km.KModel:
-    """The runtime test's KPU chain (every pool type, 8 and 16 channels) and its tail of every CPU layer."""
-    layers, shape = _kpu_chain(rng, False, "all_pools")
-    tail, outputs = _cpu_tail(shape)
-    return km.KModel(flags=1, max_start_address=0, main_mem_usage=24576, outputs=outputs, layers=layers + tail)
-
-
 def test_static_layouts_match_what_every_layer_writes():
     rng = np.random.default_rng(5)
-    model = synthetic_model(rng)
+    model, _ = synthetic_model(rng)
     traces = simulate(model, rng.integers(0, 256, (3, 24, 72), dtype=np.uint8)).layers
     assert {layer.type for layer in model.layers} >= {km.LayerType.FULLY_CONNECTED, km.LayerType.QUANTIZED_ADD,
                                                       km.LayerType.TENSORFLOW_FLATTEN, km.LayerType.K210_UPLOAD}
@@ -162,7 +146,7 @@ def test_static_layouts_match_what_every_layer_writes():
 
 def test_synthetic_model_with_every_cpu_layer_is_byte_identical():
     rng = np.random.default_rng(6)
-    data = write_kmodel(synthetic_model(rng))
+    data = write_kmodel(synthetic_model(rng)[0])
     batch = varied_inputs(rng, (3, 24, 72), 3)
     assert_same(FastSimulator(data).run(batch), ReferenceSimulator(data).run(batch))
 
@@ -171,7 +155,7 @@ def test_every_input_of_a_batch_starts_from_a_fresh_state():
     """Layer 1 reads main-buffer bytes that only layer 2 writes: zero on a fresh start, the previous input's values
     if state leaked from one input to the next."""
     rng = np.random.default_rng(7)
-    conv, (c, h, w) = _conv(rng, (3, 8, 16), 4, kernel_type=1, pool=0, src=100, dst=0, main_out=0)
+    conv, (c, h, w) = conv_layer(rng, (3, 8, 16), 4, kernel_type=1, pool=0, src=100, dst=0, main_out=0)
     n = c * h * w
     stale, out = 1024, 2048
     layers = [conv,

@@ -10,7 +10,7 @@ from deploy.k210.compiler.driver import compile_tflite
 from deploy.k210.format.kmodel_io import read_kmodel, write_kmodel
 from deploy.k210.sim.simulator import model_input_shape, simulate
 from pipeline.errors import PipelineError
-from tests.test_k210_kmodel import every_body_model
+from tests.kpu_models import FUZZ_NET, every_body_model, tflite
 
 SEED = 20261122
 
@@ -30,21 +30,7 @@ def mutations(data: bytes, count: int, seed: int):
 
 @pytest.fixture(scope="module")
 def small_tflite() -> bytes:
-    import os
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import keras
-
-    from tests.test_k210_compile import convert
-
-    keras.utils.set_random_seed(SEED)
-    inp = keras.Input((16, 16, 3))
-    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inp)
-    x = keras.layers.MaxPooling2D(2)(x)
-    x = keras.layers.Conv2D(4, 1)(x)
-    x = keras.layers.LeakyReLU(0.1)(x)
-    images = [np.random.default_rng(i).integers(0, 256, (16, 16, 3), dtype=np.uint8) for i in range(4)]
-    return convert(keras.Model(inp, x), images)
+    return tflite(FUZZ_NET)
 
 
 def _read_and_run(data: bytes) -> None:

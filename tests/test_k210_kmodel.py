@@ -8,9 +8,10 @@ import pytest
 from deploy.k210.format import kmodel as km
 from deploy.k210.format.inspect import describe_kmodel
 from deploy.k210.format.kmodel_io import load_kmodel, read_kmodel, write_kmodel
-from deploy.k210.format.registers import ActivationTable, BatchNormTable, KpuLayerArgs
+from deploy.k210.format.registers import KpuLayerArgs
 from pipeline.errors import PipelineError
 from tests.conftest import shared_path
+from tests.kpu_models import conv_body, every_body_model
 
 
 @pytest.fixture(scope="module")
@@ -58,49 +59,6 @@ def test_writer_reproduces_nncase_file(yolo_bytes):
     assert read_kmodel(written) == model
 
 
-def _conv_body(depthwise: bool) -> km.K210ConvBody:
-    args = KpuLayerArgs(depth_wise_layer=int(depthwise), i_ch_num=3, o_ch_num=3, kernel_type=1, i_row_wid=7,
-                        i_col_high=7, o_row_wid=7, o_col_high=7, arg_x=-128, arg_add=-5 << 30)
-    rng = np.random.default_rng(1)
-    weights = rng.integers(0, 256, args.weight_count(), dtype=np.uint8)
-    bn = BatchNormTable(mul=np.array([1, -2, 3, -(1 << 23)]), add=np.array([-(1 << 31), 5, 6, 7]),
-                        shift=np.array([0, 15, 3, 9]))
-    table = ActivationTable(x_start=[-(1 << 35)] + list(range(-7, 8)), y_mul=list(range(16)),
-                            shift=list(range(16)), bias=list(range(0, 256, 16)))
-    return km.K210ConvBody(flags=1, main_mem_out_addr=64, args=args, weights=weights, bn=bn, activation=table)
-
-
-def every_body_model() -> km.KModel:
-    """A model holding one layer of every V3 body type (for round trips, inspection and fuzzing)."""
-    T = km.LayerType
-    f32 = np.float32
-    layers = [
-        km.Layer(T.K210_CONV, _conv_body(False)),
-        km.Layer(T.K210_CONV, _conv_body(True)),
-        km.Layer(T.ADD, km.AddBody(0, 0, 16, 32, 4)),
-        km.Layer(T.QUANTIZED_ADD, km.QuantizedAddBody(0, 0, 8, 16, 8, -3, 1 << 20, 20, 4, 3, 21, 7, 5, 2)),
-        km.Layer(T.GLOBAL_AVERAGE_POOL2D, km.GlobalPoolBody(0, 0, 64, 16, 2)),
-        km.Layer(T.QUANTIZED_MAX_POOL2D, km.Pool2dBody(0, 0, 64, 4, 4, 2, 2, 2, 2, 2, 2, 2, 2, 0, 0)),
-        km.Layer(T.AVERAGE_POOL2D, km.FloatPool2dBody(0, 0, 64, 4, 4, 1, 2, 2, 1, 3, 3, 2, 2, 1, 1, act=2)),
-        km.Layer(T.QUANTIZE, km.QuantizeBody(0, 0, 64, 8, 0.5, -1.25)),
-        km.Layer(T.DEQUANTIZE, km.QuantizeBody(0, 0, 64, 8, 0.25, 3.0)),
-        km.Layer(T.REQUANTIZE, km.RequantizeBody(0, 0, 64, 8, np.arange(255, -1, -1, dtype=np.uint8))),
-        km.Layer(T.SOFTMAX, km.ChannelsBody(0, 0, 64, 5)),
-        km.Layer(T.CONCAT, km.ConcatBody(0, 96, 2, [(0, 16), (32, 8)])),
-        km.Layer(T.FULLY_CONNECTED, km.FullyConnectedBody(0, 0, 64, 3, 2, 1, np.arange(6, dtype=f32).reshape(2, 3),
-                                                          np.array([0.5, -0.5], f32))),
-        km.Layer(T.TENSORFLOW_FLATTEN, km.FlattenBody(0, 0, 64, 2, 2, 3)),
-        km.Layer(T.QUANTIZED_RESIZE_NEAREST_NEIGHBOR, km.ResizeNearestBody(0, 0, 64, 2, 2, 3, 4, 4, 0)),
-        km.Layer(T.CHANNELWISE_DEQUANTIZE, km.ChannelwiseDequantizeBody(0, 0, 64, 2, 3, np.array([1, 2], f32),
-                                                                        np.array([-1, 1], f32))),
-        km.Layer(T.K210_ADD_PADDING, km.AddPaddingBody(0, 0, 10, 5)),
-        km.Layer(T.K210_REMOVE_PADDING, km.RemovePaddingBody(0, 0, 64, 5)),
-        km.Layer(T.K210_UPLOAD, km.UploadBody(0, 0, 20, 8, 8, 3)),
-    ]
-    return km.KModel(flags=1, max_start_address=10, main_mem_usage=256, outputs=[km.OutputDesc(64, 32)],
-                     layers=layers)
-
-
 def test_every_body_type_round_trips():
     model = every_body_model()
     data = write_kmodel(model)
@@ -120,7 +78,7 @@ def test_sixteen_bit_weights_round_trip():
 
 
 def test_register_field_out_of_range_is_named():
-    body = _conv_body(False)
+    body = conv_body(False)
     body.args.arg_x = 1 << 23
     with pytest.raises(PipelineError, match="arg_x"):
         body.args.to_bytes()

@@ -12,8 +12,6 @@ What agrees and why:
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
@@ -22,56 +20,25 @@ from deploy.k210.compiler.program import CpuStep
 from deploy.k210.compiler.tflite_graph import read_tflite
 from deploy.k210.format.kmodel import LayerType
 from deploy.k210.sim.simulator import SimResult, simulate
-from tests.test_k210_compile import convert, litert_outputs
+from tests.kpu_models import (
+    EMBEDDING,
+    HEAD_CHANNELS,
+    KPU_FC,
+    ODD_STRIDE,
+    SMALL_EMBEDDER,
+    embedder_config,
+    embedder_net,
+    litert_outputs,
+    random_images,
+    tflite,
+)
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 CASES = [("mobilefacenet", 112), ("mobilefacenet", 128), ("skip_darknet19", 128)]
-EMBEDDING, HEAD_CHANNELS = 128, 32
-
-
-def random_images(side: int, count: int, seed: int) -> list[np.ndarray]:
-    """Seeded uint8 HWC images: smooth random colour fields plus noise (not faces, but spatially varied)."""
-    rng = np.random.default_rng(seed)
-    grid = np.linspace(0, 1, side)[None, :, None]
-    images = []
-    for _ in range(count):
-        base = rng.uniform(0, 1, 3) + rng.uniform(-1, 1, 3) * grid + rng.uniform(-1, 1, 3) * grid.transpose(1, 0, 2)
-        image = 255 * (0.5 * base / 3 + 0.25) + rng.normal(0, 30, (side, side, 3))
-        images.append(np.clip(image, 0, 255).astype(np.uint8))
-    return images
-
-
-def set_bn_statistics(model, seed: int) -> None:
-    """Non-trivial BN statistics, so every folded per-channel scale and bias differs."""
-    import keras
-
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            channels = layer.gamma.shape[0]
-            layer.set_weights([rng.uniform(0.5, 2, channels), rng.normal(0, 0.3, channels),
-                               rng.normal(0, 0.2, channels), rng.uniform(0.3, 3, channels)])
-
-
-_TFLITE: dict[tuple[str, int], bytes] = {}
-
-
-def embedder_config(family: str, side: int) -> dict:
-    return {"family": family, "width": 0.125, "input_size": [side, side], "min_channels": 8, "activation": "leaky"}
 
 
 def embedder_tflite(family: str, side: int) -> bytes:
-    """The uint8 TFLite of a w0.125 embedder (built once per module run)."""
-    if (family, side) not in _TFLITE:
-        import keras
-
-        from models.recognizer.embedder import build_embedder
-
-        keras.utils.set_random_seed(7)
-        model = build_embedder(embedder_config(family, side), EMBEDDING, HEAD_CHANNELS)
-        set_bn_statistics(model, 11)
-        _TFLITE[family, side] = convert(model, random_images(side, 8, seed=5))
-    return _TFLITE[family, side]
+    """The uint8 TFLite of a w0.125 embedder (built once per process)."""
+    return tflite(embedder_net(family, side))
 
 
 def litert_fc_input_and_output(data: bytes, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple]:
@@ -137,27 +104,11 @@ def test_the_budget_estimate_bounds_the_compiled_kmodel(family, side):
     assert size <= estimate <= 1.2 * size, (size, estimate)
 
 
-def odd_stride_model():
-    """13x13 -> 3x3 s2 'same' conv (odd: 7x7) -> 3x3 s2 depthwise on 7x7 + LeakyReLU (4x4) -> 1x1 conv."""
-    import keras
-
-    L = keras.layers
-    inp = keras.Input((13, 13, 3))
-    x = L.Conv2D(8, 3, strides=2, padding="same", activation="relu")(inp)
-    x = L.ZeroPadding2D(1)(x)
-    x = L.DepthwiseConv2D(3, strides=2, padding="valid")(x)
-    x = L.LeakyReLU(0.1)(x)
-    return keras.Model(inp, L.Conv2D(8, 1)(x))
-
-
 def test_stride_two_on_odd_sizes_is_decimated_on_the_cpu_bit_exactly():
     """The KPU's stride-2 pools floor 7 to 3, TFLite's centred windows give 4: the convs run at full resolution and
     a flatten + pixel gather + flatten on the CPU keeps pixels 0, 2, 4, 6; the result matches LiteRT exactly."""
-    import keras
-
-    keras.utils.set_random_seed(4)
-    images = random_images(13, 6, seed=2)
-    data = convert(odd_stride_model(), images)
+    images = ODD_STRIDE.calibration()
+    data = tflite(ODD_STRIDE)
     compiled = compile_tflite(data)
     for image in images:
         (ref, (scale, zero)), = litert_outputs(data, image)
@@ -176,18 +127,9 @@ def test_compile_report_of_an_embedder_gives_time_per_face_and_cpu_layers():
     but the per-face estimate, the KPU RAM peak, the kmodel size and each CPU layer's cost."""
     from pathlib import Path
 
-    import keras
-
     from deploy.k210.compiler.compile_report import build_report, format_report
 
-    keras.utils.set_random_seed(5)
-    inp = keras.Input((16, 16, 3))
-    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", use_bias=False)(inp)
-    x = keras.layers.ReLU()(keras.layers.BatchNormalization()(x))
-    x = keras.layers.BatchNormalization()(keras.layers.Conv2D(4, 1, use_bias=False)(x))  # like head_reduce
-    model = keras.Model(inp, keras.layers.Dense(16, name="embedding")(keras.layers.Flatten()(x)))
-    set_bn_statistics(model, 3)
-    data = convert(model, random_images(16, 4, seed=1))
+    data = tflite(SMALL_EMBEDDER)
     compiled = compile_tflite(data, kpu_fc=False)
     report = build_report(compiled, source=Path("rec.tflite"), budget_mib=5.5, meta={"family": "mobilefacenet"})
     assert report["kind"] == "embedder" and "detector" not in report and report["totals"]["fps"] is None
@@ -214,14 +156,8 @@ def test_compile_report_of_an_embedder_gives_time_per_face_and_cpu_layers():
 def test_fully_connected_on_the_kpu_matches_litert_exactly():
     """Flatten + Dense as ADD_PADDING, a 1x1 KPU conv over the 4x4-padded vector and REMOVE_PADDING: uint8 weights
     (4x smaller than the float32 CPU layer's) and the conv's integer arithmetic, equal to LiteRT's int8 FC here."""
-    import keras
-
-    keras.utils.set_random_seed(6)
-    inp = keras.Input((8, 8, 3))
-    x = keras.layers.Conv2D(12, 3, padding="same", activation="relu")(inp)
-    model = keras.Model(inp, keras.layers.Dense(40, activation="relu")(keras.layers.Flatten()(x)))
-    images = random_images(8, 6, seed=3)
-    data = convert(model, images)
+    images = KPU_FC.calibration()
+    data = tflite(KPU_FC)
     compiled, float_fc = compile_tflite(data), compile_tflite(data, kpu_fc=False)
     fc = next(s for s in compiled.program.steps if getattr(s, "source", "").endswith("FULLY_CONNECTED")
               and getattr(s, "kernel", 0) == 1)

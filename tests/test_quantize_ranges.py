@@ -16,7 +16,7 @@ from deploy.quantize import graph as qgraph
 from deploy.quantize.calibrate import quantize_keras
 from deploy.quantize.ranges import Histogram, choose_range, int8_params, kl_range, mse_range, percentile_range
 from pipeline.errors import PipelineError
-from tests.test_k210_compile import compare, model_conv_chain, model_passthrough, real_images
+from tests.kpu_models import COMPILER_SUITE, compare, float_tflite, real_images
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 METHODS = ("minmax", "percentile", "mse", "kl")
@@ -31,17 +31,13 @@ def images() -> list[np.ndarray]:
 @pytest.fixture(scope="module")
 def models(images):
     """name -> (Keras model, float TFLite bytes, {method: Calibrated}) for two small models."""
-    import keras
-    import tensorflow as tf
-
     floats = [image.astype(np.float32) / 255.0 for image in images]
     out = {}
-    for build in (model_conv_chain, model_passthrough):
-        keras.utils.set_random_seed(20261122)
-        model = build()
-        float_bytes = tf.lite.TFLiteConverter.from_keras_model(model).convert()
-        out[build.__name__] = (model, float_bytes, {m: quantize_keras(model, float_bytes, floats, m, PERCENTILE)
-                                                    for m in ("tflite",) + METHODS})
+    for name in ("conv_chain", "passthrough"):
+        model = COMPILER_SUITE[name].with_settings(seed=20261122, bn_seed=None).build()
+        float_bytes = float_tflite(model)
+        out[f"model_{name}"] = (model, float_bytes, {m: quantize_keras(model, float_bytes, floats, m, PERCENTILE)
+                                                     for m in ("tflite",) + METHODS})
     return out
 
 
@@ -197,7 +193,7 @@ def test_range_rules_on_known_distributions():
 
 
 def test_wrong_image_size_is_refused_with_its_index():
-    model = model_conv_chain()
+    model = COMPILER_SUITE["conv_chain"].layers()
     bad = [np.zeros((48, 64, 3), np.float32), np.zeros((40, 64, 3), np.float32)]
     with pytest.raises(PipelineError, match=r"calibration image 1 is \(40, 64, 3\).*\(48, 64, 3\)"):
         quantize_keras(model, b"", bad, "mse", 99.9)

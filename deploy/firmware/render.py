@@ -1,6 +1,7 @@
 """Render the RT-Thread glue of one compiled model from the Jinja templates in firmware/templates, plus copies of
-the C sources it needs (rt_ai core and backends, region layer, face crop, software-KPU runtime), into one folder.
-A detector gets the msh command `<name>_detect`, an embedder (face recognizer) `<name>_embed`.
+the C sources it needs (rt_ai core and backends, the applications of firmware/app, software-KPU runtime), into one
+folder. A detector gets the msh command `<name>_detect`, an embedder (face recognizer) `<name>_embed`; the rendered
+`<name>_app.c` only wires the model's generated headers into firmware/app/detect_app.c or embed_app.c.
 
 The folder holds `face_ai/`, an RT-Thread component for a BSP's root: the shared runtime with its SConscript and
 Kconfig, and the model in `face_ai/<name>/`. Models rendered apart share the runtime part byte for byte, so a BSP
