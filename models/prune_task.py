@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from models.data import load_records
 from models.evaluate import collect_results, keras_predictor, load_eval_set, model_anchors
@@ -46,15 +47,18 @@ def validation_ap(cfg: Config) -> Callable[[keras.Model], float]:
 
 
 def fine_tune_detector(model: keras.Model, cfg: Config, epochs: int, learning_rate: float,
-                       teacher: keras.Model | None = None, distill: float = 0.0) -> list[float]:
+                       teacher: keras.Model | None = None, distill: float = 0.0,
+                       anchors: np.ndarray | None = None) -> list[float]:
     """A few epochs of the training recipe at a low constant learning rate, to recover from pruning; with a teacher
-    and distill > 0, its head outputs are soft targets too (models/prune_distill.py). The loss of each epoch."""
+    and distill > 0, its head outputs are soft targets too (models/prune_distill.py). Anchors from the build's
+    model_meta.json unless given. The loss of each epoch."""
     from models.train import detector_loss, train_dataset
 
     train_cfg = cfg.values["train"]
     keras.utils.set_random_seed(int(train_cfg["seed"]))
     records = load_records(cfg, "train")
-    anchors, _ = model_anchors(cfg.build_dir / META_NAME)
+    if anchors is None:
+        anchors, _ = model_anchors(cfg.build_dir / META_NAME)
     loss = detector_loss(cfg, anchors)
     trained = model
     if teacher is not None and distill > 0:
