@@ -156,7 +156,8 @@ def train(c, config=None, set_=None, family=None, width=None, epochs=None, fresh
 
 @task(iterable=["set_"], help={"config": CONFIG_HELP, "set_": SET_HELP,
                               "split": "data split to evaluate on (val or train)",
-                              "model": "Keras model to evaluate (default build/<config>/model.keras)"})
+                              "model": "Keras model to evaluate (default build/<config>/pruned.keras when pruning, "
+                                       "else model.keras)"})
 @reports_errors
 def eval(c, config=None, set_=None, split="val", model=None):
     """Detector: VOC AP@0.5, COCO AP@[.5:.95], PR curve, recall by size; recognizer: LFW View 2 and classroom

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from deploy.export import default_model_path
 from deploy.predictors import (
     FIRMWARE_LETTERBOX,
     kmodel_embed,
@@ -35,7 +36,7 @@ def detector_runtimes(cfg: Config, model_path: Path | None = None) -> dict[str, 
     def hwc() -> tuple[int, int, int]:
         return output_hwc(cfg, build / "model_meta.json")
 
-    return {"keras": keras_runtime(model_path or build / "model.keras"),
+    return {"keras": keras_runtime(model_path or default_model_path(cfg)),
             "float": Runtime(build / "model_float.tflite", lambda p: tflite_predictor(LiteRTRunner(p))),
             "uint8": Runtime(build / "model_uint8.tflite", lambda p: tflite_predictor(LiteRTRunner(p))),
             "kmodel": Runtime(build / "model.kmodel", lambda p: kmodel_predictor(p, hwc(), engine)),
@@ -56,7 +57,7 @@ def evaluate_recognizer_stage(cfg: Config, runtimes: tuple[str, ...] = RECOGNIZE
     """LFW and classroom metrics of every available runtime (and the teacher) -> eval.json + lfw_roc.png."""
     build = cfg.build_dir
     engine = cfg.values["eval"]["kmodel_engine"]
-    available = {"keras": keras_embedder(model_path or build / "model.keras"),
+    available = {"keras": keras_embedder(model_path or default_model_path(cfg)),
                  "float": (build / "model_float.tflite", lambda p: tflite_embed(LiteRTRunner(p), "float TFLite")),
                  "uint8": (build / "model_uint8.tflite", lambda p: tflite_embed(LiteRTRunner(p), "uint8 TFLite")),
                  "kmodel": (build / "model.kmodel", lambda p: kmodel_embed(p, "kmodel (KPU sim)", engine))}
