@@ -217,8 +217,14 @@ def export_stage(cfg: Config, *, model_path: Path | None = None, calib_images: i
 def format_export(metrics: dict[str, Any]) -> str:
     return (f"float TFLite {metrics['float_tflite_bytes'] / 1024:.1f} KiB, uint8 TFLite "
             f"{metrics['uint8_tflite_bytes'] / 1024:.1f} KiB ({metrics['keras_params']} params); activation ranges "
-            f"by {metrics.get('quantize_method', 'tflite')} on {metrics['calibration_images']} images\n"
+            f"by {metrics.get('quantize_method', 'tflite')} on {metrics['calibration_images']} images"
+            f"{qat_note(metrics.get('quantize_qat_epochs', 0))}\n"
             f"on {metrics['held_images']} held images: keras vs float max {metrics['keras_vs_float_max']:.2e} "
             f"mean {metrics['keras_vs_float_mean']:.2e}; keras vs uint8 max {metrics['keras_vs_uint8_max']:.4f} "
             f"mean {metrics['keras_vs_uint8_mean']:.4f}; float vs uint8 mean "
             f"{metrics['float_vs_uint8_mean_steps']:.2f} output steps (step {metrics['uint8_output_step']:.4f})")
+
+
+def qat_note(epochs: int) -> str:
+    """How the export report line names quantization-aware training (nothing when it is off)."""
+    return f", then learned in {epochs} epoch{'s' * (epochs != 1)} of QAT" if epochs else ""

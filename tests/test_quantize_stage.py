@@ -83,6 +83,7 @@ def test_export_with_qat_writes_the_learned_ranges(setup):
     (folder / "model_meta.json").write_text(json.dumps(meta))
     result = invoke(setup, "--calib-images", "10", "--set", "quantize.qat_epochs=1", "--set", "quantize.cle=true")
     assert result.returncode == 0, result.stderr
+    assert "activation ranges by tflite on 10 images, then learned in 1 epoch of QAT" in result.stdout
     build = folder / "build" / "small"
     ranges = json.loads((build / "quant_ranges.json").read_text())
     assert ranges["qat_epochs"] == 1 and ranges["qat_learning_rate"] == 0.0001
