@@ -111,11 +111,18 @@ def export_float_model(cfg: Config, model_path: Path) -> dict[str, Any]:
     return {"model": str(model_path), "keras_params": int(model.count_params()), "float_tflite_bytes": float_bytes}
 
 
-def check_qat(cfg: Config) -> None:
-    """quantize.qat_epochs > 0 is for a detector (its trainer fine-tunes the fake-quantised model)."""
-    if int(cfg.values["quantize"]["qat_epochs"]) and cfg.values["model"]["task"] == "recognizer":
+def check_qat(cfg: Config, model_path: Path | None = None) -> None:
+    """quantize.qat_epochs > 0 is for a detector (its trainer fine-tunes the fake-quantised model) whose every layer
+    QAT can fake-quantise; refused before anything is written."""
+    if not int(cfg.values["quantize"]["qat_epochs"]):
+        return
+    if cfg.values["model"]["task"] == "recognizer":
         raise PipelineError("quantization-aware training is built for the detector, not the recognizer",
                             path=cfg.path, field="quantize.qat_epochs", expected="0 for a recognizer config")
+    if model_path is not None and model_path.is_file():
+        from deploy.quantize.qat import check_supported
+
+        check_supported(load_detector(model_path))
 
 
 def qat_fine_tune(cfg: Config, model_path: Path) -> Callable[[Any], None] | None:
@@ -187,7 +194,7 @@ def quantize_stage(cfg: Config, *, model_path: Path | None = None, calib_images:
     """uint8 TFLite through the manifest: skipped when the models, data and settings are unchanged."""
     model_path = Path(model_path) if model_path else default_model_path(cfg)
     out = cfg.build_dir
-    check_qat(cfg)
+    check_qat(cfg)  # the layers are checked by quantize_keras, before anything is written
     if not (out / FLOAT_NAME).is_file():
         raise PipelineError("float TFLite model not found", path=out / FLOAT_NAME, expected="run `invoke export`")
     calib = calibration_count(cfg, calib_images)
@@ -206,7 +213,7 @@ def export_stage(cfg: Config, *, model_path: Path | None = None, calib_images: i
                  held_images: int | None = None, force: bool = False) -> StageResult:
     """Float export, then quantization: both TFLite models and the agreement report."""
     model_path = Path(model_path) if model_path else finished_model_path(cfg)
-    check_qat(cfg)
+    check_qat(cfg, model_path)  # before the float export, so nothing is written
     if model_path.is_file():  # a missing model is named by the float stage
         calibration_count(cfg, calib_images)  # refused before the float export, so nothing is written
     float_stage(cfg, model_path, force=force)

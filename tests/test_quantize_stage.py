@@ -116,3 +116,20 @@ def test_qat_on_a_recognizer_is_refused():
     assert caught.value.field == "quantize.qat_epochs"
     check_qat(Config(name="rec", path=Path("rec.yaml"), values={"quantize": {"qat_epochs": 0},
                                                                  "model": {"task": "recognizer"}}))
+
+
+def test_qat_on_a_layer_it_cannot_fake_quantise_is_refused_before_anything_is_written(tmp_path):
+    """A batch norm after the activation does not fold into a conv: `invoke export` with QAT names it, exit 2, and
+    writes neither TFLite model."""
+    import keras
+
+    inputs = keras.Input((64, 80, 3))
+    x = keras.layers.LeakyReLU(0.1)(keras.layers.Conv2D(8, 3, padding="same")(inputs))
+    x = keras.layers.BatchNormalization(name="late_bn")(x)
+    keras.Model(inputs, keras.layers.Conv2D(12, 1)(x)).save(tmp_path / "small.keras")
+    config = tmp_path / "small.yaml"
+    config.write_text("dataset:\n  format: synthetic\n  synthetic:\n    train_count: 10\n    val_count: 4\n"
+                      "model:\n  input_size: [80, 64]\n")
+    assert_refused(invoke((tmp_path, config), "--set", "quantize.qat_epochs=2"), "quantize.qat_epochs",
+                   "QAT cannot fake-quantise layer 'late_bn' (BatchNormalization)")
+    assert not list((tmp_path / "build").rglob("*.tflite"))
