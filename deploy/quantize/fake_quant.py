@@ -22,7 +22,6 @@ class ActivationQuantizer(keras.layers.Layer):
     def __init__(self, low: float, high: float, fixed_low: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)
         self.start = (float(min(low, 0.0)), float(max(high, 0.0)))
-        self.fixed_low = fixed_low
         self.low_step = self.add_weight(shape=(), initializer="zeros", name="low_step",
                                         trainable=not fixed_low and self.trainable)
         self.high_step = self.add_weight(shape=(), initializer="zeros", name="high_step", trainable=self.trainable)

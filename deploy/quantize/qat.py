@@ -141,7 +141,8 @@ def learned_ranges(qat: QatModel, model, float_bytes: bytes, image: np.ndarray) 
 
 def fine_tuned(model, float_bytes: bytes, ptq_data: bytes, images: Sequence[np.ndarray],
                fine_tune: Callable[[keras.Model], None]) -> tuple[keras.Model, bytes, dict[int, tuple[float, float]]]:
-    """(the model with its fine-tuned float weights, its float TFLite, float tensor -> learned clip range)."""
+    """(`model` with its weights replaced in place by the fine-tuned ones, its float TFLite, float tensor -> learned
+    clip range)."""
     from deploy.tflite import convert_float
 
     qat = qat_model(model, float_bytes, ptq_data, images[0])
