@@ -3,8 +3,10 @@ val, the uint8 kmodel's AP@0.5 in the KPU simulator (the C runtime, eval.kmodel_
 calibration time and the kmodel bytes; then a calibration-set-size sweep (50 .. all 597 training images, and 1194:
 the 597 plus their mirror images, since the set has no more) for the converter's min/max (the baseline, measured in
 the same run) and the best method. The model is build/facemask/model.keras (`invoke train --config
-configs/facemask.yaml`, or a copy of a finished run); everything this writes goes to build/bench/. Runs only when
-asked (`invoke bench --only quantization`): about 15-25 minutes on 2 shared cores."""
+configs/facemask.yaml`, or a copy of a finished run); everything this writes goes to build/bench/. The table ends
+with quantization-aware training (QAT_EPOCHS epochs from the converter's ranges after equalisation; its time is the
+calibration plus the fine-tuning), which the sweep leaves out. Runs only when asked (`invoke bench --only
+quantization`): about 25-35 minutes on 2 shared cores."""
 
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ BASELINE = "tflite"
 VARIANTS = [("tflite", "tflite", 99.99), ("minmax", "minmax", 99.99), ("percentile 99.9", "percentile", 99.9),
             ("percentile 99.99", "percentile", 99.99), ("mse", "mse", 99.99), ("kl", "kl", 99.99)]
 SWEEP = (50, 100, 200, 400, 597)
+QAT_EPOCHS = 4  # quantize.qat_epochs of the table's QAT row
 ON_REQUEST_ONLY = True
 
 
@@ -66,24 +69,27 @@ class Bench:
         images = sample_images(self.cfg, "train", min(count, self.train_count), int(self.cfg.values["train"]["seed"]))
         return images + [image[:, ::-1].copy() for image in images[:count - len(images)]]
 
-    def kmodel_row(self, label: str, method: str, percentile: float, images: list[np.ndarray], cle: bool = False
-                   ) -> dict[str, Any]:
-        """Quantize with `method` (after cross-layer equalisation with `cle`), compile, and evaluate the kmodel on
-        the C runtime."""
+    def kmodel_row(self, label: str, method: str, percentile: float, images: list[np.ndarray], cle: bool = False,
+                   qat_epochs: int = 0) -> dict[str, Any]:
+        """Quantize with `method` (after cross-layer equalisation with `cle`, then `qat_epochs` of quantization-aware
+        training), compile, and evaluate the kmodel on the C runtime."""
+        from deploy.export import qat_fine_tune
         from deploy.k210.compiler.driver import compile_tflite
         from deploy.predictors import kmodel_predictor
         from deploy.quantize.calibrate import quantize_keras
         from pipeline.atomic import write_bytes
 
+        qat_cfg = self.cfg.with_values({"quantize.qat_epochs": qat_epochs})
+        fine_tune = qat_fine_tune(qat_cfg, qat_cfg.build_dir / "model.keras")
         started = time.perf_counter()
-        calibrated = quantize_keras(self.model, self.float_bytes, images, method, percentile, cle)
+        calibrated = quantize_keras(self.model, self.float_bytes, images, method, percentile, cle, fine_tune)
         seconds = time.perf_counter() - started
         compiled = compile_tflite(calibrated.data)
         path = self.work / f"{label.replace(' ', '_')}_{len(images)}.kmodel"
         write_bytes(path, compiled.data)
         ap = self.ap50(kmodel_predictor(path, self.output_hwc, "fast"), f"kmodel {label} ({len(images)} images)")
         return {"label": label, "method": method, "percentile": percentile if method == "percentile" else None,
-                "cle": cle,
+                "cle": cle, "qat_epochs": qat_epochs,
                 "calibration_images": len(images), "kmodel_ap50": round(ap, 4), "calibration_s": round(seconds, 1),
                 "kmodel_bytes": len(compiled.data)}
 
@@ -193,6 +199,8 @@ def run(out_dir: Path) -> dict[str, Any]:
     plain_best = max(methods, key=lambda row: row["kmodel_ap50"])
     for label, method, percentile in [v for v in VARIANTS if v[0] in {BASELINE, plain_best["label"]}]:
         methods.append(bench.kmodel_row(f"{label} + cle", method, percentile, images, cle=True))
+    methods.append(bench.kmodel_row(f"qat {QAT_EPOCHS} + cle", BASELINE, 99.99, images, cle=True,
+                                    qat_epochs=QAT_EPOCHS))
     for row in methods:
         row["keras_ap50"] = round(keras_ap, 4)
         row["drop"] = round(row["kmodel_ap50"] - keras_ap, 4)
@@ -200,8 +208,10 @@ def run(out_dir: Path) -> dict[str, Any]:
     for row in methods:
         row["drop_minus_baseline_drop"] = round(row["drop"] - baseline["drop"], 4)
     best = max(methods, key=lambda row: (row["kmodel_ap50"], -row["calibration_s"]))
+    best_ptq = max((row for row in methods if not row["qat_epochs"]),
+                   key=lambda row: (row["kmodel_ap50"], -row["calibration_s"]))
     sweep = []
-    chosen = [row for row in methods if row["label"] in {BASELINE, best["label"]}]
+    chosen = [row for row in methods if row["label"] in {BASELINE, best_ptq["label"]}]
     for row in chosen:
         for size in (*SWEEP, 2 * bench.train_count):
             if size == count:
@@ -213,7 +223,8 @@ def run(out_dir: Path) -> dict[str, Any]:
         row["drop"] = round(row["kmodel_ap50"] - keras_ap, 4)
     result = {"model": str(cfg.build_dir / "model.keras"), "val_images": len(bench.val.images),
               "train_images": bench.train_count, "calibration_images": count, "keras_ap50": round(keras_ap, 4),
-              "baseline": BASELINE, "best": best["label"], "methods": methods, "sweep": sweep,
+              "baseline": BASELINE, "best": best["label"], "best_ptq": best_ptq["label"], "methods": methods,
+              "sweep": sweep,
               "sweep_note": f"{2 * bench.train_count} = the {bench.train_count} training images and their mirror "
                             "images (the set has no more)"}
     result["recognizer"] = recognizer_table(bench.work)

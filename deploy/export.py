@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,9 @@ import numpy as np
 from deploy.quantize.calibrate import quantize_keras
 from deploy.tflite import LiteRTRunner, export_float, output_step
 from models.data import load_records
+from models.evaluate import model_anchors
 from models.pipeline import prepare_image
-from models.prune_stage import prunes
+from models.prune_stage import fine_tune, prunes
 from models.yolo_head import load_detector
 from pipeline.atomic import write_bytes, write_json
 from pipeline.config import Config
@@ -109,6 +111,38 @@ def export_float_model(cfg: Config, model_path: Path) -> dict[str, Any]:
     return {"model": str(model_path), "keras_params": int(model.count_params()), "float_tflite_bytes": float_bytes}
 
 
+def check_qat(cfg: Config, model_path: Path | None = None) -> None:
+    """quantize.qat_epochs > 0 is for a detector (its trainer fine-tunes the fake-quantised model) whose every layer
+    QAT can fake-quantise; refused before anything is written."""
+    if not int(cfg.values["quantize"]["qat_epochs"]):
+        return
+    if cfg.values["model"]["task"] == "recognizer":
+        raise PipelineError("quantization-aware training is built for the detector, not the recognizer",
+                            path=cfg.path, field="quantize.qat_epochs", expected="0 for a recognizer config")
+    if model_path is not None and model_path.is_file():
+        from deploy.quantize.qat import check_supported
+
+        check_supported(load_detector(model_path))
+
+
+def qat_fine_tune(cfg: Config, model_path: Path) -> Callable[[Any], None] | None:
+    """The detector's own fine-tuning (its loss, data and augmentation; models/prune_stage.fine_tune) for
+    quantize.qat_epochs epochs at quantize.qat_learning_rate; None when QAT is off."""
+    settings = cfg.values["quantize"]
+    epochs = int(settings["qat_epochs"])
+    if not epochs:
+        return None
+    anchors, _ = model_anchors(model_path.parent / META_NAME)
+    return lambda model: fine_tune(model, cfg, anchors, epochs, float(settings["qat_learning_rate"]))
+
+
+def qat_params(cfg: Config) -> dict[str, Any]:
+    """The QAT settings a quantize stage's manifest records: none while QAT is off (so earlier builds stay current)."""
+    settings = cfg.values["quantize"]
+    return {"qat_epochs": settings["qat_epochs"], "qat_learning_rate": settings["qat_learning_rate"]} \
+        if int(settings["qat_epochs"]) else {}
+
+
 def quantize_model(cfg: Config, model_path: Path, calib_images: int, held_images: int) -> dict[str, Any]:
     """Full-integer TFLite calibrated on training images, compared with Keras and float TFLite on held images."""
     model = load_detector(model_path)
@@ -118,10 +152,11 @@ def quantize_model(cfg: Config, model_path: Path, calib_images: int, held_images
     calibration = sample_images(cfg, "train", calib_images, seed)
     started = time.perf_counter()
     cle = bool(cfg.values["quantize"]["cle"])
-    calibrated = quantize_keras(model, (out / FLOAT_NAME).read_bytes(), calibration, method, percentile, cle)
+    calibrated = quantize_keras(model, (out / FLOAT_NAME).read_bytes(), calibration, method, percentile, cle,
+                                qat_fine_tune(cfg, model_path))
     seconds = time.perf_counter() - started
     held = sample_images(cfg, "val", held_images, seed + 1)
-    write_json(out / RANGES_NAME, {"method": method, "percentile": percentile, "cle": cle,
+    write_json(out / RANGES_NAME, {"method": method, "percentile": percentile, "cle": cle, **qat_params(cfg),
                                    "tensors": calibrated.ranges})
     write_bytes(out / UINT8_NAME, calibrated.data)
     uint8_bytes = len(calibrated.data)
@@ -134,6 +169,7 @@ def quantize_model(cfg: Config, model_path: Path, calib_images: int, held_images
         "quantize_method": method,
         "quantize_percentile": percentile,
         "quantize_cle": cle,
+        "quantize_qat_epochs": int(cfg.values["quantize"]["qat_epochs"]),
         "calibration_s": round(seconds, 2),
         "held_images": len(held),
         **agreement(model, LiteRTRunner(out / FLOAT_NAME), LiteRTRunner(out / UINT8_NAME), held),
@@ -158,13 +194,15 @@ def quantize_stage(cfg: Config, *, model_path: Path | None = None, calib_images:
     """uint8 TFLite through the manifest: skipped when the models, data and settings are unchanged."""
     model_path = Path(model_path) if model_path else default_model_path(cfg)
     out = cfg.build_dir
+    check_qat(cfg)  # the layers are checked by quantize_keras, before anything is written
     if not (out / FLOAT_NAME).is_file():
         raise PipelineError("float TFLite model not found", path=out / FLOAT_NAME, expected="run `invoke export`")
     calib = calibration_count(cfg, calib_images)
     held = int(held_images if held_images is not None else cfg.values["export"]["held_images"])
     params = {"calib_images": calib, "held_images": held, "dataset": cfg.values["dataset"],
               "input_size": cfg.values["model"]["input_size"], "method": cfg.values["quantize"]["method"],
-              "percentile": cfg.values["quantize"]["percentile"], "cle": cfg.values["quantize"]["cle"]}
+              "percentile": cfg.values["quantize"]["percentile"], "cle": cfg.values["quantize"]["cle"],
+              **qat_params(cfg)}
     inputs = [p for p in (model_path, out / FLOAT_NAME) if p.exists()]
     return run_stage(out, "quantize", inputs=inputs, params=params,
                      outputs=[out / UINT8_NAME, out / REPORT_NAME, out / RANGES_NAME],
@@ -175,6 +213,7 @@ def export_stage(cfg: Config, *, model_path: Path | None = None, calib_images: i
                  held_images: int | None = None, force: bool = False) -> StageResult:
     """Float export, then quantization: both TFLite models and the agreement report."""
     model_path = Path(model_path) if model_path else finished_model_path(cfg)
+    check_qat(cfg, model_path)  # before the float export, so nothing is written
     if model_path.is_file():  # a missing model is named by the float stage
         calibration_count(cfg, calib_images)  # refused before the float export, so nothing is written
     float_stage(cfg, model_path, force=force)
@@ -185,8 +224,14 @@ def export_stage(cfg: Config, *, model_path: Path | None = None, calib_images: i
 def format_export(metrics: dict[str, Any]) -> str:
     return (f"float TFLite {metrics['float_tflite_bytes'] / 1024:.1f} KiB, uint8 TFLite "
             f"{metrics['uint8_tflite_bytes'] / 1024:.1f} KiB ({metrics['keras_params']} params); activation ranges "
-            f"by {metrics.get('quantize_method', 'tflite')} on {metrics['calibration_images']} images\n"
+            f"by {metrics.get('quantize_method', 'tflite')} on {metrics['calibration_images']} images"
+            f"{qat_note(metrics.get('quantize_qat_epochs', 0))}\n"
             f"on {metrics['held_images']} held images: keras vs float max {metrics['keras_vs_float_max']:.2e} "
             f"mean {metrics['keras_vs_float_mean']:.2e}; keras vs uint8 max {metrics['keras_vs_uint8_max']:.4f} "
             f"mean {metrics['keras_vs_uint8_mean']:.4f}; float vs uint8 mean "
             f"{metrics['float_vs_uint8_mean_steps']:.2f} output steps (step {metrics['uint8_output_step']:.4f})")
+
+
+def qat_note(epochs: int) -> str:
+    """How the export report line names quantization-aware training (nothing when it is off)."""
+    return f", then learned in {epochs} epoch{'s' * (epochs != 1)} of QAT" if epochs else ""

@@ -71,9 +71,10 @@ def demo(fast: bool) -> dict[str, Any]:
 
 def detector(fast: bool) -> dict[str, Any]:
     """Labs 2-7: the product's face-mask detector (configs/facemask.yaml) trained for 30 epochs, which fits a
-    90-minute lab on 2 cores; fast: a tiny detector on the synthetic set."""
+    90-minute lab on 2 cores, and quantized without QAT (lab 5 compares post-training methods); fast: a tiny
+    detector on the synthetic set."""
     full = derived("facemask.yaml", {"train": {"epochs": 30, "patience": 30, "time_limit_minutes": 30,
-                                               "quiet": True}})
+                                               "quiet": True}, "quantize": {"qat_epochs": 0}})
     return {**merged(full, TINY_SYNTHETIC), "dataset": TINY_SYNTHETIC["dataset"]} if fast else full
 
 

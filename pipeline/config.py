@@ -97,8 +97,11 @@ DEFAULTS: dict[str, Any] = {
     # written into the uint8 TFLite (and so into the kmodel): minmax, percentile (each tail clipped to
     # 100 - percentile %), mse (least squared error between float and fake-quantized values), kl (TensorRT's
     # entropy calibration, asymmetric); cle: fold batch norm and equalise consecutive conv pairs' weight ranges
-    # (cross-layer equalisation with bias absorption, deploy/quantize/cle.py) before converting
-    "quantize": {"calib_images": 200, "method": "tflite", "percentile": 99.99, "cle": False},
+    # (cross-layer equalisation with bias absorption, deploy/quantize/cle.py) before converting; qat_epochs > 0:
+    # then quantization-aware training from those ranges for that many epochs at qat_learning_rate (fake-quantised
+    # per-channel weights, learned activation clips, BN folded; deploy/quantize/qat.py; detectors only)
+    "quantize": {"calib_images": 200, "method": "tflite", "percentile": 99.99, "cle": False, "qat_epochs": 0,
+                 "qat_learning_rate": 0.0001},
     "export": {"held_images": 8},
     # kmodel_engine: how `invoke eval` runs the kmodel, fast (the C runtime, 15-30x quicker, the same bytes) or
     # reference (the NumPy simulator that defines them)
@@ -178,7 +181,8 @@ RULES: dict[str, Rule] = {
     "quantize.calib_images": count(1, "images"),
     "quantize.method": Rule("str", choices=("tflite", "minmax", "percentile", "mse", "kl")),
     "quantize.percentile": number(0, 100, open_low=True, unit="percent of the values inside the range, per tail"),
-    "quantize.cle": Rule("bool"),
+    "quantize.cle": Rule("bool"), "quantize.qat_epochs": count(0, "epochs"),
+    "quantize.qat_learning_rate": positive(),
     "export.held_images": count(0, "images"),
     "eval.kmodel_engine": Rule("str", choices=("fast", "reference")),
     "compile.budget_mib": positive("MiB"), "compile.fuse_leaky": Rule("bool"),

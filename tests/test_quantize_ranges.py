@@ -107,8 +107,13 @@ def test_kmodel_holds_the_chosen_ranges(models, name, method):
     (batch norm mul / 2^shift = s_in * s_w / s_out) and output zero point (batch norm add), each LeakyReLU layer's
     slopes, and the output DEQUANTIZE scale, all from the chosen ranges."""
     _, _, results = models[name]
-    data = results[method].data
-    graph, want = read_tflite(data), chosen(results[method])
+    assert_kmodel_holds(results[method].data, chosen(results[method]))
+
+
+def assert_kmodel_holds(data: bytes, want: dict[int, tuple[float, int]]) -> None:
+    """The kmodel compiled from the uint8 TFLite `data` quantizes with the (scale, zero point) of `want` (int8
+    TFLite tensor -> its quantization) on every KPU conv, LeakyReLU and output."""
+    graph = read_tflite(data)
     compiled = compile_tflite(data)
     seen: set[str] = set()
     convs = 0

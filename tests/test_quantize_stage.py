@@ -69,3 +69,67 @@ def test_export_with_a_method_writes_its_ranges(setup):
     for entry in ranges["tensors"].values():
         tensor = graph.tensors[entry["tensor"]]
         assert (float(tensor.scale[0]), int(tensor.zero_point[0])) == (entry["scale"], entry["zero_point"])
+
+
+def test_export_with_qat_writes_the_learned_ranges(setup):
+    """quantize.qat_epochs on the tiny synthetic config: the detector fine-tunes with its own loss and data, and the
+    learned clips are what the uint8 TFLite and the compiled kmodel hold."""
+    from deploy.k210.compiler.tflite_graph import read_tflite
+    from deploy.quantize.ranges import int8_params
+    from tests.test_quantize_ranges import assert_kmodel_holds
+
+    folder, _ = setup
+    meta = {"classes": ["face"], "anchors": [[1.0, 1.0], [2.5, 2.5]], "grid": [20, 16], "num_anchors": 2}
+    (folder / "model_meta.json").write_text(json.dumps(meta))
+    result = invoke(setup, "--calib-images", "10", "--set", "quantize.qat_epochs=1", "--set", "quantize.cle=true")
+    assert result.returncode == 0, result.stderr
+    assert "activation ranges by tflite on 10 images, then learned in 1 epoch of QAT" in result.stdout
+    build = folder / "build" / "small"
+    ranges = json.loads((build / "quant_ranges.json").read_text())
+    assert ranges["qat_epochs"] == 1 and ranges["qat_learning_rate"] == 0.0001
+    assert json.loads((build / "export_report.json").read_text())["quantize_qat_epochs"] == 1
+    graph = read_tflite(build / "model_uint8.tflite")
+    learned = [entry for entry in ranges["tensors"].values() if "learned" in entry]
+    assert len(learned) >= 5  # two convs, two LeakyReLUs, the output conv (and the tied pools)
+    for entry in ranges["tensors"].values():
+        tensor = graph.tensors[entry["tensor"]]
+        assert (float(tensor.scale[0]), int(tensor.zero_point[0])) == (entry["scale"], entry["zero_point"])
+    for entry in learned:
+        scale, zero = int8_params(*entry["learned"])
+        assert (entry["scale"], entry["zero_point"] - (128 if graph.tensors[entry["tensor"]].dtype == "uint8" else 0)
+                ) == (scale, zero)
+    assert_kmodel_holds((build / "model_uint8.tflite").read_bytes(),
+                        {e["tensor"]: (e["scale"], e["zero_point"]) for e in ranges["tensors"].values()})
+
+
+def test_qat_on_a_recognizer_is_refused():
+    from pathlib import Path
+
+    from deploy.export import check_qat
+    from pipeline.config import Config
+    from pipeline.errors import PipelineError
+
+    cfg = Config(name="rec", path=Path("rec.yaml"), values={"quantize": {"qat_epochs": 2},
+                                                            "model": {"task": "recognizer"}})
+    with pytest.raises(PipelineError, match="built for the detector") as caught:
+        check_qat(cfg)
+    assert caught.value.field == "quantize.qat_epochs"
+    check_qat(Config(name="rec", path=Path("rec.yaml"), values={"quantize": {"qat_epochs": 0},
+                                                                 "model": {"task": "recognizer"}}))
+
+
+def test_qat_on_a_layer_it_cannot_fake_quantise_is_refused_before_anything_is_written(tmp_path):
+    """A batch norm after the activation does not fold into a conv: `invoke export` with QAT names it, exit 2, and
+    writes neither TFLite model."""
+    import keras
+
+    inputs = keras.Input((64, 80, 3))
+    x = keras.layers.LeakyReLU(0.1)(keras.layers.Conv2D(8, 3, padding="same")(inputs))
+    x = keras.layers.BatchNormalization(name="late_bn")(x)
+    keras.Model(inputs, keras.layers.Conv2D(12, 1)(x)).save(tmp_path / "small.keras")
+    config = tmp_path / "small.yaml"
+    config.write_text("dataset:\n  format: synthetic\n  synthetic:\n    train_count: 10\n    val_count: 4\n"
+                      "model:\n  input_size: [80, 64]\n")
+    assert_refused(invoke((tmp_path, config), "--set", "quantize.qat_epochs=2"), "quantize.qat_epochs",
+                   "QAT cannot fake-quantise layer 'late_bn' (BatchNormalization)")
+    assert not list((tmp_path / "build").rglob("*.tflite"))

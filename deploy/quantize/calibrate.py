@@ -3,7 +3,7 @@ tie group by the chosen method, then the flatbuffer rewritten so LiteRT and our 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,17 +27,26 @@ class Calibrated:
     ranges: dict[str, dict[str, Any]]
 
 
-def group_ranges(plan: qgraph.QuantPlan, hists: dict, method: str, percentile: float
-                 ) -> dict[int, tuple[float, int]]:
+def _sources(plan: qgraph.QuantPlan, members: list[int], learned: dict[int, tuple[float, float]]) -> list[int]:
+    """The float tensors whose ranges make a tie group's: its learned members' when it has any, else all."""
+    twins = [plan.twins[t] for t in members if t in plan.twins]
+    return [t for t in twins if t in learned] or twins
+
+
+def group_ranges(plan: qgraph.QuantPlan, hists: dict, method: str, percentile: float,
+                 learned: dict[int, tuple[float, float]] | None = None) -> dict[int, tuple[float, int]]:
     """(scale, zero point) of every int8 activation and the raw input: fixed tensors keep theirs; a tie group takes
-    the union of its members' chosen ranges (or a fixed member's quantization)."""
+    the union of its members' ranges (or a fixed member's quantization): the learned ones (float tensor ->
+    (low, high), from QAT) when it has any, else the ones `method` chooses."""
+    learned = learned or {}
     params: dict[int, tuple[float, int]] = dict(plan.fixed)
     for members in plan.groups:
         fixed = [t for t in members if t in plan.fixed]
         if fixed:
             choice = plan.fixed[fixed[0]]
         else:
-            chosen = [choose_range(hists[plan.twins[t]], method, percentile) for t in members if t in plan.twins]
+            chosen = [learned[t] if t in learned else choose_range(hists[t], method, percentile)
+                      for t in _sources(plan, members, learned)]
             if not chosen:
                 continue  # no float twin: keep the converter's quantization
             choice = int8_params(min(lo for lo, _ in chosen), max(hi for _, hi in chosen))
@@ -67,14 +76,16 @@ def _biases(plan: qgraph.QuantPlan, quant: Graph, floating: Graph, params: dict[
 
 
 def apply_ranges(uint8_bytes: bytes, float_bytes: bytes, images: Sequence[np.ndarray], method: str,
-                 percentile: float) -> Calibrated:
-    """The converted model with every int8 activation quantized to the range `method` picks on `images`."""
+                 percentile: float, learned: dict[int, tuple[float, float]] | None = None) -> Calibrated:
+    """The converted model with every int8 activation quantized to its learned range (float tensor -> (low, high))
+    or else to the range `method` picks on `images`."""
     quant, floating = read_tflite(uint8_bytes), read_tflite(float_bytes)
     plan = qgraph.plan(quant, floating)
-    needed = sorted({plan.twins[t] for members in plan.groups for t in members
-                     if t in plan.twins and t not in plan.fixed})
-    hists = histograms(float_bytes, needed, images)
-    params = group_ranges(plan, hists, method, percentile)
+    learned = learned or {}
+    needed = sorted({t for members in plan.groups if not any(m in plan.fixed for m in members)
+                     for t in _sources(plan, members, learned) if t not in learned})
+    hists = histograms(float_bytes, needed, images) if needed else {}
+    params = group_ranges(plan, hists, method, percentile, learned)
     for output, source in plan.outputs.items():
         scale, zero = params.get(source, (float(quant.tensors[source].scale[0]),
                                           int(quant.tensors[source].zero_point[0])))
@@ -87,6 +98,9 @@ def apply_ranges(uint8_bytes: bytes, float_bytes: bytes, images: Sequence[np.nda
         ranges[tensor.name] = {"tensor": t, "scale": scale, "zero_point": zero, "low": low, "high": high,
                                "converter_scale": float(tensor.scale[0]),
                                "converter_zero_point": int(tensor.zero_point[0])}
+        twin = plan.twins.get(plan.outputs.get(t, t))
+        if twin in learned:
+            ranges[tensor.name]["learned"] = list(learned[twin])
     return Calibrated(data=data, ranges=ranges)
 
 
@@ -103,21 +117,41 @@ def converter_ranges(data: bytes) -> dict[str, dict[str, Any]]:
 
 
 def quantize_keras(model, float_bytes: bytes, images: Sequence[np.ndarray], method: str, percentile: float,
-                   cle: bool = False) -> Calibrated:
+                   cle: bool = False, fine_tune: Callable[[Any], None] | None = None) -> Calibrated:
     """The uint8 TFLite of a Keras model with its activation ranges chosen by `method` ("tflite": the converter's
     min/max on every image; otherwise the converter calibrates on a few images and apply_ranges replaces them).
     `float_bytes` is the model's float TFLite; with `cle` the model is BN-folded and equalised first (and its float
-    TFLite made again, since its activations change)."""
+    TFLite made again, since its activations change). With `fine_tune` (a function training a Keras model in place)
+    the result is quantization-aware trained from there (deploy/quantize/qat.py): BN folded, the PTQ ranges the
+    clips' start, the learned clips the ranges written."""
     from deploy.tflite import convert_float, convert_uint8
 
     check_images(images, tuple(int(v) for v in model.input_shape[1:]))
+    if fine_tune is not None:
+        from deploy.quantize.qat import check_supported
+
+        check_supported(model)
     if cle:
         from deploy.quantize.cle import equalized
 
         model, _ = equalized(model)
         float_bytes = convert_float(model)
+    elif fine_tune is not None:
+        from deploy.quantize.fold_bn import fold_batch_norm
+
+        model = fold_batch_norm(model)
+        float_bytes = convert_float(model)
     if method == "tflite":
         data = convert_uint8(model, list(images))
-        return Calibrated(data=data, ranges=converter_ranges(data))
+        ptq = Calibrated(data=data, ranges=converter_ranges(data))
+    else:
+        converted = convert_uint8(model, list(images[:CONVERTER_SAMPLE]))
+        ptq = apply_ranges(converted, float_bytes, images, method, percentile)
+    if fine_tune is None:
+        return ptq
+    from deploy.quantize.qat import fine_tuned
+
+    model, float_bytes, learned = fine_tuned(model, float_bytes, ptq.data, images, fine_tune)
     converted = convert_uint8(model, list(images[:CONVERTER_SAMPLE]))
-    return apply_ranges(converted, float_bytes, images, method, percentile)
+    return apply_ranges(converted, float_bytes, images, "minmax" if method == "tflite" else method, percentile,
+                        learned)
