@@ -15,7 +15,8 @@ from deploy.tflite import LiteRTRunner, export_float, output_step
 from models.data import load_records
 from models.evaluate import model_anchors
 from models.pipeline import prepare_image
-from models.prune_stage import fine_tune, prunes
+from models.prune_stage import prunes
+from models.prune_task import fine_tune_detector
 from models.yolo_head import load_detector
 from pipeline.atomic import write_bytes, write_json
 from pipeline.config import Config
@@ -126,14 +127,15 @@ def check_qat(cfg: Config, model_path: Path | None = None) -> None:
 
 
 def qat_fine_tune(cfg: Config, model_path: Path) -> Callable[[Any], None] | None:
-    """The detector's own fine-tuning (its loss, data and augmentation; models/prune_stage.fine_tune) for
+    """The detector's own fine-tuning (its loss, data and augmentation; models/prune_task.fine_tune_detector) for
     quantize.qat_epochs epochs at quantize.qat_learning_rate; None when QAT is off."""
     settings = cfg.values["quantize"]
     epochs = int(settings["qat_epochs"])
     if not epochs:
         return None
     anchors, _ = model_anchors(model_path.parent / META_NAME)
-    return lambda model: fine_tune(model, cfg, anchors, epochs, float(settings["qat_learning_rate"]))
+    return lambda model: fine_tune_detector(model, cfg, epochs, float(settings["qat_learning_rate"]),
+                                            anchors=anchors)
 
 
 def qat_params(cfg: Config) -> dict[str, Any]:
