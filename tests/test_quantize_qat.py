@@ -16,7 +16,7 @@ from deploy.quantize.calibrate import quantize_keras
 from deploy.quantize.fake_quant import Quantized, fake_quant_weights
 from deploy.quantize.ranges import int8_params
 from pipeline.errors import PipelineError
-from tests.test_k210_compile import HEIGHT, WIDTH, compare, litert_outputs, model_conv_chain, real_images
+from tests.kpu_models import HEIGHT, WIDTH, compare, conv_chain_layers, litert_outputs, real_images
 from tests.test_quantize_ranges import assert_kmodel_holds, chosen
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -46,7 +46,7 @@ def model_skip():
     return keras.Model(inp, L.Conv2D(12, 1, name="out")(x))
 
 
-BUILDERS = {"model_conv_chain": model_conv_chain, "model_skip": model_skip}
+BUILDERS = {"model_conv_chain": conv_chain_layers, "model_skip": model_skip}
 
 
 @pytest.fixture(scope="module")
