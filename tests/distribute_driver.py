@@ -93,10 +93,12 @@ def reduction_checks() -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from models.distribute import SummedClipAdamW, replica_share, sum_over_replicas
+    from models.distribute import SummedClipAdamW, replica_share, sum_over_replicas, training_distribution
     from models.recognizer.losses import classification_loss, distillation_loss
 
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    # the strategy training uses (two MirroredStrategy objects on the same devices would mix their collectives)
+    strategy = training_distribution({"distribute": "mirrored", "devices": ["/cpu:0", "/cpu:1"],
+                                      "batch_size": 4}).strategy
     rng = np.random.default_rng(3)
     logits = tf.constant(rng.normal(size=(8, 5)), tf.float32)
     labels = tf.constant([0, -1, -1, -1, 1, 2, 3, 4], tf.int32)  # 1 labelled sample on replica 0, 4 on replica 1

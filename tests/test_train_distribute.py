@@ -15,9 +15,9 @@ a wrong reduction does, measured the same way: BatchNormalization statistics per
 batch moves the first loss by 6 % (step 0, no update yet), the linear learning-rate rule (x2) moves the curve by
 2.9 %, and Keras' own clipping of each replica's share by 0.25 %: each is outside the tolerance. A gradient off by a
 constant factor would hardly show (Adam divides it out), so the reductions are also checked on small numbers where
-the answer is known (tests/distribute_driver.py, reduction_checks). The recognizer, trained without warm-up, is
-chaotic enough that one device alone moves its curve by 4 % when only oneDNN's summation order changes; its test
-uses the warm-up."""
+the answer is known (tests/distribute_driver.py, reduction_checks). The recognizer's curve is chaotic (one device
+alone moves it by 0.5 % when only oneDNN's summation order changes): its test measures that spread and holds
+mirrored to 3 times it, and its first two steps to the tolerance."""
 
 from __future__ import annotations
 
@@ -56,14 +56,17 @@ def write_config(folder: Path, name: str, values: dict) -> Path:
     return path
 
 
-def drive(tmp_path: Path, runs: list[dict], timeout: float = 900, reduction_checks: bool = False) -> dict:
-    """Run the driver with two logical CPU devices; its result per run name."""
+def drive(tmp_path: Path, runs: list[dict], timeout: float = 900, reduction_checks: bool = False,
+          env: dict[str, str] | None = None) -> dict:
+    """Run the driver with two logical CPU devices (and `env` added to the environment); its result per run name."""
+    import os
+
     spec, out = tmp_path / "spec.json", tmp_path / "out.json"
     for run in runs:
         run.setdefault("build_root", str(tmp_path / f"build-{run['name']}"))
     spec.write_text(json.dumps({"cpus": 2, "runs": runs, "reduction_checks": reduction_checks}))
     done = subprocess.run([sys.executable, "-m", "tests.distribute_driver", str(spec), str(out)], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
     assert done.returncode == 0, done.stderr[-4000:]
     return json.loads(out.read_text())
 
@@ -163,18 +166,29 @@ def test_multi_worker_on_two_local_processes_follows_the_one_device_loss_curve(t
                                                                       "train_log.csv")])
 
 
-@pytest.mark.slow  # about 4 minutes on 2 shared cores (the recognizer's first step takes long to trace)
+@pytest.mark.slow  # about 6 minutes on 2 shared cores (the recognizer's first step takes long to trace)
 def test_mirrored_recognizer_on_two_cpu_devices_follows_the_one_device_loss_curve(tmp_path, faces):  # noqa: F811
+    """The recognizer's curve is chaotic: on one device alone it moves by about 0.5 % within 6 steps when only
+    oneDNN's summation order changes (measured at learning rate 1e-4 with warm-up; 4-6 % at 1e-3). So: its first two
+    steps (the loss over the global batch, then one update at lr/100) agree within the tolerance, and the whole
+    curve within 3 times the spread that the summation order alone makes on one device, measured here."""
     values = {section: dict(body) for section, body in RECOGNIZER.items()}
     values["dataset"]["train"] = str(faces)
-    values["train"].update(epochs=2, warmup_epochs=1)
+    values["train"].update(epochs=2, warmup_epochs=1, learning_rate=1e-4)
     config = str(write_config(tmp_path, "rec", values))
     result = drive(tmp_path, [{"name": "none", "config": config, "set": NONE},
                               {"name": "mirrored", "config": config, "set": MIRRORED}], timeout=1800)
+    elsewhere = tmp_path / "no-onednn"
+    elsewhere.mkdir()
+    other_order = drive(elsewhere, [{"name": "none", "config": config, "set": NONE}], timeout=1800,
+                        env={"TF_ENABLE_ONEDNN_OPTS": "0"})["none"]["step_losses"]
     one, two = result["none"], result["mirrored"]
     assert two["metrics"]["replicas"] == 2 and two["metrics"]["per_replica_batch"] == 4
-    assert len(one["step_losses"]) == 6  # 24 crops, batches of 8 (the last partial batch is dropped), 2 epochs
-    assert_same_curve(one["step_losses"], two["step_losses"])
+    curve = one["step_losses"]
+    assert len(curve) == 6  # 24 crops, batches of 8, 2 epochs
+    assert_same_curve(curve[:2], two["step_losses"][:2])
+    spread = float(np.max(np.abs(np.subtract(other_order, curve)) / np.abs(curve)))
+    np.testing.assert_allclose(two["step_losses"], curve, rtol=max(TOLERANCE, 3 * spread))
     assert two["model_synchronized_bn"] is False
 
 
