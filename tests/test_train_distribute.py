@@ -313,3 +313,18 @@ def test_the_linear_rule_is_recorded_in_the_manifest_settings(monkeypatch):
     assert "learning_rate_factor" not in hashed_train_settings(train, distribute.training_distribution(train))
     linear = {**train, "lr_scaling": "linear"}
     assert hashed_train_settings(linear, distribute.training_distribution(linear))["learning_rate_factor"] == 2.0
+
+
+def test_the_distribute_benchmark_times_steady_steps_only():
+    """Epoch 1 (tracing) and the gaps between epochs (validation) are left out; it runs only when asked."""
+    from benchmarks.bench_distribute import BATCH, STEPS_PER_EPOCH, steady_images_per_second
+    from benchmarks.runner import available, default_names
+
+    ends, now = [], 0.0
+    for epoch in range(3):
+        now += 30.0  # the epoch-end validation, or tracing before epoch 1
+        for step in range(STEPS_PER_EPOCH):
+            now += 9.0 if epoch == 0 else 0.5
+            ends.append(now)
+    assert steady_images_per_second(ends) == pytest.approx(BATCH / 0.5)
+    assert "distribute" in available() and "distribute" not in default_names()
