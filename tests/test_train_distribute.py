@@ -104,7 +104,7 @@ def test_mirrored_detector_on_two_cpu_devices_follows_the_one_device_loss_curve(
     assert two["model_synchronized_bn"] is False  # the model file is as one device writes it
 
 
-@pytest.mark.slow  # about 3 minutes on 2 shared cores
+@pytest.mark.slow  # about 6 minutes on 2 shared cores (load average 7-9)
 def test_a_checkpoint_written_with_two_replicas_resumes_with_one_and_back(tmp_path):
     """Interrupted after epoch 1 and resumed on another replica count, training goes on from the same weights and
     optimizer state as a resume on the same count: the curve after the resume matches."""
@@ -130,7 +130,7 @@ def test_a_checkpoint_written_with_two_replicas_resumes_with_one_and_back(tmp_pa
     assert result["two-one"]["metrics"].get("replicas") is None and result["one-two"]["metrics"]["replicas"] == 2
 
 
-@pytest.mark.slow  # about 3 minutes on 2 shared cores
+@pytest.mark.slow  # about 3 minutes on 2 shared cores (load average 7-9)
 def test_multi_worker_on_two_local_processes_follows_the_one_device_loss_curve(tmp_path):
     """`invoke train` with train.distribute multi_worker in two processes on localhost, as on two hosts: both
     workers log the one-device curve (each process has one CPU device: 2 replicas)."""
@@ -166,7 +166,7 @@ def test_multi_worker_on_two_local_processes_follows_the_one_device_loss_curve(t
                                                                       "train_log.csv")])
 
 
-@pytest.mark.slow  # about 6 minutes on 2 shared cores (the recognizer's first step takes long to trace)
+@pytest.mark.slow  # about 5 minutes on 2 shared cores (load average 7-9; the recognizer's first step traces long)
 def test_mirrored_recognizer_on_two_cpu_devices_follows_the_one_device_loss_curve(tmp_path, faces):  # noqa: F811
     """The recognizer's curve is chaotic: on one device alone it moves by about 0.5 % within 6 steps when only
     oneDNN's summation order changes (measured at learning rate 1e-4 with warm-up; 4-6 % at 1e-3). So: its first two
@@ -323,7 +323,7 @@ def test_the_distribute_benchmark_times_steady_steps_only():
     ends, now = [], 0.0
     for epoch in range(3):
         now += 30.0  # the epoch-end validation, or tracing before epoch 1
-        for step in range(STEPS_PER_EPOCH):
+        for _ in range(STEPS_PER_EPOCH):
             now += 9.0 if epoch == 0 else 0.5
             ends.append(now)
     assert steady_images_per_second(ends) == pytest.approx(BATCH / 0.5)
