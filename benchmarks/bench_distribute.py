@@ -68,7 +68,7 @@ def run(out_dir: Path) -> dict[str, Any]:
     for index, values in enumerate(per_mode.values()):
         ax.plot([index] * len(values), values, "k.", label="runs" if index == 0 else None)
     ax.set_ylabel("images/s (steady-state steps)")
-    ax.set_title(f"tiny detector, 2 logical CPU devices; mirrored/none {result['mirrored_vs_none']:g}")
+    ax.set_title(f"tiny detector, 2 logical CPUs: mirrored/none {result['mirrored_vs_none']:.2f}")
     ax.legend()
     save_figure(fig, out_dir / "distribute.png")
     return result
