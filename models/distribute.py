@@ -84,7 +84,7 @@ class Distribution:
         the workers with strategy.reduce(MEAN, axis=0), which fails on the scalars a train step returns ("Invalid
         reduction dimension 0 for input with 0 dimensions", tensorflow/tensorflow#72388)."""
         if self.distributed:
-            for layer in batch_norms(model):
+            for layer in nested_batch_norms(model):
                 layer.synchronized = True
         if self.workers > 1:
             keras_step = model.train_step
@@ -230,8 +230,9 @@ def tf_config_cluster(text: str | None) -> dict[str, Any]:
     return {"workers": sum(len(v) for v in cluster.values()), "task": (kind, index), "chief": chief}
 
 
-def batch_norms(model: keras.layers.Layer) -> list[keras.layers.BatchNormalization]:
-    """Every BatchNormalization layer in the model, nested models included."""
+def nested_batch_norms(model: keras.layers.Layer) -> list[keras.layers.BatchNormalization]:
+    """Every BatchNormalization layer in the model, those of nested models included (prune_gamma.batch_norms: the
+    top level only, in graph order)."""
     return [layer for layer in model._flatten_layers(include_self=True, recursive=True)
             if isinstance(layer, keras.layers.BatchNormalization)]
 
@@ -239,7 +240,7 @@ def batch_norms(model: keras.layers.Layer) -> list[keras.layers.BatchNormalizati
 @contextlib.contextmanager
 def unsynchronized(model: keras.layers.Layer) -> Iterator[None]:
     """BatchNormalization's `synchronized` off while a model file is written (a training-time detail), then back."""
-    synced = [layer for layer in batch_norms(model) if layer.synchronized]
+    synced = [layer for layer in nested_batch_norms(model) if layer.synchronized]
     for layer in synced:
         layer.synchronized = False
     try:

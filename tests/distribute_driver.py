@@ -79,7 +79,7 @@ def main(argv: list[str]) -> int:
         model_path = cfg.build_dir / "model.keras"
         if model_path.is_file():
             model = keras.models.load_model(model_path, compile=False, safe_mode=False)
-            result["model_synchronized_bn"] = any(layer.synchronized for layer in distribute.batch_norms(model))
+            result["model_synchronized_bn"] = any(layer.synchronized for layer in distribute.nested_batch_norms(model))
         out[run["name"]] = result
     Path(argv[1]).write_text(json.dumps(out, indent=1, default=str))
     return 0
