@@ -16,6 +16,7 @@ import tensorflow as tf
 from models.anchors import dataset_anchors
 from models.budget import check_budget
 from models.data import load_records
+from models.distribute import Distribution, GlobalBatchMean, training_distribution
 from models.evaluate import load_eval_set
 from models.pipeline import detection_dataset
 from models.prune_gamma import add_bn_l1, all_gammas, write_gamma_histogram
@@ -30,13 +31,20 @@ from pipeline.stage import StageResult, run_stage
 MODEL_NAME, META_NAME, LOG_NAME, CURVES_NAME, METRICS_NAME, BACKUP_DIR = (
     "model.keras", "model_meta.json", "train_log.csv", "train_curves.png", "train_metrics.json", "train_backup")
 GAMMA_PNG, GAMMA_JSON = "gamma_hist.png", "gamma_hist.json"
-DISPLAY_ONLY = ("quiet",)  # how progress is shown does not change the model
+# how progress is shown, and over how many devices the same training runs (train.distribute computes what one
+# device computes, up to the order of float additions), do not change the model; the learning-rate factor that
+# train.lr_scaling gives is recorded as learning_rate_factor where it is not 1
+DISPLAY_ONLY = ("quiet", "distribute", "devices", "lr_scaling")
 
 
-def hashed_train_settings(train_cfg: dict[str, Any]) -> dict[str, Any]:
-    """The train settings a train stage's manifest records: without display-only keys, and without bn_l1 while it
-    is 0 (so models trained before the key existed stay current)."""
-    return {k: v for k, v in train_cfg.items() if k not in DISPLAY_ONLY and not (k == "bn_l1" and not v)}
+def hashed_train_settings(train_cfg: dict[str, Any], distribution: Distribution | None = None) -> dict[str, Any]:
+    """The train settings a train stage's manifest records: without display-only keys, without bn_l1 while it is 0,
+    and with the learning-rate factor only where it is not 1 (so models trained before those keys existed stay
+    current)."""
+    hashed = {k: v for k, v in train_cfg.items() if k not in DISPLAY_ONLY and not (k == "bn_l1" and not v)}
+    if distribution is not None and distribution.lr_factor != 1:
+        hashed["learning_rate_factor"] = distribution.lr_factor
+    return hashed
 
 
 def gamma_outputs(cfg: Config) -> list:
@@ -54,15 +62,11 @@ def write_trained_gammas(cfg: Config, model_path: Path) -> None:
                               title=f"BN |gamma| after sparsity training (train.bn_l1 = {strength:g})")
 
 
-def distribution_strategy() -> tf.distribute.Strategy:
-    """MirroredStrategy across GPUs when more than one is visible (the scale-out path), else the default (CPU)."""
-    gpus = tf.config.list_logical_devices("GPU")
-    return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
-
-
-def learning_rate_schedule(train_cfg: dict[str, Any], steps_per_epoch: int) -> keras.optimizers.schedules.CosineDecay:
-    """Linear warm-up from lr/100 to lr over warmup_epochs, then cosine decay to lr/100 at the last epoch."""
-    lr = float(train_cfg["learning_rate"])
+def learning_rate_schedule(train_cfg: dict[str, Any], steps_per_epoch: int, factor: float = 1.0
+                           ) -> keras.optimizers.schedules.CosineDecay:
+    """Linear warm-up from lr/100 to lr over warmup_epochs, then cosine decay to lr/100 at the last epoch; lr is
+    train.learning_rate times `factor` (the distribution's learning-rate factor, 1 on one device)."""
+    lr = float(train_cfg["learning_rate"]) * factor
     warmup = int(train_cfg["warmup_epochs"]) * steps_per_epoch
     total = int(train_cfg["epochs"]) * steps_per_epoch
     return keras.optimizers.schedules.CosineDecay(lr / 100, decay_steps=max(1, total - warmup), alpha=0.01,
@@ -85,22 +89,32 @@ def detector_loss(cfg: Config, anchors: np.ndarray) -> YoloV2Loss:
                       rescore=bool(train_cfg["rescore"]))
 
 
-def compile_detector(cfg: Config, anchors: np.ndarray, steps_per_epoch: int) -> keras.Model:
-    """Build the configured detector and compile it with AdamW on the schedule and the YOLOv2 loss."""
+def compile_detector(cfg: Config, anchors: np.ndarray, steps_per_epoch: int,
+                     distribution: Distribution | None = None) -> keras.Model:
+    """Build the configured detector and compile it with AdamW on the schedule and the YOLOv2 loss; call it inside
+    `distribution`'s scope (with more than one replica: a global-batch mean loss, synchronized BatchNormalization
+    and clipping of the summed gradient, see models/distribute.py)."""
     model_cfg, train_cfg = cfg.values["model"], cfg.values["train"]
     classes = list(cfg.values["dataset"]["classes"])
     model = build_detector({**model_cfg, "anchors": anchors.tolist()}, len(classes))
     loss = detector_loss(cfg, anchors)
-    optimizer = keras.optimizers.AdamW(learning_rate_schedule(train_cfg, steps_per_epoch),
-                                       weight_decay=float(train_cfg["weight_decay"]), clipnorm=10.0)
+    schedule = learning_rate_schedule(train_cfg, steps_per_epoch, distribution.lr_factor if distribution else 1.0)
+    if distribution is not None and distribution.distributed:
+        optimizer = distribution.optimizer(schedule, float(train_cfg["weight_decay"]), 10.0)
+        loss = GlobalBatchMean(loss)
+        distribution.prepare(model)
+    else:
+        optimizer = keras.optimizers.AdamW(schedule, weight_decay=float(train_cfg["weight_decay"]), clipnorm=10.0)
     if float(train_cfg["bn_l1"]):
         add_bn_l1(model, float(train_cfg["bn_l1"]))
     model.compile(optimizer=optimizer, loss=loss)
     return model
 
 
-def fit_detector(cfg: Config, anchors: np.ndarray, resume: bool) -> dict[str, Any]:
+def fit_detector(cfg: Config, anchors: np.ndarray, resume: bool, distribution: Distribution | None = None
+                 ) -> dict[str, Any]:
     """Train and write build/<config>/model.keras (best val AP), model_meta.json, the CSV log and PNG curves."""
+    distribution = distribution or training_distribution(cfg.values["train"], cfg.path)
     model_cfg, train_cfg = cfg.values["model"], cfg.values["train"]
     classes = list(cfg.values["dataset"]["classes"])
     input_size = tuple(int(v) for v in model_cfg["input_size"])
@@ -115,8 +129,10 @@ def fit_detector(cfg: Config, anchors: np.ndarray, resume: bool) -> dict[str, An
         shutil.rmtree(backup, ignore_errors=True)
         log_path.unlink(missing_ok=True)
     resumed_from = len(read_log(log_path))
-    with distribution_strategy().scope():
-        model = compile_detector(cfg, anchors, steps)
+    if distribution.kind != "none":
+        print(distribution.describe(), flush=True)
+    with distribution.scope():
+        model = compile_detector(cfg, anchors, steps, distribution)
     write_json(build / META_NAME, head_metadata({**model_cfg, "anchors": anchors.tolist()}, classes, anchors))
     deploy = cfg.values["deploy"]
     validation = ValidationAP(load_eval_set(val_records, input_size), anchors, classes, input_size,
@@ -129,7 +145,9 @@ def fit_detector(cfg: Config, anchors: np.ndarray, resume: bool) -> dict[str, An
         time_limit,
         keras.callbacks.CSVLogger(str(log_path), append=True),
         CurvesPlot(log_path, build / CURVES_NAME),
+        *distribution.callbacks(),
     ]
+    distribution.keep_epoch_order(model, train_dataset(train_records, input_size, train_cfg))
     started = time.monotonic()
     history = model.fit(train_dataset(train_records, input_size, train_cfg), epochs=int(train_cfg["epochs"]),
                         callbacks=callbacks, shuffle=False, verbose=2 if train_cfg["quiet"] else "auto")
@@ -145,6 +163,7 @@ def fit_detector(cfg: Config, anchors: np.ndarray, resume: bool) -> dict[str, An
         "stopped_by_time_limit": time_limit.stopped_early, "train_seconds": round(seconds, 1),
         "train_images_per_second": round(epochs_run * len(train_records) / seconds, 2) if seconds else 0.0,
         "train_images": len(train_records), "val_images": len(val_records),
+        **(distribution.metrics() if distribution.distributed else {}),
     }
     write_json(build / METRICS_NAME, metrics)
     return metrics
@@ -154,17 +173,18 @@ def train_stage(cfg: Config, force: bool = False, resume: bool = True) -> StageR
     """`invoke train`: refuse an over-budget model first, then train (skipped when nothing changed)."""
     model_cfg, train_cfg = cfg.values["model"], cfg.values["train"]
     classes = list(cfg.values["dataset"]["classes"])
+    distribution = training_distribution(train_cfg, cfg.path)  # first: multi_worker starts before any TF op
     budget = check_budget(model_cfg, len(classes), float(train_cfg["budget_mib"]))
     print(f"{model_cfg['family']} width {model_cfg['width']:g}: {budget.params:,} parameters, "
           f"{budget.macs / 1e6:.1f} M MACs, {budget.uint8_mib:.3f} MiB at uint8 (budget {train_cfg['budget_mib']:g})")
     anchors = dataset_anchors(cfg)
     build = cfg.build_dir
     data_inputs = [p for p in (cfg.resolve_path(cfg.values["dataset"][s]) for s in ("train", "val")) if p is not None]
-    params = {"dataset": cfg.values["dataset"], "model": model_cfg, "train": hashed_train_settings(train_cfg),
-              "anchors": anchors.tolist()}
+    params = {"dataset": cfg.values["dataset"], "model": model_cfg,
+              "train": hashed_train_settings(train_cfg, distribution), "anchors": anchors.tolist()}
     outputs = [build / MODEL_NAME, build / META_NAME, build / LOG_NAME, build / CURVES_NAME, *gamma_outputs(cfg)]
     return run_stage(build, "train", inputs=data_inputs, params=params, outputs=outputs, force=force,
-                       work=lambda: {**fit_detector(cfg, anchors, resume), "budget": budget.as_dict()},
+                       work=lambda: {**fit_detector(cfg, anchors, resume, distribution), "budget": budget.as_dict()},
                        tools=["tensorflow", "keras"])
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from models.distribute import unsynchronized
 from models.evaluate import EvalSet, collect_results, keras_predictor
 from models.metrics import evaluate_results
 from pipeline.plotting import new_figure, save_figure
@@ -18,10 +19,12 @@ VAL_METRIC = "val_ap50"
 
 
 def save_model_atomic(model: keras.Model, path: Path) -> None:
-    """model.save to a temp .keras file beside `path`, then rename, so a reader never sees half a model."""
+    """model.save to a temp .keras file beside `path`, then rename, so a reader never sees half a model. The file
+    never records a distributed training's BatchNormalization sync (models/distribute.py)."""
     tmp = path.with_name(f".{path.stem}.partial.keras")
     try:
-        model.save(tmp)
+        with unsynchronized(model):
+            model.save(tmp)
         os.replace(tmp, path)
     finally:
         if tmp.exists():

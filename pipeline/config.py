@@ -52,7 +52,12 @@ DEFAULTS: dict[str, Any] = {
               # sparsity training (network slimming): L1 penalty (lambda) on every BN gamma, 0 = off; the trained
               # model's |gamma| histogram goes to gamma_hist.png/.json; prune.criterion gamma then finds the
               # channels it drove to zero
-              "bn_l1": 0.0},
+              "bn_l1": 0.0,
+              # scale-out (models/distribute.py): none (one device) | mirrored (this host's GPUs, or the devices
+              # listed, e.g. ["/gpu:0", "/gpu:1"]) | multi_worker (the hosts of the TF_CONFIG environment variable);
+              # batch_size stays the global batch, split evenly over the replicas; lr_scaling linear multiplies
+              # learning_rate by the replica count (reference: one replica), none keeps it
+              "distribute": "none", "devices": [], "lr_scaling": "none"},
     # recognizer (model.task: recognizer): embedding size, 1x1 channels before the Dense head, the crop policy's
     # margin (fraction of the box side added on each side), the training loss (softmax | cosface | arcface) with its
     # scale and margin (CosFace: cosine, ArcFace: radians), distillation from a teacher (none | dlib) and its weight,
@@ -162,6 +167,8 @@ RULES: dict[str, Rule] = {
     "train.loss_weights.noobj": number(0), "train.loss_weights.class": number(0),
     "train.time_limit_minutes": number(0, unit="minutes, 0 = no limit"), "train.quiet": Rule("bool"),
     "train.bn_l1": number(0, 10, unit="L1 weight on BN gammas"),
+    "train.distribute": Rule("str", choices=("none", "mirrored", "multi_worker")),
+    "train.devices": Rule("strings"), "train.lr_scaling": Rule("str", choices=("none", "linear")),
     "attendance.detector": PATH, "attendance.recognizer": PATH, "attendance.people": PATH,
     "attendance.session": PATH, "attendance.strangers": count(0, "photos"),
     "attendance.max_faces": count(1, "faces per frame"), "attendance.enroll_frames": count(1, "frames"),

@@ -8,6 +8,7 @@ import math
 import keras
 import tensorflow as tf
 
+from models.distribute import replica_share_of_mean
 from pipeline.errors import PipelineError
 
 LOSSES = ("softmax", "cosface", "arcface")
@@ -60,14 +61,16 @@ class MarginHead(keras.layers.Layer):
 
 
 def classification_loss(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
-    """Mean cross-entropy over the labelled samples (label >= 0); 0 when a batch has none."""
+    """Mean cross-entropy over the labelled samples (label >= 0); 0 when a batch has none. Under a distribution
+    strategy with N > 1 replicas: this replica's share of the mean over the labelled samples of the global batch."""
     labelled = tf.cast(labels >= 0, logits.dtype)
     per_sample = tf.nn.sparse_softmax_cross_entropy_with_logits(tf.maximum(labels, 0), logits)
-    return tf.reduce_sum(per_sample * labelled) / tf.maximum(tf.reduce_sum(labelled), 1.0)
+    return replica_share_of_mean(tf.reduce_sum(per_sample * labelled), tf.reduce_sum(labelled))
 
 
 def distillation_loss(student: tf.Tensor, teacher: tf.Tensor, has_teacher: tf.Tensor) -> tf.Tensor:
-    """Mean (1 - cosine) between the student's and the teacher's embeddings over samples that have one."""
+    """Mean (1 - cosine) between the student's and the teacher's embeddings over samples that have one (under N > 1
+    replicas: this replica's share of that mean over the global batch)."""
     cosine = tf.reduce_sum(tf.math.l2_normalize(student, axis=1) * tf.math.l2_normalize(teacher, axis=1), axis=1)
     weight = tf.cast(has_teacher, student.dtype)
-    return tf.reduce_sum((1.0 - cosine) * weight) / tf.maximum(tf.reduce_sum(weight), 1.0)
+    return replica_share_of_mean(tf.reduce_sum((1.0 - cosine) * weight), tf.reduce_sum(weight))

@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from models.budget import check_budget
 from models.data.problems import ProblemLog
+from models.distribute import Distribution, replica_share, sum_over_replicas, training_distribution
 from models.prune_gamma import add_bn_l1
 from models.recognizer.augment import eval_images, roomy_policy, training_batches
 from models.recognizer.embedder import build_embedder
@@ -33,7 +34,12 @@ VAL_PAIRS = 3000  # same + different pairs of the held-back identities, drawn on
 
 
 class RecognizerTrainer(keras.Model):
-    """The embedder with its training head; the train step adds the distillation term where a teacher is given."""
+    """The embedder with its training head; the train step adds the distillation term where a teacher is given.
+
+    Under a distribution strategy each replica's loss is its share of the global batch's loss (the class and
+    distillation means are over the global batch's samples, the weight penalty is divided by the replica count):
+    Keras sums the replicas' gradients, so the step is the one-device step on the global batch. The logged losses
+    are the shares summed over the replicas. On one replica the step is what it always was."""
 
     def __init__(self, embedder: keras.Model, head: MarginHead, distill_weight: float, class_weight: float = 1.0
                  ) -> None:
@@ -55,11 +61,11 @@ class RecognizerTrainer(keras.Model):
             class_loss = classification_loss(self.head(embedding, batch["label"]), batch["label"])
             distill = distillation_loss(embedding, batch["teacher"], batch["has_teacher"])
             loss = (self.class_weight * class_loss + self.distill_weight * distill
-                    + tf.add_n(self.embedder.losses or [0.0]))
+                    + replica_share(tf.add_n(self.embedder.losses or [0.0])))
         variables = self.embedder.trainable_variables + self.head.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
         for name, value in (("loss", loss), ("class_loss", class_loss), ("distill_loss", distill)):
-            self.tracked[name].update_state(value)
+            self.tracked[name].update_state(sum_over_replicas(value))
         return {name: metric.result() for name, metric in self.tracked.items()}
 
 
@@ -144,9 +150,11 @@ def plot_recognizer_curves(rows: list[dict[str, float]], png_path) -> None:
     save_figure(fig, png_path)
 
 
-def fit_recognizer(cfg: Config, settings: RecognizerSettings, resume: bool) -> dict[str, Any]:
+def fit_recognizer(cfg: Config, settings: RecognizerSettings, resume: bool,
+                   distribution: Distribution | None = None) -> dict[str, Any]:
     """Train and write build/<config>/model.keras (the best embedder), its metadata, the CSV log and PNG curves."""
     model_cfg, train_cfg = cfg.values["model"], cfg.values["train"]
+    distribution = distribution or training_distribution(train_cfg, cfg.path)
     build = cfg.build_dir
     build.mkdir(parents=True, exist_ok=True)
     seed = int(train_cfg["seed"])
@@ -166,24 +174,31 @@ def fit_recognizer(cfg: Config, settings: RecognizerSettings, resume: bool) -> d
         shutil.rmtree(backup, ignore_errors=True)
         log_path.unlink(missing_ok=True)
     resumed_from = len(read_log(log_path))
-    embedder = build_embedder(model_cfg, settings.embedding_size, settings.head_channels)
-    if float(train_cfg["bn_l1"]):
-        add_bn_l1(embedder, float(train_cfg["bn_l1"]))
-    trainer = RecognizerTrainer(embedder, MarginHead(len(classes), settings.loss, settings.scale, settings.margin,
-                                                     name="margin_head"), settings.distill_weight,
-                                settings.class_weight)
+    if distribution.kind != "none":
+        print(distribution.describe(), flush=True)
     size = settings.policy.size
-    trainer.head(trainer(tf.zeros((1, size, size, 3))), tf.zeros((1,), tf.int32))  # built before BackupAndRestore
-    trainer.compile(optimizer=keras.optimizers.AdamW(learning_rate_schedule(train_cfg, steps),
-                                                     weight_decay=float(train_cfg["weight_decay"]), clipnorm=10.0))
+    with distribution.scope():  # the model, its optimizer and its metrics
+        embedder = build_embedder(model_cfg, settings.embedding_size, settings.head_channels)
+        if float(train_cfg["bn_l1"]):
+            add_bn_l1(embedder, float(train_cfg["bn_l1"]))
+        trainer = RecognizerTrainer(embedder, MarginHead(len(classes), settings.loss, settings.scale,
+                                                         settings.margin, name="margin_head"),
+                                    settings.distill_weight, settings.class_weight)
+        trainer.head(trainer(tf.zeros((1, size, size, 3))), tf.zeros((1,), tf.int32))  # built before BackupAndRestore
+        distribution.prepare(trainer)
+        trainer.compile(optimizer=distribution.optimizer(learning_rate_schedule(train_cfg, steps,
+                                                                                distribution.lr_factor),
+                                                         float(train_cfg["weight_decay"]), 10.0))
     write_json(build / META_NAME, settings.metadata(classes))
     validation = ValidationAccuracy(*held_back_set(split.val, settings, seed, log), build / MODEL_NAME, log_path)
     time_limit = TimeLimit(float(train_cfg["time_limit_minutes"]))
     callbacks = [validation, keras.callbacks.BackupAndRestore(str(backup)),
                  keras.callbacks.EarlyStopping(VAL_METRIC, mode="max", patience=int(train_cfg["patience"]), verbose=1),
                  time_limit, keras.callbacks.CSVLogger(str(log_path), append=True),
-                 CurvesPlot(log_path, build / CURVES_NAME, plot_recognizer_curves)]
+                 CurvesPlot(log_path, build / CURVES_NAME, plot_recognizer_curves), *distribution.callbacks()]
     data = training_batches(wide, labels, teacher, has_teacher, size, batch, settings.gray_prob, seed)
+    distribution.keep_epoch_order(trainer, training_batches(wide, labels, teacher, has_teacher, size, batch,
+                                                            settings.gray_prob, seed))
     started = time.monotonic()
     history = trainer.fit(data, epochs=int(train_cfg["epochs"]), callbacks=callbacks,
                           verbose=2 if train_cfg["quiet"] else "auto")
@@ -203,6 +218,7 @@ def fit_recognizer(cfg: Config, settings: RecognizerSettings, resume: bool) -> d
         "train_identities": len(classes), "val_identities": len(set(
             item.identity for item in split.val)), "stranger_identities": len({i.identity for i in split.strangers}),
         "teacher_targets": int(has_teacher.sum()), "problems": log.summary(),
+        **(distribution.metrics() if distribution.distributed else {}),
     }
 
 
@@ -210,6 +226,7 @@ def train_recognizer_stage(cfg: Config, force: bool = False, resume: bool = True
     """`invoke train` on a recognizer config: refuse an over-budget model first, then train (skipped when unchanged)."""
     settings = RecognizerSettings.from_config(cfg)
     model_cfg, train_cfg = cfg.values["model"], cfg.values["train"]
+    distribution = training_distribution(train_cfg, cfg.path)  # first: multi_worker starts before any TF op
     budget = check_budget(model_cfg, 0, float(train_cfg["budget_mib"]),
                           build=lambda m, _: build_embedder(m, settings.embedding_size, settings.head_channels))
     print(f"{model_cfg['family']} recognizer width {model_cfg['width']:g}: {budget.params:,} parameters, "
@@ -217,10 +234,10 @@ def train_recognizer_stage(cfg: Config, force: bool = False, resume: bool = True
           f"(budget {train_cfg['budget_mib']:g})")
     build = cfg.build_dir
     params = {"dataset": cfg.values["dataset"], "model": model_cfg, "recognizer": cfg.values["recognizer"],
-              "train": hashed_train_settings(train_cfg)}
+              "train": hashed_train_settings(train_cfg, distribution)}
     outputs = [build / MODEL_NAME, build / META_NAME, build / LOG_NAME, build / CURVES_NAME, *gamma_outputs(cfg)]
     stage = run_stage(build, "train", inputs=settings.input_paths(), params=params, outputs=outputs, force=force,
-                      work=lambda: {**fit_recognizer(cfg, settings, resume), "budget": budget.as_dict()},
+                      work=lambda: {**fit_recognizer(cfg, settings, resume, distribution), "budget": budget.as_dict()},
                       tools=["tensorflow", "keras"])
     write_json(build / METRICS_NAME, stage.metrics)
     return stage
