@@ -33,9 +33,8 @@ import yaml
 from models.train_callbacks import read_log
 from pipeline.config import REPO_ROOT, load_config
 from pipeline.errors import PipelineError
+from tests.conftest import TINY as RECOGNIZER
 from tests.conftest import assert_refused, run_in_process, run_subprocess
-from tests.test_recognizer_train import TINY as RECOGNIZER
-from tests.test_recognizer_train import faces  # noqa: F401  (the fixture: 12 CelebA-299 people x 4 images)
 
 pytest.importorskip("tensorflow")
 
@@ -167,7 +166,7 @@ def test_multi_worker_on_two_local_processes_follows_the_one_device_loss_curve(t
 
 
 @pytest.mark.slow  # about 5 minutes on 2 shared cores (load average 7-9; the recognizer's first step traces long)
-def test_mirrored_recognizer_on_two_cpu_devices_follows_the_one_device_loss_curve(tmp_path, faces):  # noqa: F811
+def test_mirrored_recognizer_on_two_cpu_devices_follows_the_one_device_loss_curve(tmp_path, faces):
     """The recognizer's curve is chaotic: on one device alone it moves by about 0.5 % within 6 steps when only
     oneDNN's summation order changes (measured at learning rate 1e-4 with warm-up; 4-6 % at 1e-3). So: its first two
     steps (the loss over the global batch, then one update at lr/100) agree within the tolerance, and the whole
