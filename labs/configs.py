@@ -122,10 +122,14 @@ QUANTIZATION_VARIANTS = {  # lab 5: config name -> its quantize section (the con
     "lab_ptq": {"method": "tflite", "cle": False, "calib_images": 200},
     "lab_ptq_kl": {"method": "kl", "cle": False, "calib_images": 200},
     "lab_ptq_cle": {"method": "tflite", "cle": True, "calib_images": 597},
+    "lab_qat": {"method": "tflite", "cle": True, "calib_images": 597, "qat_epochs": 2},
 }
 
 
 def quantized(name: str, fast: bool) -> dict[str, Any]:
-    """Lab 5: lab 3's detector exported with one of QUANTIZATION_VARIANTS (fast: 32 calibration images)."""
-    section = dict(QUANTIZATION_VARIANTS[name], **({"calib_images": 32} if fast else {}))
+    """Lab 5: lab 3's detector exported with one of QUANTIZATION_VARIANTS (fast: 32 calibration images, one QAT
+    epoch)."""
+    section = dict(QUANTIZATION_VARIANTS[name])
+    if fast:
+        section.update(calib_images=32, **({"qat_epochs": 1} if section.get("qat_epochs") else {}))
     return merged(detector(fast), {"quantize": section})
