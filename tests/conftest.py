@@ -8,7 +8,6 @@ import contextlib
 import hashlib
 import io
 import os
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from deploy.isp.flasher import FlashSummary, flash_artifacts
 from deploy.isp.image import FLASH_SIZE
 from deploy.isp.link import Timing
 from deploy.isp.simboard.options import SimOptions
+from labs.subsets import RECOGNIZER_IMAGES, identity_subset
 from pipeline.config import REPO_ROOT, SHARED_DATA
 from pipeline.lock import LOCK_NAME
 
@@ -131,7 +131,7 @@ def assert_flash_holds(flash_image: Path, expected: dict[int, bytes]) -> None:
 
 
 # A tiny identity set and recognizer config (real CelebA-299 faces) for the recognizer's train and prune tests
-IDENTITIES, IMAGES = 12, 4
+IMAGES = RECOGNIZER_IMAGES  # per identity
 TINY = {"dataset": {"format": "folders"},
         "model": {"task": "recognizer", "family": "mobilefacenet", "width": 0.125, "min_channels": 8,
                   "input_size": [128, 128]},
@@ -142,22 +142,11 @@ TINY = {"dataset": {"format": "folders"},
 
 @pytest.fixture(scope="module")
 def faces(tmp_path_factory) -> Path:
-    """12 CelebA-299 identities x 4 images with their boxes.csv rows, copied into a temp folder."""
-    source = shared_path("celeba299")
-    header, *rows = (source / "boxes.csv").read_text().splitlines()
-    by_person: dict[str, list[str]] = {}
-    for row in rows:
-        by_person.setdefault(row.split(",")[1], []).append(row)
-    people = [person for person in sorted(by_person) if len(by_person[person]) >= IMAGES][:IDENTITIES]
-    root = tmp_path_factory.mktemp("faces") / "celeba"
-    kept = []
-    for person in people:
-        (root / person).mkdir(parents=True)
-        for row in by_person[person][:IMAGES]:
-            shutil.copy(source / person / row.split(",")[0], root / person)
-            kept.append(row)
-    (root / "boxes.csv").write_text("\n".join([header, *kept]) + "\n")
-    return root
+    """The lab 8 fast path's identity set (12 CelebA-299 people, none a classroom student, x 4 images with their
+    boxes.csv rows), copied into a temp folder."""
+    shared_path("celeba299")
+    shared_path("classroom")
+    return identity_subset(tmp_path_factory.mktemp("faces") / "celeba")
 
 
 def tiny_recognizer_config(tmp_path: Path, faces: Path, name: str = "rec", **recognizer) -> Path:

@@ -23,16 +23,12 @@ def unpruned_embedder(cfg) -> None:
     from models.recognizer.embedder import build_embedder
     from models.recognizer.settings import RecognizerSettings
     from pipeline.atomic import write_json
+    from tests.kpu_models import set_bn_statistics
 
     keras.utils.set_random_seed(5)
     settings = RecognizerSettings.from_config(cfg)
     model = build_embedder(cfg.values["model"], settings.embedding_size, settings.head_channels)
-    rng = np.random.default_rng(0)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            n = layer.gamma.shape[0]
-            layer.gamma.assign(rng.uniform(0.05, 1.5, n))
-            layer.beta.assign(rng.uniform(-0.3, 0.3, n))
+    set_bn_statistics(model, 0)
     images = np.random.default_rng(1).uniform(0, 1, (32, *model.input_shape[1:])).astype(np.float32)
     for layer in model.layers:  # moving statistics = these activations' (one batch at momentum 0)
         if isinstance(layer, keras.layers.BatchNormalization):
