@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.runner import trained_build
 from pipeline.config import REPO_ROOT, SHARED_DATA, load_config
 from pipeline.errors import PipelineError
 
@@ -41,7 +42,7 @@ class Bench:
         from models.yolo_head import grid_size, load_detector
 
         self.cfg = load_config(CONFIG)
-        build = self.cfg.build_dir
+        build = trained_build(self.cfg)
         self.model = load_detector(build / "model.keras")
         self.anchors, self.classes = model_anchors(build / "model_meta.json")
         self.work = work
@@ -80,7 +81,7 @@ class Bench:
         from pipeline.atomic import write_bytes
 
         qat_cfg = self.cfg.with_values({"quantize.qat_epochs": qat_epochs})
-        fine_tune = qat_fine_tune(qat_cfg, qat_cfg.build_dir / "model.keras")
+        fine_tune = qat_fine_tune(qat_cfg, trained_build(qat_cfg) / "model.keras")
         started = time.perf_counter()
         calibrated = quantize_keras(self.model, self.float_bytes, images, method, percentile, cle, fine_tune)
         seconds = time.perf_counter() - started
@@ -108,7 +109,7 @@ def recognizer_table(work: Path) -> dict[str, Any]:
     from pipeline.atomic import write_bytes
 
     cfg = load_config(RECOGNIZER_CONFIG)
-    path = cfg.build_dir / "model.keras"
+    path = trained_build(cfg) / "model.keras"
     if not path.is_file():
         return {"skipped": f"no trained recognizer at {path} (`invoke train --config configs/recognizer.yaml`)"}
     settings = RecognizerSettings.from_config(cfg)
@@ -185,8 +186,8 @@ def run(out_dir: Path) -> dict[str, Any]:
     if not (SHARED_DATA / "facemask").is_dir():
         return {"skipped": f"the face-mask data is absent ({SHARED_DATA / 'facemask'})"}
     cfg = load_config(CONFIG)
-    if not (cfg.build_dir / "model.keras").is_file():
-        raise PipelineError("no trained face-mask detector", path=cfg.build_dir / "model.keras",
+    if not (trained_build(cfg) / "model.keras").is_file():
+        raise PipelineError("no trained face-mask detector", path=trained_build(cfg) / "model.keras",
                             expected="`invoke train --config configs/facemask.yaml` (or copy a finished run's "
                                      "build/facemask/ there)")
     bench = Bench(out_dir / "quantization")
@@ -221,7 +222,7 @@ def run(out_dir: Path) -> dict[str, Any]:
                                           bench.calibration(size), row["cle"]))
     for row in sweep:
         row["drop"] = round(row["kmodel_ap50"] - keras_ap, 4)
-    result = {"model": str(cfg.build_dir / "model.keras"), "val_images": len(bench.val.images),
+    result = {"model": str(trained_build(cfg) / "model.keras"), "val_images": len(bench.val.images),
               "train_images": bench.train_count, "calibration_images": count, "keras_ap50": round(keras_ap, 4),
               "baseline": BASELINE, "best": best["label"], "best_ptq": best_ptq["label"], "methods": methods,
               "sweep": sweep,

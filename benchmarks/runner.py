@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.atomic import write_json
+from pipeline.config import Config, build_root
 from pipeline.errors import PipelineError
 
 BENCH_DIR = Path(__file__).resolve().parent
 STAGES_DIR = "stages"
 BUILD_ROOT_VARIABLE = "PIPELINE_BUILD_ROOT"  # what pipeline.config.build_root() reads
+_outer_root: list[Path] = []  # the build root `invoke bench` started with, while a benchmark runs
 
 
 def available() -> list[str]:
@@ -44,6 +46,7 @@ def run_benchmarks(out_dir: Path, only: list[str] | None = None) -> dict[str, An
     for name in only or default_names():
         module = _module(name)
         started = time.perf_counter()
+        _outer_root[:] = [build_root()]
         with build_root_at(Path(out_dir) / STAGES_DIR):
             result = module.run(out_dir)
         result = {"benchmark": name, "machine": {"cpus": _cpus(), "python": platform.python_version()},
@@ -52,6 +55,12 @@ def run_benchmarks(out_dir: Path, only: list[str] | None = None) -> dict[str, An
         print(f"[bench] {name}: {out_dir / (name + '.json')}")
         results[name] = result
     return results
+
+
+def trained_build(cfg: Config) -> Path:
+    """The folder of `cfg`'s trained product models (build/<config>/ of the build root `invoke bench` started with),
+    which benchmarks read but never write."""
+    return (_outer_root[0] if _outer_root else build_root()) / cfg.name
 
 
 @contextlib.contextmanager

@@ -63,3 +63,18 @@ def test_a_benchmark_writes_its_stages_below_the_output_folder(tmp_path, monkeyp
     assert result["root"] == str(out / "stages") and (out / "stages" / "some_config" / "model.txt").is_file()
     assert (out / "fake.json").is_file() and not (tmp_path / "elsewhere").exists()
     assert build_root() == tmp_path / "elsewhere"
+
+
+def test_a_benchmark_reads_the_trained_product_models_from_the_build_root_it_started_with(tmp_path, monkeypatch):
+    """The quantization and fuse-leaky benchmarks read build/facemask/ as `invoke train` left it, not the empty
+    folder of the same name below their output."""
+    from pipeline.config import load_config
+
+    cfg = load_config("configs/facemask.yaml")
+    monkeypatch.setenv("PIPELINE_BUILD_ROOT", str(tmp_path / "product"))
+    monkeypatch.setattr(runner, "available", lambda: ["fake"])
+    monkeypatch.setattr(runner, "_module", lambda name: types.SimpleNamespace(
+        run=lambda out_dir: {"trained": str(runner.trained_build(cfg)), "stages": str(cfg.build_dir)}))
+    result = run_benchmarks(tmp_path / "bench", ["fake"])["fake"]
+    assert result["trained"] == str(tmp_path / "product" / "facemask")
+    assert result["stages"] == str(tmp_path / "bench" / "stages" / "facemask")
