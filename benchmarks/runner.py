@@ -49,7 +49,7 @@ def run_benchmarks(out_dir: Path, only: list[str] | None = None) -> dict[str, An
         _outer_root[:] = [build_root()]
         with build_root_at(Path(out_dir) / STAGES_DIR):
             result = module.run(out_dir)
-        result = {"benchmark": name, "machine": {"cpus": _cpus(), "python": platform.python_version()},
+        result = {"benchmark": name, "machine": machine(),
                   "wall_s": round(time.perf_counter() - started, 2), **result}
         write_json(out_dir / f"{name}.json", result)
         print(f"[bench] {name}: {out_dir / (name + '.json')}")
@@ -77,7 +77,18 @@ def build_root_at(folder: Path) -> Iterator[None]:
             os.environ[BUILD_ROOT_VARIABLE] = before
 
 
-def _cpus() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0))
+def machine() -> dict[str, Any]:
+    """What a benchmark ran on: the cores it may use, the CPU model, its vector extensions, Python."""
+    flags: set[str] = set()
+    model = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+    return {"cpus": len(os.sched_getaffinity(0)), "cpu_model": model,
+            "vector": [f for f in ("sse4_2", "avx", "avx2", "avx512f", "fma") if f in flags],
+            "python": platform.python_version()}

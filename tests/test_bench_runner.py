@@ -78,3 +78,11 @@ def test_a_benchmark_reads_the_trained_product_models_from_the_build_root_it_sta
     result = run_benchmarks(tmp_path / "bench", ["fake"])["fake"]
     assert result["trained"] == str(tmp_path / "product" / "facemask")
     assert result["stages"] == str(tmp_path / "bench" / "stages" / "facemask")
+
+
+def test_every_benchmark_result_names_the_machine_it_ran_on(tmp_path, monkeypatch):
+    monkeypatch.setattr(runner, "available", lambda: ["fake"])
+    monkeypatch.setattr(runner, "_module", lambda name: types.SimpleNamespace(run=lambda out_dir: {}))
+    machine = run_benchmarks(tmp_path, ["fake"])["fake"]["machine"]
+    assert machine["cpus"] >= 1 and machine["cpu_model"] and machine["python"].startswith("3.")
+    assert set(machine["vector"]) <= {"sse4_2", "avx", "avx2", "avx512f", "fma"}
