@@ -18,6 +18,11 @@ def new_figure(width: float = 6, height: float = 5, columns: int = 1):
     return plt.subplots(1, columns, figsize=(width, height))
 
 
+def grid_figure(rows: int, columns: int, panel_width: float, panel_height: float):
+    """(figure, 2-D array of axes) of rows x columns panels of the given size in inches."""
+    return plt.subplots(rows, columns, figsize=(panel_width * columns, panel_height * rows), squeeze=False)
+
+
 def save_figure(fig, png_path: Path, dpi: int = 110) -> None:
     """Write the figure as a PNG (temp file then rename) and release it."""
     fig.tight_layout()
