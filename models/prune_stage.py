@@ -18,6 +18,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from models.keep_best import KeepBest
 from models.prune import (
     batch_norm_after,
     filter_scores,
@@ -119,8 +120,11 @@ def prune_and_finetune(cfg: Config, source: Path, conv_time: ConvTime | None = N
         entry = {"round": index, **chosen, f"{key}_pruned": task.metric(pruned),
                  "finetune_epochs": per_round[index - 1]}
         if per_round[index - 1] > 0:
+            keep = KeepBest(pruned, task.metric, entry[f"{key}_pruned"])
             entry["finetune_loss"] = task.fine_tune(pruned, per_round[index - 1], learning_rate, original,
-                                                    float(settings["distill"]))
+                                                    float(settings["distill"]), [keep])
+            entry[f"finetune_{key}"] = [round(v, 4) for v in keep.scores]
+            entry["kept_epoch"] = keep.best_epoch  # 0: fine-tuning never beat the pruned model
         entry[f"{key}_finetuned"] = task.metric(pruned)
         report["rounds"].append(entry)
         print(f"[prune] round {index}/{rounds}: {entry}", flush=True)

@@ -20,7 +20,8 @@ from pipeline.config import Config
 
 META_NAME = "model_meta.json"
 # (model, epochs, learning rate, the unpruned model, distill weight) -> the training loss of each epoch
-FineTune = Callable[[keras.Model, int, float, keras.Model, float], list[float]]
+# (model, epochs, learning rate, the unpruned model, distillation weight, Keras callbacks) -> loss per epoch
+FineTune = Callable[[keras.Model, int, float, keras.Model, float, list], list[float]]
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ def validation_ap(cfg: Config) -> Callable[[keras.Model], float]:
 
 def fine_tune_detector(model: keras.Model, cfg: Config, epochs: int, learning_rate: float,
                        teacher: keras.Model | None = None, distill: float = 0.0,
-                       anchors: np.ndarray | None = None) -> list[float]:
+                       anchors: np.ndarray | None = None, callbacks: list | None = None) -> list[float]:
     """A few epochs of the training recipe at a low constant learning rate, to recover from pruning; with a teacher
     and distill > 0, its head outputs are soft targets too (models/prune_distill.py). Anchors from the build's
     model_meta.json unless given. The loss of each epoch."""
@@ -66,7 +67,7 @@ def fine_tune_detector(model: keras.Model, cfg: Config, epochs: int, learning_ra
     trained.compile(optimizer=keras.optimizers.AdamW(learning_rate, weight_decay=float(train_cfg["weight_decay"]),
                                                      clipnorm=10.0), loss=loss)
     history = trained.fit(train_dataset(records, tuple(cfg.values["model"]["input_size"]), train_cfg),
-                          epochs=epochs, verbose=2 if train_cfg["quiet"] else "auto")
+                          epochs=epochs, verbose=2 if train_cfg["quiet"] else "auto", callbacks=callbacks or [])
     return [round(float(v), 5) for v in history.history["loss"]]
 
 
@@ -78,7 +79,8 @@ def prune_task(cfg: Config) -> PruneTask:
         from models.recognizer.prune_support import distil_finetune, held_back_accuracy
 
         return PruneTask("val_accuracy", "held-back verification accuracy", load_detector, held_back_accuracy(cfg),
-                         lambda model, epochs, lr, unpruned, _: distil_finetune(model, cfg, epochs, lr, unpruned))
+                         lambda model, epochs, lr, unpruned, _, callbacks: distil_finetune(model, cfg, epochs, lr,
+                                                                                          unpruned, callbacks))
     return PruneTask("val_ap50", "val AP@0.5", load_detector, validation_ap(cfg),
-                     lambda model, epochs, lr, unpruned, distill: fine_tune_detector(
-                         model, cfg, epochs, lr, unpruned if distill > 0 else None, distill))
+                     lambda model, epochs, lr, unpruned, distill, callbacks: fine_tune_detector(
+                         model, cfg, epochs, lr, unpruned if distill > 0 else None, distill, callbacks=callbacks))

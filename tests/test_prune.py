@@ -95,6 +95,9 @@ def test_prune_stage_writes_a_smaller_model_and_its_report(tmp_path, monkeypatch
     assert not result.skipped and result.metrics["params_after"] < 0.4 * result.metrics["params_before"]
     for key in ("val_ap50_before", "val_ap50_pruned", "val_ap50_finetuned"):
         assert 0 <= result.metrics[key] <= 1
+    round_one = json.loads((cfg.build_dir / "prune_report.json").read_text())["rounds"][0]
+    assert len(round_one["finetune_val_ap50"]) == 1 and round_one["kept_epoch"] in (0, 1)
+    assert round_one["val_ap50_finetuned"] >= round_one["val_ap50_pruned"]  # the best of pruned and fine-tuned
     pruned = keras.models.load_model(cfg.build_dir / "pruned.keras", safe_mode=False)
     assert pruned.count_params() == result.metrics["params_after"]
     assert json.loads((cfg.build_dir / "prune_report.json").read_text())["per_layer"]

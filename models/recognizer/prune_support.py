@@ -56,7 +56,7 @@ class EmbeddingDistiller(keras.Model):
 
 
 def distil_finetune(model: keras.Model, cfg: Config, epochs: int, learning_rate: float,
-                    teacher: keras.Model) -> list[float]:
+                    teacher: keras.Model, callbacks: list | None = None) -> list[float]:
     """`epochs` epochs of the pruned embedder matching the unpruned one on the recognizer's jittered training crops
     (its labelled and unlabelled faces), at a constant learning rate; the distillation loss of each epoch."""
     settings = RecognizerSettings.from_config(cfg)
@@ -72,5 +72,6 @@ def distil_finetune(model: keras.Model, cfg: Config, epochs: int, learning_rate:
     distiller = EmbeddingDistiller(model, teacher)
     distiller.compile(optimizer=keras.optimizers.AdamW(learning_rate, weight_decay=float(train_cfg["weight_decay"]),
                                                        clipnorm=10.0))
-    history = distiller.fit(data, epochs=epochs, verbose=2 if train_cfg["quiet"] else "auto")
+    history = distiller.fit(data, epochs=epochs, verbose=2 if train_cfg["quiet"] else "auto",
+                            callbacks=callbacks or [])
     return [round(float(v), 5) for v in history.history["distill_loss"]]
