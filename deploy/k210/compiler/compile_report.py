@@ -94,6 +94,7 @@ def build_report(compiled: Compiled, *, source: Path, budget_mib: float, meta: d
         "kind": "embedder" if embedder else "detector" if meta is not None and "anchors" in meta else "map",
         "kmodel_bytes": size,
         "kmodel_mib": round(size / MIB, 4),
+        "weight_bits": 8 if compiled.model.eight_bit_weights else 16,
         "budget_mib": budget_mib,
         "fits_budget": size <= budget_mib * MIB,
         "input": {"shape": list(input_tensor.shape), "layout": "CHW", "dtype": "uint8",

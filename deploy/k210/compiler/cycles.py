@@ -80,7 +80,7 @@ def conv_weight_bytes(weights: int, out_channels: int, weight_bits: int) -> int:
 
 
 def kpu_weight_bytes(step: KpuStep) -> int:
-    return conv_weight_bytes(int(step.weights.size), step.out_shape[0], 8)
+    return conv_weight_bytes(int(step.weights.size), step.out_shape[0], step.weight_bits)
 
 
 def coefficients(work: Work) -> dict[str, float]:
