@@ -125,3 +125,25 @@ def test_a_per_layer_width_mix_cannot_be_written(kmodels):
     body.weights = (body.weights >> 8).astype(np.uint8)
     with pytest.raises(PipelineError, match="field 'flags'.*one weight width.*eight_bit_mode"):
         write_kmodel(model)
+
+
+def test_per_layer_sensitivity_measures_each_layer_alone(pair, tmp_path):
+    """Each weighted op alone at 16 bits in the simulator: one row per op, the bytes it adds are the weight counts of
+    its KPU layers (one more byte per weight), and the all-16-bit model gains over all-8-bit on these images."""
+    from deploy.k210.compiler.weight_sensitivity import layer_sensitivity, plot_sensitivity
+
+    uint8, floating = tmp_path / "model_uint8.tflite", tmp_path / "model_quantized_float.tflite"
+    uint8.write_bytes(pair[0])
+    floating.write_bytes(pair[1])
+    images = np.stack(MIXED_KPU.calibration()[:3]).astype(np.float32) / 255
+    result = layer_sensitivity(uint8, floating, images)
+    rows = result["layers"]
+    assert [r["opcode"] for r in rows] == ["CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D", "CONV_2D", "FULLY_CONNECTED"]
+    expected = [int(np.prod(r["weight_shape"])) for r in rows]
+    expected[3] += 16 * 16 * 9  # the stride-2 'same' conv's one-hot decimation layer, lowered from the same op
+    assert [r["extra_bytes"] for r in rows] == expected
+    assert result["all_16bit"]["extra_bytes"] > sum(r["extra_bytes"] for r in rows)  # + the helper layers' weights
+    assert result["all_16bit"]["gain_db"] > 0
+    assert all(np.isfinite(r["gain_db"]) for r in rows)
+    plot_sensitivity(result, tmp_path / "layers.png", "headline")
+    assert (tmp_path / "layers.png").stat().st_size > 0

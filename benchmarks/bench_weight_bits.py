@@ -1,0 +1,95 @@
+"""16-bit KPU weights on the face-mask detector (issue #14, compile.weight_bits): the kmodel with every layer's weights
+16-bit against the 8-bit baseline compiled in the same run from the same export (model_uint8.tflite and its
+model_quantized_float.tflite: the same activation ranges, QAT and CLE as configured): val AP@0.5 in the KPU simulator
+(the C runtime, eval.kmodel_engine: fast), kmodel bytes, and the calibrated cycle model's latency estimate (also with
+16-bit weight bytes charged at the 8-bit per-byte rate, since the model's two rates come from different kernel sizes,
+see cycles.py). Then the per-layer sensitivity (deploy/k210/compiler/weight_sensitivity.py): each layer alone 16-bit
+in the NumPy simulator, output SQNR against the float model on SENSITIVITY_IMAGES training images, and the bytes it
+adds. Needs build/facemask/model.keras under the bench's build root (the export stage runs when its outputs are not
+current: about 7 minutes with QAT). Runs only when asked (`invoke bench --only weight_bits`): about 10-20 minutes on
+2 shared cores."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.bench_quantization import CONFIG, Bench
+from pipeline.config import SHARED_DATA, load_config
+from pipeline.errors import PipelineError
+
+SENSITIVITY_IMAGES = 4
+ON_REQUEST_ONLY = True
+
+
+def _latency_ms(model, eight_bit_rate: bool = False) -> float:
+    """The cycle model's estimate of one inference; `eight_bit_rate` charges every weight byte at the 8-bit rate."""
+    from deploy.k210.compiler.cycles import estimate_kmodel, input_work, kmodel_input_bytes, kmodel_works, seconds
+
+    if not eight_bit_rate:
+        return estimate_kmodel(model).total_us / 1000
+    works = [dataclasses.replace(w, weight_bits=8) for w in kmodel_works(model)]
+    return (sum(seconds(w) for w in works) + seconds(input_work(kmodel_input_bytes(model)))) * 1000
+
+
+def kmodel_rows(bench: Bench, uint8: Path, float_source: Path) -> list[dict[str, Any]]:
+    """The 8-bit and the 16-bit kmodel of one export: AP@0.5 on val, bytes, latency estimates."""
+    from deploy.k210.compiler.driver import compile_tflite
+    from deploy.predictors import kmodel_predictor
+    from pipeline.atomic import write_bytes
+
+    rows = []
+    for bits in (8, 16):
+        compiled = compile_tflite(uint8, weight_bits=bits, float_source=float_source if bits == 16 else None)
+        path = bench.work / f"weights{bits}.kmodel"
+        write_bytes(path, compiled.data)
+        ap = bench.ap50(kmodel_predictor(path, bench.output_hwc, "fast"), f"kmodel {bits}-bit weights")
+        rows.append({"weight_bits": bits, "kmodel_ap50": round(ap, 4), "kmodel_bytes": len(compiled.data),
+                     "latency_ms_estimate": round(_latency_ms(compiled.model), 3),
+                     "latency_ms_estimate_at_8bit_byte_rate": round(_latency_ms(compiled.model, True), 3)})
+    base = rows[0]
+    for row in rows:
+        row["ap50_minus_baseline"] = round(row["kmodel_ap50"] - base["kmodel_ap50"], 4)
+        row["bytes_ratio"] = round(row["kmodel_bytes"] / base["kmodel_bytes"], 3)
+        row["latency_ratio"] = round(row["latency_ms_estimate"] / base["latency_ms_estimate"], 3)
+        row["latency_ratio_at_8bit_byte_rate"] = round(row["latency_ms_estimate_at_8bit_byte_rate"]
+                                                       / base["latency_ms_estimate_at_8bit_byte_rate"], 3)
+    return rows
+
+
+def run(out_dir: Path) -> dict[str, Any]:
+    """Whole-model 8 vs 16-bit rows and the per-layer sensitivity, with the per-layer PNG."""
+    if not (SHARED_DATA / "facemask").is_dir():
+        return {"skipped": f"the face-mask data is absent ({SHARED_DATA / 'facemask'})"}
+    from deploy.export import UINT8_NAME, export_stage
+    from deploy.k210.compiler.weight_sensitivity import layer_sensitivity, plot_sensitivity
+    from deploy.k210.compiler.wide_weights import QUANTIZED_FLOAT_NAME
+    from models.evaluate import keras_predictor
+
+    cfg = load_config(CONFIG)
+    build = cfg.build_dir
+    if not (build / "model.keras").is_file():
+        raise PipelineError("no trained face-mask detector", path=build / "model.keras",
+                            expected="`invoke train --config configs/facemask.yaml` (or copy a finished run's "
+                                     "build/facemask/ there)")
+    export_stage(cfg, model_path=build / "model.keras")
+    uint8, float_source = build / UINT8_NAME, build / QUANTIZED_FLOAT_NAME
+    bench = Bench(out_dir / "weight_bits")
+    keras_ap = bench.ap50(keras_predictor(bench.model), "keras")
+    rows = kmodel_rows(bench, uint8, float_source)
+    sensitivity = layer_sensitivity(uint8, float_source, np.stack(bench.calibration(SENSITIVITY_IMAGES)))
+    ranked = sorted(sensitivity["layers"], key=lambda r: -r["gain_db"])
+    result = {"model": str(build / "model.keras"), "val_images": len(bench.val.images),
+              "quantize": {key: cfg.values["quantize"][key] for key in ("method", "cle", "qat_epochs")},
+              "keras_ap50": round(keras_ap, 4), "baseline": "weight_bits 8", "kmodels": rows,
+              "sensitivity": sensitivity, "top_layers": [r["op"] for r in ranked[:5]],
+              "loadable": "the 16-bit kmodel is all-16-bit (header flags bit 0 = 0): kpu.c loads it; per-layer "
+                          "mixes are measured in the simulator only"}
+    wide = rows[1]
+    plot_sensitivity(sensitivity, out_dir / "weight_bits.png",
+                     f"whole model: AP@0.5 {rows[0]['kmodel_ap50']:.4f} (8-bit) -> {wide['kmodel_ap50']:.4f} "
+                     f"(16-bit), {wide['bytes_ratio']:.2f}x bytes")
+    return result
