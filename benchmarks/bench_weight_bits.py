@@ -22,6 +22,7 @@ from pipeline.config import SHARED_DATA, load_config
 from pipeline.errors import PipelineError
 
 SENSITIVITY_IMAGES = 4
+PAYS_DB = 0.1  # a layer "pays" when 16-bit weights for it alone raise the output SQNR by at least this much
 ON_REQUEST_ONLY = True
 
 
@@ -60,6 +61,25 @@ def kmodel_rows(bench: Bench, uint8: Path, float_source: Path) -> list[dict[str,
     return rows
 
 
+def mix_row(bench: Bench, uint8: Path, float_source: Path, sensitivity: dict[str, Any], images: np.ndarray
+            ) -> dict[str, Any]:
+    """The layers that pay (PAYS_DB) 16-bit together, the rest 8-bit: output SQNR and AP@0.5 in the NumPy simulator
+    (an in-memory model: kpu.c could not load it), weight bytes added."""
+    from deploy.k210.compiler.driver import wide_weights
+    from deploy.k210.compiler.weight_sensitivity import float_references, mixed_model, output_sqnr
+    from deploy.predictors import input_codes, kmodel_predictor
+
+    ops = [r["op"] for r in sensitivity["layers"] if r["gain_db"] >= PAYS_DB]
+    model, _ = mixed_model(uint8, wide_weights(uint8, float_source).only(ops))
+    extra = sum(r["extra_bytes"] for r in sensitivity["layers"] if r["op"] in ops)
+    sqnr = output_sqnr(model, input_codes(images), float_references(float_source, images))
+    ap = bench.ap50(kmodel_predictor(model, bench.output_hwc, "reference"), "kmodel mix (NumPy simulator)")
+    return {"ops": ops, "rule": f"gain alone >= {PAYS_DB} dB", "sqnr_db": round(sqnr, 3),
+            "gain_db": round(sqnr - sensitivity["all_8bit"]["sqnr_db"], 3), "extra_weight_bytes": extra,
+            "kmodel_ap50_reference_simulator": round(ap, 4),
+            "loadable": "no: kpu.c sets eight_bit_mode once per model; a runtime would have to set it per layer"}
+
+
 def run(out_dir: Path) -> dict[str, Any]:
     """Whole-model 8 vs 16-bit rows and the per-layer sensitivity, with the per-layer PNG."""
     if not (SHARED_DATA / "facemask").is_dir():
@@ -80,12 +100,14 @@ def run(out_dir: Path) -> dict[str, Any]:
     bench = Bench(out_dir / "weight_bits")
     keras_ap = bench.ap50(keras_predictor(bench.model), "keras")
     rows = kmodel_rows(bench, uint8, float_source)
-    sensitivity = layer_sensitivity(uint8, float_source, np.stack(bench.calibration(SENSITIVITY_IMAGES)))
+    images = np.stack(bench.calibration(SENSITIVITY_IMAGES))
+    sensitivity = layer_sensitivity(uint8, float_source, images)
     ranked = sorted(sensitivity["layers"], key=lambda r: -r["gain_db"])
     result = {"model": str(build / "model.keras"), "val_images": len(bench.val.images),
               "quantize": {key: cfg.values["quantize"][key] for key in ("method", "cle", "qat_epochs")},
               "keras_ap50": round(keras_ap, 4), "baseline": "weight_bits 8", "kmodels": rows,
               "sensitivity": sensitivity, "top_layers": [r["op"] for r in ranked[:5]],
+              "mix": mix_row(bench, uint8, float_source, sensitivity, images),
               "loadable": "the 16-bit kmodel is all-16-bit (header flags bit 0 = 0): kpu.c loads it; per-layer "
                           "mixes are measured in the simulator only"}
     wide = rows[1]

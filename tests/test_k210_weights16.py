@@ -147,3 +147,26 @@ def test_per_layer_sensitivity_measures_each_layer_alone(pair, tmp_path):
     assert all(np.isfinite(r["gain_db"]) for r in rows)
     plot_sensitivity(result, tmp_path / "layers.png", "headline")
     assert (tmp_path / "layers.png").stat().st_size > 0
+
+
+def test_a_per_layer_mix_runs_in_the_numpy_simulator_only(pair, kmodels, tmp_path):
+    """The first conv alone 16-bit: the reference simulator runs the in-memory model and its first layer differs from
+    the 8-bit model's; no file can hold it and the C runtime engine refuses it by field."""
+    from deploy.k210.compiler.driver import wide_weights
+    from deploy.k210.compiler.weight_sensitivity import mixed_model
+
+    uint8, floating = tmp_path / "u.tflite", tmp_path / "f.tflite"
+    uint8.write_bytes(pair[0])
+    floating.write_bytes(pair[1])
+    wide = wide_weights(uint8, floating)
+    mix, program = mixed_model(uint8, wide.only([min(wide.twins)]))
+    widths = [s.weight_bits for s in program.steps if hasattr(s, "weight_bits")]
+    assert widths[0] == 16 and set(widths[1:]) == {8}
+    batch = np.stack([i.transpose(2, 0, 1) for i in MIXED_KPU.calibration()[:2]])
+    mixed_out, narrow_out = ReferenceSimulator(mix).run(batch), ReferenceSimulator(kmodels[8]).run(batch)
+    assert any(a[0].tobytes() != b[0].tobytes() for a, b in zip(mixed_out, narrow_out, strict=True))
+    with pytest.raises(PipelineError, match="one weight width"):
+        write_kmodel(mix)
+    with pytest.raises(PipelineError, match="eval.kmodel_engine.*reference"):
+        FastSimulator(mix)
+

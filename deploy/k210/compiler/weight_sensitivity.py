@@ -24,6 +24,7 @@ from deploy.k210.compiler.memory_plan import plan_memory
 from deploy.k210.compiler.program import KpuStep, Program
 from deploy.k210.compiler.tflite_graph import read_tflite
 from deploy.k210.compiler.wide_weights import WideWeights
+from deploy.k210.format import kmodel as km
 from deploy.k210.sim.simulator import simulate
 from pipeline.progress import progress
 
@@ -47,17 +48,27 @@ def float_references(float_source: Path, images: np.ndarray) -> list[np.ndarray]
     return out
 
 
-def _weight_bytes(program: Program) -> int:
+def weight_bytes(program: Program) -> int:
+    """KPU weight + BN + activation-table bytes of a lowered program."""
     return sum(kpu_weight_bytes(step) for step in program.steps if isinstance(step, KpuStep))
+
+
+def mixed_model(uint8: Path, wide: WideWeights | None) -> tuple[km.KModel, Program]:
+    """The kmodel (in memory: a per-layer width mix cannot be written) with `wide`'s layers 16-bit."""
+    program = lower_graph(read_tflite(uint8), wide=wide)
+    return emit_kmodel(program, plan_memory(program)), program
+
+
+def output_sqnr(model: km.KModel, codes: np.ndarray, references: list[np.ndarray]) -> float:
+    """The model's first output in the NumPy simulator on uint8 CHW `codes`, as SQNR (dB) against `references`."""
+    return sqnr_db([simulate(model, x).dequantized[0].reshape(-1) for x in codes], references)
 
 
 def _measure(uint8: Path, wide: WideWeights | None, codes: np.ndarray, references: list[np.ndarray]
              ) -> tuple[float, int]:
     """(output SQNR in dB, KPU weight + BN + table bytes) of the model with `wide`'s layers 16-bit."""
-    program = lower_graph(read_tflite(uint8), wide=wide)
-    model = emit_kmodel(program, plan_memory(program))
-    outputs = [simulate(model, x).dequantized[0].reshape(-1) for x in codes]
-    return sqnr_db(outputs, references), _weight_bytes(program)
+    model, program = mixed_model(uint8, wide)
+    return output_sqnr(model, codes, references), weight_bytes(program)
 
 
 def layer_sensitivity(uint8: Path, float_source: Path, images: np.ndarray) -> dict[str, Any]:
