@@ -116,6 +116,7 @@ def plot_sensitivity(result: dict[str, Any], png: Path, headline: str = "") -> N
     full = result["all_16bit"]
     ax.axhline(full["gain_db"], color="black", linestyle="--",
                label=f"all layers 16-bit: {full['gain_db']:+.2f} dB, +{full['extra_bytes'] / 1024:.0f} KiB")
+    ax.margins(y=0.15)  # room for the byte labels
     ax.set_ylabel("output SQNR gain over all-8-bit (dB)")
     ax.set_title((f"{headline}\n" if headline else "") + f"16-bit weights for one layer at a time (all-8-bit "
                  f"{result['all_8bit']['sqnr_db']:.2f} dB, {result['images']} images; simulator only: kpu.c loads "
