@@ -11,7 +11,6 @@ current: about 7 minutes with QAT). Runs only when asked (`invoke bench --only w
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -26,18 +25,9 @@ PAYS_DB = 0.1  # a layer "pays" when 16-bit weights for it alone raise the outpu
 ON_REQUEST_ONLY = True
 
 
-def _latency_ms(model, eight_bit_rate: bool = False) -> float:
-    """The cycle model's estimate of one inference; `eight_bit_rate` charges every weight byte at the 8-bit rate."""
-    from deploy.k210.compiler.cycles import estimate_kmodel, input_work, kmodel_input_bytes, kmodel_works, seconds
-
-    if not eight_bit_rate:
-        return estimate_kmodel(model).total_us / 1000
-    works = [dataclasses.replace(w, weight_bits=8) for w in kmodel_works(model)]
-    return (sum(seconds(w) for w in works) + seconds(input_work(kmodel_input_bytes(model)))) * 1000
-
-
 def kmodel_rows(bench: Bench, uint8: Path, float_source: Path) -> list[dict[str, Any]]:
     """The 8-bit and the 16-bit kmodel of one export: AP@0.5 on val, bytes, latency estimates."""
+    from deploy.k210.compiler.cycles import estimate_kmodel
     from deploy.k210.compiler.driver import compile_tflite
     from deploy.predictors import kmodel_predictor
     from pipeline.atomic import write_bytes
@@ -49,8 +39,9 @@ def kmodel_rows(bench: Bench, uint8: Path, float_source: Path) -> list[dict[str,
         write_bytes(path, compiled.data)
         ap = bench.ap50(kmodel_predictor(path, bench.output_hwc, "fast"), f"kmodel {bits}-bit weights")
         rows.append({"weight_bits": bits, "kmodel_ap50": round(ap, 4), "kmodel_bytes": len(compiled.data),
-                     "latency_ms_estimate": round(_latency_ms(compiled.model), 3),
-                     "latency_ms_estimate_at_8bit_byte_rate": round(_latency_ms(compiled.model, True), 3)})
+                     "latency_ms_estimate": round(estimate_kmodel(compiled.model).total_us / 1000, 3),
+                     "latency_ms_estimate_at_8bit_byte_rate": round(
+                         estimate_kmodel(compiled.model, weight_rate_bits=8).total_us / 1000, 3)})
     base = rows[0]
     for row in rows:
         row["ap50_minus_baseline"] = round(row["kmodel_ap50"] - base["kmodel_ap50"], 4)

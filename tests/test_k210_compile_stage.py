@@ -118,7 +118,9 @@ def test_sixteen_bit_stage_takes_the_quantized_float_model(config):
     (build / "model_quantized_float.tflite").write_bytes(floating)
     assert compile_stage(wide).metrics["weight_bits"] == 16
     assert not load_kmodel(build / "model.kmodel").eight_bit_weights
-    assert json.loads((build / "compile_report.json").read_text())["weight_bits"] == 16
+    report = json.loads((build / "compile_report.json").read_text())
+    assert report["weight_bits"] == 16 and report["totals"]["latency_ms_at_8bit_weight_rate"] > 0
     narrow = compile_stage(config)
     assert not narrow.skipped and narrow.metrics["weight_bits"] == 8
     assert load_kmodel(build / "model.kmodel").eight_bit_weights
+    assert "latency_ms_at_8bit_weight_rate" not in json.loads((build / "compile_report.json").read_text())["totals"]
