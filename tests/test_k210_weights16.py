@@ -12,6 +12,7 @@ import pytest
 
 from deploy.k210.compiler.driver import compile_tflite
 from deploy.k210.format import kmodel as km
+from deploy.k210.format.inspect import describe_kmodel
 from deploy.k210.format.kmodel_io import read_kmodel, write_kmodel
 from deploy.k210.sim.batch import ReferenceSimulator
 from deploy.k210.sim.fast import FastSimulator
@@ -48,6 +49,7 @@ def test_header_flag_and_uint16_weights_are_read_back(kmodels):
     for body in bodies:  # the weight loads cover the uint16 bytes
         assert body.args.para_size * (body.args.load_time + 1) >= body.weights.nbytes
     assert write_kmodel(wide) == kmodels[16]  # the reader and writer agree on the 16-bit layout
+    assert "16-bit weights" in describe_kmodel(wide) and "8-bit weights" in describe_kmodel(narrow)
 
 
 def test_sixteen_bit_kmodel_is_byte_identical_on_the_c_runtime(kmodels):
