@@ -256,9 +256,11 @@ def quantize(c, config=None, set_=None, model=None, calib_images=None, held_imag
                               "tflite": "uint8 TFLite to compile (default build/<config>/model_uint8.tflite)",
                               "budget": "kmodel size budget in MiB (compile.budget_mib, default 5.5; MaixPy: 3.5)",
                               "inspect": "only print every header, output and layer field of this kmodel V3 file",
+                              "weight_bits": "8 | 16 (compile.weight_bits): the kmodel's one weight width; 16 takes "
+                                             "the weights from the export's model_quantized_float.tflite",
                               "force": FORCE_HELP})
 @reports_errors
-def compile(c, config=None, set_=None, tflite=None, budget=None, inspect=None, force=False):
+def compile(c, config=None, set_=None, tflite=None, budget=None, inspect=None, weight_bits=None, force=False):
     """Compile the uint8 TFLite to a K210 kmodel V3 + compile_report.json (layers, KPU RAM, cycles, FPS) + PNG."""
     from pathlib import Path
 
@@ -267,7 +269,7 @@ def compile(c, config=None, set_=None, tflite=None, budget=None, inspect=None, f
     if inspect:
         print(inspect_kmodel(Path(inspect)))
         return
-    cfg = load(config, set_, **{"compile.budget_mib": budget})
+    cfg = load(config, set_, **{"compile.budget_mib": budget, "compile.weight_bits": weight_bits})
     single_model(cfg, "compile")
     compile_stage(cfg, tflite=Path(tflite) if tflite else None, force=force)
 

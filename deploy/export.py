@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from deploy.k210.compiler.wide_weights import QUANTIZED_FLOAT_NAME
 from deploy.quantize.calibrate import quantize_keras
 from deploy.tflite import LiteRTRunner, export_float, output_step
 from models.data import load_records
@@ -160,6 +161,7 @@ def quantize_model(cfg: Config, model_path: Path, calib_images: int, held_images
     held = sample_images(cfg, "val", held_images, seed + 1)
     write_json(out / RANGES_NAME, {"method": method, "percentile": percentile, "cle": cle, **qat_params(cfg),
                                    "tensors": calibrated.ranges})
+    write_bytes(out / QUANTIZED_FLOAT_NAME, calibrated.float_data)
     write_bytes(out / UINT8_NAME, calibrated.data)
     uint8_bytes = len(calibrated.data)
     report = {
@@ -207,7 +209,7 @@ def quantize_stage(cfg: Config, *, model_path: Path | None = None, calib_images:
               **qat_params(cfg)}
     inputs = [p for p in (model_path, out / FLOAT_NAME) if p.exists()]
     return run_stage(out, "quantize", inputs=inputs, params=params,
-                     outputs=[out / UINT8_NAME, out / REPORT_NAME, out / RANGES_NAME],
+                     outputs=[out / UINT8_NAME, out / REPORT_NAME, out / RANGES_NAME, out / QUANTIZED_FLOAT_NAME],
                      work=lambda: quantize_model(cfg, model_path, calib, held), force=force, tools=TOOLS)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from deploy.firmware.frames import letterbox_input
+from deploy.k210.format.kmodel import KModel
 from deploy.k210.sim.fast import simulator_for
 from deploy.tflite import LiteRTRunner
 from models.augment import LETTERBOX_FILL, Letterbox
@@ -33,10 +34,10 @@ def input_codes(images: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.rint(images * 255.0).astype(np.uint8).transpose(0, 3, 1, 2))
 
 
-def kmodel_predictor(path: Path, output_hwc: tuple[int, int, int], engine: str = "fast") -> Predictor:
+def kmodel_predictor(path: Path | KModel, output_hwc: tuple[int, int, int], engine: str = "fast") -> Predictor:
     """The compiled kmodel as a batch predictor of training-letterboxed images, on the C runtime (engine "fast") or
-    the NumPy reference simulator ("reference"; the same bytes); the dequantized flat CHW output comes back as
-    (H, W, C)."""
+    the NumPy reference simulator ("reference"; the same bytes; the only one for an in-memory KModel); the
+    dequantized flat CHW output comes back as (H, W, C)."""
     simulator = simulator_for(path, fast=engine == "fast")
     height, width, channels = output_hwc
 

@@ -31,9 +31,16 @@ KPU_MAX_HEIGHT = 256
 KPU_MIN_SIZE = 4
 KPU_KERNELS = (1, 3)
 KPU_ACC_BITS = 36  # accumulator and batch-norm output are 36-bit signed
-# One weight load moves at most this many bytes of 8-bit weights; a layer has at most KPU_MAX_WEIGHT_LOADS of them.
+# One weight load moves at most this many bytes of 8-bit weights (twice as many of 16-bit ones, nncase's 60 KiB); a
+# layer has at most KPU_MAX_WEIGHT_LOADS of them.
 KPU_WEIGHT_LOAD_BYTES = 30 * 1024
 KPU_MAX_WEIGHT_LOADS = 64
+KPU_WEIGHT_BITS = (8, 16)  # the kmodel header's global weight width (flags bit 0, copied into eight_bit_mode)
+
+
+def weight_load_bytes(weight_bits: int) -> int:
+    """The most weight bytes one KPU weight load moves: 30 KiB of 8-bit weights, 60 KiB of 16-bit ones (§1.4)."""
+    return KPU_WEIGHT_LOAD_BYTES * weight_bits // 8
 
 
 class PoolType(IntEnum):

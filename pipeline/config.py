@@ -112,7 +112,9 @@ DEFAULTS: dict[str, Any] = {
     # reference (the NumPy simulator that defines them)
     "eval": {"kmodel_engine": "fast"},
     # fuse_leaky: fold LeakyReLU into the conv's KPU activation table (one layer, not bit-exact to LiteRT)
-    "compile": {"budget_mib": 5.5, "fuse_leaky": False},
+    # weight_bits: 8 | 16, the kmodel's one global weight width (16: weights from the export stage's
+    # model_quantized_float.tflite, activation ranges still from the uint8 TFLite; kpu.c loads all-8 or all-16 only)
+    "compile": {"budget_mib": 5.5, "fuse_leaky": False, "weight_bits": 8},
     "deploy": {"board": "sim", "port": None, "kmodel_address": 0x300000, "score_threshold": 0.5, "nms_iou": 0.3,
                # flashing: reset sequence (auto | dan | bit | trainer | kd233 | goE | maixduino | bit_mic | goD |
                # generic), flash-stage baud rate, flash-stage program file (None -> the installed kflash package)
@@ -193,6 +195,7 @@ RULES: dict[str, Rule] = {
     "export.held_images": count(0, "images"),
     "eval.kmodel_engine": Rule("str", choices=("fast", "reference")),
     "compile.budget_mib": positive("MiB"), "compile.fuse_leaky": Rule("bool"),
+    "compile.weight_bits": Rule("int", choices=(8, 16)),
     "deploy.board": NAME, "deploy.port": PATH, "deploy.kmodel_address": count(0, "flash byte address"),
     "deploy.score_threshold": fraction("score"), "deploy.nms_iou": fraction("IoU"), "deploy.board_type": NAME,
     "deploy.baud": count(1, "baud"), "deploy.isp_prog": PATH, "deploy.stub_dialect": PATH,

@@ -333,6 +333,18 @@ def _fuzz_layers():
     return keras.Model(inp, x)
 
 
+def _mixed_kpu_layers():
+    keras, L = _keras()
+    inp = keras.Input((32, 32, 3))
+    x = L.Conv2D(16, 3, padding="same", use_bias=False)(inp)
+    x = L.LeakyReLU(0.1)(L.BatchNormalization()(x))
+    x = L.MaxPooling2D(2)(x)
+    x = L.ReLU()(L.BatchNormalization()(L.DepthwiseConv2D(3, padding="same", use_bias=False)(x)))
+    x = L.Conv2D(24, 1, activation="relu6")(x)
+    x = L.Conv2D(16, 3, strides=2, padding="same", activation="relu")(x)
+    return keras.Model(inp, L.Dense(10)(L.Flatten()(x)))
+
+
 def _stage_detector_layers():
     keras, L = _keras()
     inp = keras.Input((24, 32, 3))
@@ -363,6 +375,22 @@ KPU_FC = KerasNet("kpu_fc", _kpu_fc_layers, lambda: random_images(8, 6, seed=3),
 FUZZ_NET = KerasNet("fuzz", _fuzz_layers, lambda: noise_images(16, 16), seed=20261122)
 # conv + LeakyReLU + two max pools + a 12-channel 1x1 head at 32x24 (an 8x6 grid of 2 anchors, 1 class).
 STAGE_DETECTOR = KerasNet("stage_detector", _stage_detector_layers, lambda: noise_images(32, 24), seed=3)
+
+
+# Conv + BN + LeakyReLU (its own KPU layer), max pool, depthwise + BN + ReLU, 1x1 ReLU6, 3x3 stride-2 'same' (a
+# one-hot decimation layer), Flatten + Dense 10 on the KPU: every KPU layer kind, for 16-bit weights.
+MIXED_KPU = KerasNet("mixed_kpu", _mixed_kpu_layers, lambda: random_images(32, 6, seed=7), seed=8, bn_seed=9)
+
+_PAIRS: dict[str, tuple[bytes, bytes]] = {}
+
+
+def tflite_pair(net: KerasNet) -> tuple[bytes, bytes]:
+    """(uint8 TFLite, float TFLite) of one build of `net`: the float model that was quantized, as the export stage's
+    model_quantized_float.tflite is to its model_uint8.tflite (the source of 16-bit kmodel weights)."""
+    if net.name not in _PAIRS:
+        model = net.build()
+        _PAIRS[net.name] = (uint8_tflite(model, net.calibration()), float_tflite(model))
+    return _PAIRS[net.name]
 
 
 # The project's own model families with random weights.

@@ -18,7 +18,7 @@ from deploy.k210.sim.simulator import simulate
 from pipeline.config import load_config
 from pipeline.errors import PipelineError
 from tests.conftest import shared_path
-from tests.kpu_models import STAGE_DETECTOR, tflite
+from tests.kpu_models import STAGE_DETECTOR, tflite, tflite_pair
 
 META = {"classes": ["face"], "anchors": [[1.0, 1.2], [2.5, 3.0]], "input_size": [32, 24], "grid": [8, 6],
         "num_anchors": 2}
@@ -104,3 +104,23 @@ def test_cycle_model_line_steps_match_the_spec_for_the_nncase_yolo():
     convs = [layer.body.args for layer in model.layers if isinstance(layer.body, K210ConvBody)]
     total = sum(line_steps(a.in_shape, a.out_channels, bool(a.depth_wise_layer)) for a in convs)
     assert abs(total - 3.17e6) / 3.17e6 < 0.01  # spec §12.3: 3.17 M line-steps, ~7.9 ms at 400 MHz
+
+
+def test_sixteen_bit_stage_takes_the_quantized_float_model(config):
+    """compile.weight_bits 16 is refused by field (nothing written) without model_quantized_float.tflite beside the
+    uint8 model; with it the kmodel says 16-bit, and going back to 8 bits compiles again."""
+    build, wide = config.build_dir, config.with_values({"compile.weight_bits": 16})
+    with pytest.raises(PipelineError, match="model_quantized_float.tflite.*compile.weight_bits"):
+        compile_stage(wide)
+    assert not (build / "model.kmodel").exists()
+    uint8, floating = tflite_pair(STAGE_DETECTOR)
+    (build / "model_uint8.tflite").write_bytes(uint8)
+    (build / "model_quantized_float.tflite").write_bytes(floating)
+    assert compile_stage(wide).metrics["weight_bits"] == 16
+    assert not load_kmodel(build / "model.kmodel").eight_bit_weights
+    report = json.loads((build / "compile_report.json").read_text())
+    assert report["weight_bits"] == 16 and report["totals"]["latency_ms_at_8bit_weight_rate"] > 0
+    narrow = compile_stage(config)
+    assert not narrow.skipped and narrow.metrics["weight_bits"] == 8
+    assert load_kmodel(build / "model.kmodel").eight_bit_weights
+    assert "latency_ms_at_8bit_weight_rate" not in json.loads((build / "compile_report.json").read_text())["totals"]

@@ -52,6 +52,20 @@ def test_bad_quantize_settings_are_refused_before_anything_is_written(setup, arg
     assert not (setup[0] / "build" / "small").exists() or not any((setup[0] / "build" / "small").glob("*.tflite"))
 
 
+def assert_sixteen_bit_source(build, refuses_model_float: bool) -> None:
+    """The export's model_quantized_float.tflite passes the compiler's check as the source of 16-bit weights;
+    `refuses_model_float`: the model before equalisation / QAT (model_float.tflite) is refused."""
+    from deploy.k210.compiler.driver import compile_tflite
+    from pipeline.errors import PipelineError
+
+    uint8 = build / "model_uint8.tflite"
+    assert not compile_tflite(uint8, weight_bits=16, float_source=build / "model_quantized_float.tflite"
+                              ).model.eight_bit_weights
+    if refuses_model_float:
+        with pytest.raises(PipelineError, match="int8 codes up to"):
+            compile_tflite(uint8, weight_bits=16, float_source=build / "model_float.tflite")
+
+
 def test_export_with_a_method_writes_its_ranges(setup):
     result = invoke(setup, "--calib-images", "10", "--method", "percentile", "--percentile", "99.9", "--set",
                     "quantize.cle=true")
@@ -69,6 +83,7 @@ def test_export_with_a_method_writes_its_ranges(setup):
     for entry in ranges["tensors"].values():
         tensor = graph.tensors[entry["tensor"]]
         assert (float(tensor.scale[0]), int(tensor.zero_point[0])) == (entry["scale"], entry["zero_point"])
+    assert_sixteen_bit_source(build, refuses_model_float=True)
 
 
 def test_export_with_qat_writes_the_learned_ranges(setup):
@@ -100,6 +115,7 @@ def test_export_with_qat_writes_the_learned_ranges(setup):
                 ) == (scale, zero)
     assert_kmodel_holds((build / "model_uint8.tflite").read_bytes(),
                         {e["tensor"]: (e["scale"], e["zero_point"]) for e in ranges["tensors"].values()})
+    assert_sixteen_bit_source(build, refuses_model_float=True)
 
 
 def test_qat_on_a_recognizer_is_refused():

@@ -21,10 +21,13 @@ CONVERTER_SAMPLE = 8  # images the converter calibrates on when the project's ra
 
 @dataclass
 class Calibrated:
-    """The rewritten TFLite and, per activation tensor name, the range chosen and the (scale, zero point) set."""
+    """The rewritten TFLite, per activation tensor name the range chosen and the (scale, zero point) set, and the
+    float TFLite of exactly the model that was quantized (BN folded, equalised, QAT-trained as asked): the source of
+    a 16-bit-weight kmodel's weights (compile.weight_bits)."""
 
     data: bytes
     ranges: dict[str, dict[str, Any]]
+    float_data: bytes
 
 
 def _sources(plan: qgraph.QuantPlan, members: list[int], learned: dict[int, tuple[float, float]]) -> list[int]:
@@ -101,7 +104,7 @@ def apply_ranges(uint8_bytes: bytes, float_bytes: bytes, images: Sequence[np.nda
         twin = plan.twins.get(plan.outputs.get(t, t))
         if twin in learned:
             ranges[tensor.name]["learned"] = list(learned[twin])
-    return Calibrated(data=data, ranges=ranges)
+    return Calibrated(data=data, ranges=ranges, float_data=float_bytes)
 
 
 def converter_ranges(data: bytes) -> dict[str, dict[str, Any]]:
@@ -143,7 +146,7 @@ def quantize_keras(model, float_bytes: bytes, images: Sequence[np.ndarray], meth
         float_bytes = convert_float(model)
     if method == "tflite":
         data = convert_uint8(model, list(images))
-        ptq = Calibrated(data=data, ranges=converter_ranges(data))
+        ptq = Calibrated(data=data, ranges=converter_ranges(data), float_data=float_bytes)
     else:
         converted = convert_uint8(model, list(images[:CONVERTER_SAMPLE]))
         ptq = apply_ranges(converted, float_bytes, images, method, percentile)

@@ -8,6 +8,7 @@ from typing import Any
 
 from deploy.k210.compiler.compile_report import MIB, build_report, format_kmodel_timing, format_report, plot_layers
 from deploy.k210.compiler.driver import compile_tflite
+from deploy.k210.compiler.wide_weights import QUANTIZED_FLOAT_NAME
 from deploy.k210.format.inspect import describe_kmodel
 from deploy.k210.format.kmodel_io import load_kmodel
 from pipeline.atomic import write_bytes, write_json
@@ -47,9 +48,17 @@ def compile_stage(cfg: Config, *, tflite: Path | None = None, budget_mib: float 
                             expected="the export stage's output (invoke export) or --tflite FILE")
     meta = source.parent / "model_meta.json"
     fuse_leaky = bool(cfg.get("compile.fuse_leaky"))
+    weight_bits = int(cfg.get("compile.weight_bits"))
+    float_source = source.parent / QUANTIZED_FLOAT_NAME
+    if weight_bits == 16 and not float_source.is_file():
+        raise PipelineError("16-bit weights need the float TFLite of the quantized model", path=float_source,
+                            field="compile.weight_bits",
+                            expected="the export stage's output beside the uint8 TFLite (`invoke export --force` "
+                                     "writes it), or compile.weight_bits 8")
 
     def work() -> dict[str, Any]:
-        compiled = compile_tflite(source, fuse_leaky=fuse_leaky)
+        compiled = compile_tflite(source, fuse_leaky=fuse_leaky, weight_bits=weight_bits,
+                                  float_source=float_source if weight_bits == 16 else None)
         report = build_report(compiled, source=source, budget_mib=budget, meta=_model_meta(source))
         if not report["fits_budget"]:
             raise PipelineError(f"the kmodel is {len(compiled.data) / MIB:.2f} MiB, over the {budget} MiB budget",
@@ -60,10 +69,11 @@ def compile_stage(cfg: Config, *, tflite: Path | None = None, budget_mib: float 
         plot_layers(report, out_chart)
         print(format_report(report))
         totals = report["totals"]
-        return {"kmodel_bytes": report["kmodel_bytes"], "layers": totals["layers"],
+        return {"kmodel_bytes": report["kmodel_bytes"], "weight_bits": weight_bits, "layers": totals["layers"],
                 "kpu_layers": totals["kpu_layers"], "latency_ms": totals["latency_ms"], "fps": totals["fps"],
                 "kind": report["kind"]}
 
-    inputs = [source] + ([meta] if meta.is_file() else [])
-    return run_stage(build, "compile", inputs=inputs, params={"budget_mib": budget, "fuse_leaky": fuse_leaky},
+    inputs = [source] + ([meta] if meta.is_file() else []) + ([float_source] if weight_bits == 16 else [])
+    params = {"budget_mib": budget, "fuse_leaky": fuse_leaky} | ({"weight_bits": 16} if weight_bits == 16 else {})
+    return run_stage(build, "compile", inputs=inputs, params=params,
                      outputs=[out_kmodel, out_report, out_chart], work=work, force=force, tools=["numpy", "tflite"])

@@ -6,12 +6,12 @@ from deploy.k210.compiler.memory_plan import MemoryPlan
 from deploy.k210.compiler.program import KpuStep, Program
 from deploy.k210.format import kmodel as km
 from deploy.k210.format.registers import KpuLayerArgs
-from hardware.k210 import KERNEL_TYPE_1X1, KERNEL_TYPE_3X3, KPU_WEIGHT_LOAD_BYTES, PoolType, row_layout
+from hardware.k210 import KERNEL_TYPE_1X1, KERNEL_TYPE_3X3, PoolType, row_layout, weight_load_bytes
 from pipeline.errors import PipelineError
 
 
 def conv_registers(step: KpuStep, src_line: int, dst_line: int) -> KpuLayerArgs:
-    """The 12 register words of one KPU layer (8-bit weights)."""
+    """The 12 register words of one KPU layer (8- or 16-bit weights: nncase's 30 / 60 KiB per weight load)."""
     in_c, in_h, in_w = step.in_shape
     out_c, out_h, out_w = step.out_shape
     stride = PoolType(step.pool_type).stride
@@ -22,10 +22,10 @@ def conv_registers(step: KpuStep, src_line: int, dst_line: int) -> KpuLayerArgs:
     g_out, rl_out, _ = row_layout(out_w)
     a = step.arithmetic
     if step.depthwise:
-        per_load, para_size, loads = out_c, step.weights.size, 1
+        per_load, para_size, loads = out_c, step.weights.nbytes, 1
     else:
-        one_channel = step.kernel ** 2 * in_c
-        per_load = min(out_c, KPU_WEIGHT_LOAD_BYTES // one_channel)
+        one_channel = step.kernel ** 2 * in_c * step.weights.itemsize
+        per_load = min(out_c, weight_load_bytes(step.weight_bits) // one_channel)
         para_size, loads = per_load * one_channel, -(-out_c // per_load)
     return KpuLayerArgs(
         depth_wise_layer=int(step.depthwise), image_src_addr=src_line, image_dst_addr=dst_line,
@@ -41,6 +41,8 @@ def conv_registers(step: KpuStep, src_line: int, dst_line: int) -> KpuLayerArgs:
 
 
 def emit_kmodel(prog: Program, plan: MemoryPlan) -> km.KModel:
+    """The kmodel of a planned program. Its header flag says 8-bit weights when every KPU layer has them, else
+    16-bit; a per-layer mix (the sensitivity check's, for the simulator) is refused by write_kmodel."""
     layers = []
     for step in prog.steps:
         if isinstance(step, KpuStep):
@@ -52,5 +54,6 @@ def emit_kmodel(prog: Program, plan: MemoryPlan) -> km.KModel:
         else:
             layers.append(km.Layer(step.layer_type, step.build(plan)))
     outputs = [km.OutputDesc(plan.main(name), prog.tensors[name].size) for name in prog.outputs]
-    return km.KModel(flags=km.FLAG_EIGHT_BIT_WEIGHTS, max_start_address=plan.min_line,
+    eight_bit = all(s.weight_bits == 8 for s in prog.steps if isinstance(s, KpuStep))
+    return km.KModel(flags=km.FLAG_EIGHT_BIT_WEIGHTS if eight_bit else 0, max_start_address=plan.min_line,
                      main_mem_usage=plan.main_usage, outputs=outputs, layers=layers)

@@ -4,6 +4,10 @@ KPU values are uint8 = int8 + 128. Weights are stored as q_w + 128 (zero point 1
 arg_x = -128, arg_w = -z_x, arg_add = k*k*128*z_x (all shifts 0) the accumulator is exactly TFLite's
 sum((q_x - z_x) * q_w). The batch norm turns it into t = 2^F * (output code before rounding), folding each
 channel's weight scale into its multiplier; the activation table rounds t / 2^F and applies the activation.
+
+16-bit weights (the kmodel's global 16-bit mode, compile.weight_bits) follow the same convention one width up:
+symmetric per-channel codes stored as q_w + 32768, arg_x = -32768 (inside the 24-bit signed field, shr_x 0),
+arg_add = k*k*32768*z_x; the BN multiplier takes the 16-bit weight scale, which is what makes the codes finer.
 """
 
 from __future__ import annotations
@@ -18,13 +22,17 @@ from deploy.k210.sim.kpu_arith import activate
 from hardware.k210 import ACTIVATION_SEGMENTS, BN_FIELDS, KPU_ACC_BITS
 from pipeline.errors import PipelineError
 
-WEIGHT_ZERO_POINT = 128
 BN_MUL_BITS = BN_FIELDS[0].width - 1  # |norm_mul| < 2^23 (a 24-bit signed field)
 BN_MAX_SHIFT = (1 << BN_FIELDS[2].width) - 1
 T_LIMIT_BITS = KPU_ACC_BITS - 2  # keep |t| < 2^34, inside the 36-bit signed range with margin
 MIN_FRACTION_BITS = 4
 MAX_FRACTION_BITS = 20
 SAMPLES_PER_CODE = 16  # points per conv output code cell when a fused table's linear pieces are placed
+
+
+def weight_zero_point(weight_bits: int) -> int:
+    """The stored code of weight 0: 128 for 8-bit weights, 32768 for 16-bit ones (symmetric codes made unsigned)."""
+    return 1 << (weight_bits - 1)
 
 
 @dataclass(frozen=True)
@@ -110,17 +118,20 @@ def clamp_table(low: int, high: int, bits: int) -> ActivationTable:
 
 
 def conv_arithmetic(input_q: Quant, kernel: int, weights_q: np.ndarray, weight_scales: np.ndarray,
-                    bias_q: np.ndarray, output_q: Quant, clamp: Clamp, where: str) -> ConvArithmetic:
-    """All arithmetic fields of a KPU conv. `weights_q` are int8 values grouped per output channel (axis 0)."""
+                    bias_q: np.ndarray, output_q: Quant, clamp: Clamp, where: str,
+                    weight_bits: int = 8) -> ConvArithmetic:
+    """All arithmetic fields of a KPU conv. `weights_q` are signed weight codes (int8, or int16 with
+    `weight_bits` 16) grouped per output channel (axis 0); `bias_q` is in accumulator units (input scale times the
+    channel's weight scale)."""
     multipliers = (input_q.scale * weight_scales.astype(np.float64)) / output_q.scale
     abs_sums = np.abs(weights_q.reshape(len(weights_q), -1).astype(np.int64)).sum(axis=1).astype(np.float64)
     bias = bias_q.astype(np.float64)
     bits = _fraction_bits(multipliers, abs_sums, bias, output_q.zero_point, where)
     bn = batch_norm_words(multipliers, bias, output_q.zero_point, bits)
     table = clamp_table(clamp.low, clamp.high, bits)
-    z = input_q.zero_point
-    return ConvArithmetic(pad_value=z, arg_x=-WEIGHT_ZERO_POINT, arg_w=-z,
-                          arg_add=kernel * kernel * WEIGHT_ZERO_POINT * z, bn=bn, activation=table, fraction_bits=bits)
+    z, zero_w = input_q.zero_point, weight_zero_point(weight_bits)
+    return ConvArithmetic(pad_value=z, arg_x=-zero_w, arg_w=-z, arg_add=kernel * kernel * zero_w * z, bn=bn,
+                          activation=table, fraction_bits=bits)
 
 
 def leaky_multipliers(input_q: Quant, output_q: Quant, alpha: float) -> tuple[int, int]:
@@ -134,7 +145,8 @@ def leaky_multipliers(input_q: Quant, output_q: Quant, alpha: float) -> tuple[in
     return slopes
 
 
-def xnnpack_leaky_arithmetic(input_q: Quant, output_q: Quant, alpha: float, channels: int) -> ConvArithmetic:
+def xnnpack_leaky_arithmetic(input_q: Quant, output_q: Quant, alpha: float, channels: int,
+                             weight_bits: int = 8) -> ConvArithmetic:
     """LeakyReLU on uint8 codes exactly as LiteRT's default CPU kernel (XNNPACK qs8 vlrelu) computes it:
     out = z_out + floor((d * m + 128) / 256) for d = x - z_in, with m = lrint(256 * s_in / s_out) for d >= 0 and
     m = lrint(256 * alpha * s_in / s_out) for d < 0.
@@ -161,9 +173,9 @@ def xnnpack_leaky_arithmetic(input_q: Quant, output_q: Quant, alpha: float, chan
         segment += 1
     bn = BatchNormTable(mul=np.full(channels, 1 << bits, np.int64), add=np.full(channels, zero_t, np.int64),
                         shift=np.zeros(channels, np.int64))
-    z = input_q.zero_point
-    return ConvArithmetic(pad_value=z, arg_x=-WEIGHT_ZERO_POINT, arg_w=-z, arg_add=WEIGHT_ZERO_POINT * z, bn=bn,
-                          activation=table, fraction_bits=bits)
+    z, zero_w = input_q.zero_point, weight_zero_point(weight_bits)
+    return ConvArithmetic(pad_value=z, arg_x=-zero_w, arg_w=-z, arg_add=zero_w * z, bn=bn, activation=table,
+                          fraction_bits=bits)
 
 
 def leaky_levels(conv_q: Quant, output_q: Quant, alpha: float) -> np.ndarray:
@@ -261,17 +273,20 @@ def fused_leaky_table(conv_q: Quant, output_q: Quant, alpha: float, bits: int) -
     return table
 
 
-def identity_arithmetic(channels: int) -> ConvArithmetic:
-    """A one-hot (weight 1 = stored 129) layer that copies input bytes unchanged: acc = x, t = x, u = t."""
+def identity_arithmetic(channels: int, weight_bits: int = 8) -> ConvArithmetic:
+    """A one-hot (weight 1 = stored 129, or 32769 in 16-bit mode) layer that copies input bytes unchanged: acc = x,
+    t = x, u = t."""
     table = ActivationTable()
     table.x_start[1], table.y_mul[1] = 0, 1
     bn = BatchNormTable(mul=np.ones(channels, np.int64), add=np.zeros(channels, np.int64),
                         shift=np.zeros(channels, np.int64))
-    return ConvArithmetic(pad_value=0, arg_x=-WEIGHT_ZERO_POINT, arg_w=0, arg_add=0, bn=bn, activation=table,
-                          fraction_bits=0)
+    return ConvArithmetic(pad_value=0, arg_x=-weight_zero_point(weight_bits), arg_w=0, arg_add=0, bn=bn,
+                          activation=table, fraction_bits=0)
 
 
-def kpu_weights(weights_q: np.ndarray) -> np.ndarray:
-    """int8 weights as stored for the KPU (uint8, zero point 128), flattened."""
-    return (weights_q.astype(np.int16) + WEIGHT_ZERO_POINT).astype(np.uint8).reshape(-1)
+def kpu_weights(weights_q: np.ndarray, weight_bits: int = 8) -> np.ndarray:
+    """Signed weight codes as stored for the KPU, flattened: int8 as uint8 (zero point 128), or int16 as uint16
+    (zero point 32768)."""
+    stored = weights_q.astype(np.int32) + weight_zero_point(weight_bits)
+    return stored.astype(np.uint8 if weight_bits == 8 else np.uint16).reshape(-1)
 

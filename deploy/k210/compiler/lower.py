@@ -49,8 +49,9 @@ from deploy.k210.compiler.kpu_params import Quant
 from deploy.k210.compiler.passes import rewrite_graph, split_weight_loads
 from deploy.k210.compiler.program import CpuStep, KpuStep, LTensor, Program
 from deploy.k210.compiler.tflite_graph import Graph, Operator
+from deploy.k210.compiler.wide_weights import WideWeights, layer_codes
 from deploy.k210.format import kmodel as km
-from hardware.k210 import KPU_MAX_CHANNELS, KPU_MAX_HEIGHT, KPU_MAX_WIDTH, KPU_MIN_SIZE, KPU_WEIGHT_LOAD_BYTES
+from hardware.k210 import KPU_MAX_CHANNELS, KPU_MAX_HEIGHT, KPU_MAX_WIDTH, KPU_MIN_SIZE, weight_load_bytes
 from pipeline.errors import PipelineError
 
 LOWERINGS: dict[str, Callable[[Lowering, Operator], None]] = {
@@ -66,10 +67,12 @@ LOWERINGS: dict[str, Callable[[Lowering, Operator], None]] = {
 class Lowering:
     """The program being built from a rewritten graph, and the tensor bookkeeping every op lowering shares."""
 
-    def __init__(self, graph: Graph, fuse_leaky: bool = False, kpu_fc: bool = True) -> None:
+    def __init__(self, graph: Graph, fuse_leaky: bool = False, kpu_fc: bool = True,
+                 wide: WideWeights | None = None) -> None:
         self.g = graph
         self.fuse_leaky = fuse_leaky
         self.kpu_fc = kpu_fc
+        self.wide = wide
         self.prog = Program(tensors={})
         self.name_of: dict[int, str] = {}
         self.temp_count = 0
@@ -119,6 +122,16 @@ class Lowering:
         self.prog.tensors[tensor.name] = tensor
         return tensor
 
+    # ---- weights ------------------------------------------------------------------------------------------
+    def weight_bits(self, op: Operator) -> int:
+        """The weight width (8 or 16) of the KPU layers lowered from `op`."""
+        return self.wide.bits(op.index) if self.wide else 8
+
+    def layer_weights(self, op: Operator, codes: np.ndarray, scales: np.ndarray, bias: np.ndarray, input_q: Quant,
+                      layout: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        """(signed codes, per-channel scales, bias in accumulator units, bits) of weighted op `op`'s KPU layer."""
+        return layer_codes(self.wide, op, codes, scales, bias, input_q, layout)
+
     # ---- steps --------------------------------------------------------------------------------------------
     def kpu_step(self, op: Operator, **fields) -> None:
         """Append a KPU layer, split over output-channel slices when its weights need too many loads."""
@@ -131,9 +144,10 @@ class Lowering:
                                 f"C <= {KPU_MAX_CHANNELS}: change the input size or channel count")
         chunk = split_weight_loads.channels_per_layer(step)
         if chunk == 0:
-            per_channel = step.kernel ** 2 * step.in_shape[0]
+            per_channel = step.kernel ** 2 * step.in_shape[0] * step.weight_bits // 8
             raise self.fail(op, f"one output channel needs {per_channel} weight bytes, more than a "
-                                f"{KPU_WEIGHT_LOAD_BYTES}-byte weight load", "fewer input channels for this layer")
+                                f"{weight_load_bytes(step.weight_bits)}-byte weight load",
+                            "fewer input channels for this layer")
         self.prog.steps += split_weight_loads.split(step, chunk, self.prog.tensors[step.output],
                                                     lambda shape, quant: self.temp(shape, "u8", quant))
 
@@ -189,8 +203,10 @@ class Lowering:
         self.prog.output_quant.append(t.quant)
 
 
-def lower_graph(graph: Graph, fuse_leaky: bool = False, kpu_fc: bool = True) -> Program:
+def lower_graph(graph: Graph, fuse_leaky: bool = False, kpu_fc: bool = True,
+                wide: WideWeights | None = None) -> Program:
     """The lowered program of a TFLite graph (raises PipelineError for anything the K210 cannot run); `fuse_leaky`
     folds each conv's following LEAKY_RELU into the conv's activation table instead of a separate KPU layer;
-    `kpu_fc` runs small quantized FULLY_CONNECTED layers on the KPU (4x4-padded form) instead of in float."""
-    return Lowering(rewrite_graph(graph, fuse_leaky=fuse_leaky), fuse_leaky, kpu_fc).run()
+    `kpu_fc` runs small quantized FULLY_CONNECTED layers on the KPU (4x4-padded form) instead of in float; `wide`
+    gives KPU layers 16-bit weights from the quantized model's float twin (compiler/wide_weights)."""
+    return Lowering(rewrite_graph(graph, fuse_leaky=fuse_leaky), fuse_leaky, kpu_fc, wide).run()

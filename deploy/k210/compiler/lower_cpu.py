@@ -148,9 +148,11 @@ def fully_connected(ctx: Lowering, op: Operator) -> None:
     out_ch, in_ch = weights.shape
     if in_ch != c * h * w:
         raise ctx.fail(op, f"{in_ch} inputs for a {c}x{h}x{w} map", "a flattened input of matching size")
-    w_q = weights.data
-    if h * w > 1:  # TFLite flattens HWC; the kmodel keeps maps as CHW
-        w_q = w_q.reshape(out_ch, h, w, c).transpose(0, 3, 1, 2).reshape(out_ch, in_ch)
+
+    def layout(matrix: np.ndarray) -> np.ndarray:  # TFLite flattens HWC; the kmodel keeps maps as CHW
+        return matrix.reshape(out_ch, h, w, c).transpose(0, 3, 1, 2).reshape(out_ch, in_ch) if h * w > 1 else matrix
+
+    w_q = layout(weights.data)
     scales = np.broadcast_to(weights.scale.astype(np.float64), (out_ch,))
     bias_t = ctx.g.tensors[op.inputs[2]] if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
     bias_q = np.zeros(out_ch, np.int64) if bias_t is None or bias_t.data is None else \
@@ -159,7 +161,7 @@ def fully_connected(ctx: Lowering, op: Operator) -> None:
     if act is None:
         raise ctx.fail(op, "unsupported fused activation", "NONE, RELU or RELU6")
     if ctx.kpu_fc and x.dtype == "u8" and in_ch <= KPU_MAX_CHANNELS and out_ch <= KPU_MAX_CHANNELS:
-        padded_fully_connected(ctx, op, x, w_q, scales, bias_q, clamp_of(ctx, op))
+        padded_fully_connected(ctx, op, x, w_q, scales, bias_q, clamp_of(ctx, op), layout)
         return
     w_f = (w_q.astype(np.float64) * scales[:, None]).astype(np.float32)
     bias = (bias_q * scales * x.quant.scale).astype(np.float32)

@@ -3,6 +3,7 @@ layer, one-hot copy layers (decimation, pooling in KPU RAM, SPACE_TO_DEPTH) and 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -54,13 +55,14 @@ def conv(ctx: Lowering, op: Operator) -> None:
     if weights.data is None or weights.dtype != "int8" or np.any(weights.zero_point != 0):
         raise ctx.fail(op, f"weights '{weights.name}' are not constant symmetric int8",
                        "int8 weights with zero point 0 (TFLite full-integer quantization)")
-    if depthwise:
-        if weights.shape[3] != channels:
-            raise ctx.fail(op, f"depth multiplier {weights.shape[3] // max(channels, 1)}",
-                           "depth_multiplier 1 (the KPU depthwise mode maps channel c to channel c)")
-        w_q = weights.data[0].transpose(2, 0, 1)
-    else:
-        w_q = weights.data.transpose(0, 3, 1, 2)
+    if depthwise and weights.shape[3] != channels:
+        raise ctx.fail(op, f"depth multiplier {weights.shape[3] // max(channels, 1)}",
+                       "depth_multiplier 1 (the KPU depthwise mode maps channel c to channel c)")
+
+    def layout(kernel: np.ndarray) -> np.ndarray:  # TFLite 1HWC (depthwise) or OHWI -> C k k or OIHW
+        return kernel[0].transpose(2, 0, 1) if depthwise else kernel.transpose(0, 3, 1, 2)
+
+    w_q = layout(weights.data)
     out_ch, k = w_q.shape[0], w_q.shape[-1]
     o = op.options
     stride = o.get("StrideH", 1)
@@ -88,7 +90,8 @@ def conv(ctx: Lowering, op: Operator) -> None:
     pool = op.attrs.get("pool", PoolType.BYPASS)
     final_index = op.attrs["pool_op"].outputs[0] if "pool_op" in op.attrs else activation_output(op)
     y_q = ctx.quant(out_index, op)
-    arithmetic = conv_arithmetic(x.quant, k, w_q, scales, bias, y_q, activation, f"operators[{op.index}]")
+    w_q, scales, bias, bits = ctx.layer_weights(op, w_q, scales, bias, x.quant, layout)
+    arithmetic = conv_arithmetic(x.quant, k, w_q, scales, bias, y_q, activation, f"operators[{op.index}]", bits)
     if leaky is not None and ctx.fuse_leaky:
         # the table maps the conv's BN output straight to the LeakyReLU tensor's codes
         leaky_q = ctx.quant(leaky.outputs[0], leaky)
@@ -109,7 +112,7 @@ def conv(ctx: Lowering, op: Operator) -> None:
         else ctx.temp(out_shape, "u8", y_q)
     ctx.kpu_step(op, input=x.name, output=conv_out.name, in_shape=x.shape, out_shape=out_shape, kernel=k,
                  depthwise=depthwise, pool_type=PoolType.LEFT_TOP_2_S2 if direct else pool,
-                 weights=kpu_weights(w_q), arithmetic=arithmetic)
+                 weights=kpu_weights(w_q, bits), arithmetic=arithmetic)
     if odd:
         if leaky is not None:  # elementwise: runs on the KPU at full resolution, before the CPU decimation
             activated = ctx.temp(out_shape, "u8", ctx.quant(leaky.outputs[0], leaky))
@@ -132,9 +135,10 @@ def leaky_layer(ctx: Lowering, op: Operator, x: LTensor, y: LTensor) -> None:
     """LeakyReLU as a depthwise 1x1 KPU layer with unit weights, rounding like LiteRT's CPU kernel."""
     channels = x.shape[0]
     ones = np.ones((channels, 1, 1), np.int8)
-    arithmetic = xnnpack_leaky_arithmetic(x.quant, y.quant, float(op.options.get("Alpha", 0.2)), channels)
+    bits = ctx.weight_bits(op)
+    arithmetic = xnnpack_leaky_arithmetic(x.quant, y.quant, float(op.options.get("Alpha", 0.2)), channels, bits)
     ctx.kpu_step(op, input=x.name, output=y.name, in_shape=x.shape, out_shape=y.shape, kernel=1,
-                 depthwise=True, pool_type=PoolType.BYPASS, weights=kpu_weights(ones), arithmetic=arithmetic)
+                 depthwise=True, pool_type=PoolType.BYPASS, weights=kpu_weights(ones, bits), arithmetic=arithmetic)
 
 
 def one_hot(ctx: Lowering, op: Operator, x: LTensor, y: LTensor, taps: list[tuple[int, int, int]], kernel: int,
@@ -143,9 +147,10 @@ def one_hot(ctx: Lowering, op: Operator, x: LTensor, y: LTensor, taps: list[tupl
     weights = np.zeros((len(taps), x.shape[0], kernel, kernel), np.int8)
     for out_c, (in_c, ky, kx) in enumerate(taps):
         weights[out_c, in_c, ky, kx] = 1
+    bits = ctx.weight_bits(op)
     ctx.kpu_step(op, input=x.name, output=y.name, in_shape=x.shape, out_shape=y.shape, kernel=kernel,
-                 depthwise=False, pool_type=pool, weights=kpu_weights(weights),
-                 arithmetic=identity_arithmetic(len(taps)))
+                 depthwise=False, pool_type=pool, weights=kpu_weights(weights, bits),
+                 arithmetic=identity_arithmetic(len(taps), bits))
 
 
 def pad(ctx: Lowering, op: Operator) -> None:
@@ -170,11 +175,13 @@ def space_to_depth(ctx: Lowering, op: Operator) -> None:
 
 
 def padded_fully_connected(ctx: Lowering, op: Operator, x: LTensor, w_q: np.ndarray, scales: np.ndarray,
-                           bias: np.ndarray, clamp: Clamp) -> None:
+                           bias: np.ndarray, clamp: Clamp, layout: Callable[[np.ndarray], np.ndarray]) -> None:
     """FULLY_CONNECTED on the KPU in nncase's 4x4-padded form: K210_ADD_PADDING puts the input vector (CHW order,
     `w_q` permuted to match) into pixel (0, 0) of a 4x4 map's channels, a 1x1 KPU conv with one filter per output
     computes all 16 pixels (the other 15 read stale KPU RAM and are discarded), K210_REMOVE_PADDING reads pixel
-    (0, 0) of each output channel back. uint8 weights and the conv's exact integer requantization."""
+    (0, 0) of each output channel back. uint8 (or 16-bit) weights and the conv's exact integer requantization;
+    `layout` turns the TFLite weight matrix into `w_q`'s (for a 16-bit layer's float twin)."""
+    w_q, scales, bias, bits = ctx.layer_weights(op, w_q, scales, bias, x.quant, layout)
     out_ch, in_ch = w_q.shape
     padded = ctx.temp((in_ch, 4, 4), "u8", x.quant)
     ctx.cpu(op, km.LayerType.K210_ADD_PADDING, [x], padded,
@@ -183,8 +190,9 @@ def padded_fully_connected(ctx: Lowering, op: Operator, x: LTensor, w_q: np.ndar
     weights = w_q.reshape(out_ch, in_ch, 1, 1)
     conv_out = ctx.temp((out_ch, 4, 4), "u8", y_q)
     ctx.kpu_step(op, input=padded.name, output=conv_out.name, in_shape=padded.shape, out_shape=conv_out.shape,
-                 kernel=1, depthwise=False, pool_type=PoolType.BYPASS, weights=kpu_weights(weights),
-                 arithmetic=conv_arithmetic(x.quant, 1, weights, scales, bias, y_q, clamp, f"operators[{op.index}]"))
+                 kernel=1, depthwise=False, pool_type=PoolType.BYPASS, weights=kpu_weights(weights, bits),
+                 arithmetic=conv_arithmetic(x.quant, 1, weights, scales, bias, y_q, clamp, f"operators[{op.index}]",
+                                            bits))
     y = ctx.define(op.outputs[0], op, (out_ch, 1, 1))
     ctx.cpu(op, km.LayerType.K210_REMOVE_PADDING, [conv_out], y,
             lambda a: km.RemovePaddingBody(0, a.main(conv_out.name), a.main(y.name), out_ch), elements=out_ch)

@@ -42,7 +42,7 @@ class KpuStep:
     kernel: int
     depthwise: bool
     pool_type: int
-    weights: np.ndarray  # uint8, flat OIHW (or C k k)
+    weights: np.ndarray  # uint8 (or uint16 in 16-bit mode), flat OIHW (or C k k)
     arithmetic: ConvArithmetic
     main_out: bool = False
 
@@ -53,6 +53,11 @@ class KpuStep:
     @property
     def layer_type(self) -> LayerType:
         return LayerType.K210_CONV
+
+    @property
+    def weight_bits(self) -> int:
+        """8 (uint8 weights) or 16 (uint16)."""
+        return 8 * self.weights.dtype.itemsize
 
     @property
     def macs(self) -> int:

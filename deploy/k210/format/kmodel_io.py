@@ -197,7 +197,13 @@ def _align(value: int, alignment: int) -> int:
 
 
 def _write_conv(out: ByteWriter, body: K210ConvBody, eight_bit: bool) -> None:
-    weights = np.asarray(body.weights, dtype="u1" if eight_bit else "<u2").tobytes()
+    stored = np.asarray(body.weights)
+    if stored.dtype.itemsize != (1 if eight_bit else 2):
+        raise PipelineError(f"{8 * stored.dtype.itemsize}-bit weights in a kmodel whose header says "
+                            f"{8 if eight_bit else 16}-bit", field="flags",
+                            expected="one weight width for every K210_CONV layer: kmodel V3 has one global flag, "
+                                     "which kpu.c copies into eight_bit_mode once per model")
+    weights = stored.astype("u1" if eight_bit else "<u2").tobytes()
     body.layer_offset = _align(out.offset + struct.calcsize(K210_CONV_HEAD_FMT), KMODEL_REGISTER_ALIGN)
     body.weights_offset = _align(body.layer_offset + LAYER_ARGUMENT_BYTES, KMODEL_WEIGHTS_ALIGN)
     body.bn_offset = _align(body.weights_offset + len(weights), KMODEL_BN_ALIGN)

@@ -31,10 +31,11 @@ def check_batch(inputs: np.ndarray, model: km.KModel) -> np.ndarray:
 class BatchSimulator(ABC):
     """The batch interface evaluation code uses, over either engine."""
 
-    def __init__(self, kmodel: Path | str | bytes, *, rounding: str = "reference") -> None:
+    def __init__(self, kmodel: Path | str | bytes | km.KModel, *, rounding: str = "reference") -> None:
         check_rounding(rounding)
         self.rounding = rounding
-        self.model = load_kmodel(kmodel)  # a clear PipelineError for a missing or malformed file
+        # a file or bytes (a clear PipelineError when missing or malformed), or a model built in memory
+        self.model = kmodel if isinstance(kmodel, km.KModel) else load_kmodel(kmodel)
         self.input_shape, self.input_dtype = model_input_shape(self.model)
 
     @abstractmethod
@@ -47,7 +48,8 @@ class BatchSimulator(ABC):
 
 
 class ReferenceSimulator(BatchSimulator):
-    """The NumPy reference simulator, one simulate() per input."""
+    """The NumPy reference simulator, one simulate() per input; it also runs an in-memory KModel that cannot be
+    written (the per-layer weight-width mixes of compiler/weight_sensitivity)."""
 
     def run(self, inputs: np.ndarray) -> list[list[np.ndarray]]:
         return [simulate(self.model, x, rounding=self.rounding).outputs for x in check_batch(inputs, self.model)]

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from deploy.firmware.kmodel_runner import cached_kmodel_runner, run_kmodel_batch
+from deploy.k210.format import kmodel as km
 from deploy.k210.sim.batch import BatchSimulator, ReferenceSimulator, check_batch
 from deploy.k210.sim.layouts import output_layouts
 from pipeline.errors import PipelineError
@@ -17,7 +18,10 @@ from pipeline.errors import PipelineError
 class FastSimulator(BatchSimulator):
     """The kmodel on the C runtime (host build, cached under build/tools/), same bytes as simulate()."""
 
-    def __init__(self, kmodel: Path | str | bytes, *, rounding: str = "reference") -> None:
+    def __init__(self, kmodel: Path | str | bytes | km.KModel, *, rounding: str = "reference") -> None:
+        if isinstance(kmodel, km.KModel):
+            raise PipelineError("an in-memory kmodel (e.g. a per-layer weight-width mix, which no file can hold) "
+                                "runs on the NumPy simulator only", field="eval.kmodel_engine", expected="reference")
         super().__init__(kmodel, rounding=rounding)
         self.source = None if isinstance(kmodel, (bytes, bytearray, memoryview)) else Path(kmodel)
         self.data = bytes(kmodel) if self.source is None else self.source.read_bytes()
@@ -48,6 +52,7 @@ class FastSimulator(BatchSimulator):
         return [[arrays[n] for arrays in per_output] for n in range(count)]
 
 
-def simulator_for(kmodel: Path | str | bytes, *, fast: bool, rounding: str = "reference") -> BatchSimulator:
+def simulator_for(kmodel: Path | str | bytes | km.KModel, *, fast: bool, rounding: str = "reference"
+                  ) -> BatchSimulator:
     """The kmodel on the C runtime (`fast`) or the NumPy reference, behind one .run / .dequantized interface."""
     return (FastSimulator if fast else ReferenceSimulator)(kmodel, rounding=rounding)

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from deploy.k210.compiler.kpu_params import Quant
 from deploy.k210.compiler.program import KpuStep, LTensor
 from deploy.k210.format.registers import BatchNormTable
-from hardware.k210 import KPU_MAX_WEIGHT_LOADS, KPU_WEIGHT_LOAD_BYTES, row_layout
+from hardware.k210 import KPU_MAX_WEIGHT_LOADS, row_layout, weight_load_bytes
 
 
 def channels_per_layer(step: KpuStep) -> int:
@@ -18,7 +18,7 @@ def channels_per_layer(step: KpuStep) -> int:
     slices land in whole channel blocks); 0 when one output channel alone exceeds a load."""
     if step.depthwise:
         return step.out_shape[0]
-    per_load = KPU_WEIGHT_LOAD_BYTES // (step.kernel ** 2 * step.in_shape[0])
+    per_load = weight_load_bytes(step.weight_bits) // (step.kernel ** 2 * step.in_shape[0] * step.weights.itemsize)
     groups = row_layout(step.out_shape[2])[0]
     return (per_load * KPU_MAX_WEIGHT_LOADS) // groups * groups
 
