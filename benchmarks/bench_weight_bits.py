@@ -5,9 +5,9 @@ model_quantized_float.tflite: the same activation ranges, QAT and CLE as configu
 16-bit weight bytes charged at the 8-bit per-byte rate, since the model's two rates come from different kernel sizes,
 see cycles.py). Then the per-layer sensitivity (deploy/k210/compiler/weight_sensitivity.py): each layer alone 16-bit
 in the NumPy simulator, output SQNR against the float model on SENSITIVITY_IMAGES training images, and the bytes it
-adds. Needs build/facemask/model.keras under the bench's build root (the export stage runs when its outputs are not
-current: about 7 minutes with QAT). Runs only when asked (`invoke bench --only weight_bits`): about 10-20 minutes on
-2 shared cores."""
+adds. Needs a trained build/facemask/model.keras (the product build root's; exported into the bench's own stages
+folder when that export is not current: about 7 minutes with QAT). Runs only when asked (`invoke bench --only
+weight_bits`): about 10-20 minutes on 2 shared cores."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.bench_quantization import CONFIG, Bench
+from benchmarks.runner import trained_build
 from pipeline.config import SHARED_DATA, load_config
 from pipeline.errors import PipelineError
 
@@ -81,12 +82,12 @@ def run(out_dir: Path) -> dict[str, Any]:
     from models.evaluate import keras_predictor
 
     cfg = load_config(CONFIG)
-    build = cfg.build_dir
-    if not (build / "model.keras").is_file():
-        raise PipelineError("no trained face-mask detector", path=build / "model.keras",
+    build, trained = cfg.build_dir, trained_build(cfg) / "model.keras"
+    if not trained.is_file():
+        raise PipelineError("no trained face-mask detector", path=trained,
                             expected="`invoke train --config configs/facemask.yaml` (or copy a finished run's "
                                      "build/facemask/ there)")
-    export_stage(cfg, model_path=build / "model.keras")
+    export_stage(cfg, model_path=trained)
     uint8, float_source = build / UINT8_NAME, build / QUANTIZED_FLOAT_NAME
     bench = Bench(out_dir / "weight_bits")
     keras_ap = bench.ap50(keras_predictor(bench.model), "keras")
@@ -94,7 +95,7 @@ def run(out_dir: Path) -> dict[str, Any]:
     images = np.stack(bench.calibration(SENSITIVITY_IMAGES))
     sensitivity = layer_sensitivity(uint8, float_source, images)
     ranked = sorted(sensitivity["layers"], key=lambda r: -r["gain_db"])
-    result = {"model": str(build / "model.keras"), "val_images": len(bench.val.images),
+    result = {"model": str(trained), "val_images": len(bench.val.images),
               "quantize": {key: cfg.values["quantize"][key] for key in ("method", "cle", "qat_epochs")},
               "keras_ap50": round(keras_ap, 4), "baseline": "weight_bits 8", "kmodels": rows,
               "sensitivity": sensitivity, "top_layers": [r["op"] for r in ranked[:5]],
