@@ -12,6 +12,7 @@ import numpy as np
 
 from deploy.k210.compiler.wide_weights import QUANTIZED_FLOAT_NAME
 from deploy.quantize.calibrate import quantize_keras
+from deploy.quantize.range_report import group_histograms, plot_ranges, range_figures
 from deploy.tflite import LiteRTRunner, export_float, output_step
 from models.data import load_records
 from models.evaluate import model_anchors
@@ -28,6 +29,8 @@ from pipeline.stage import StageResult, run_stage
 FLOAT_NAME, UINT8_NAME, REPORT_NAME, META_NAME = ("model_float.tflite", "model_uint8.tflite",
                                                   "export_report.json", "model_meta.json")
 RANGES_NAME = "quant_ranges.json"  # the activation range, scale and zero point of every int8 tensor
+RANGES_PNG = "quant_ranges.png"  # per range group: the float values' histogram and the range's ends
+HISTOGRAM_IMAGES = 64  # calibration images whose float activations quant_ranges.json/.png describe
 
 
 def default_model_path(cfg: Config) -> Path:
@@ -159,8 +162,16 @@ def quantize_model(cfg: Config, model_path: Path, calib_images: int, held_images
                                 qat_fine_tune(cfg, model_path))
     seconds = time.perf_counter() - started
     held = sample_images(cfg, "val", held_images, seed + 1)
+    shown = calibration[:HISTOGRAM_IMAGES]
+    groups = group_histograms(calibrated.data, calibrated.float_data, shown)
+    figures = range_figures(groups, calibrated.ranges)
     write_json(out / RANGES_NAME, {"method": method, "percentile": percentile, "cle": cle, **qat_params(cfg),
-                                   "tensors": calibrated.ranges})
+                                   "histogram_images": len(shown),
+                                   "tensors": {name: {**entry, **figures.get(name, {})}
+                                               for name, entry in calibrated.ranges.items()}})
+    plot_ranges(groups, calibrated.ranges, out / RANGES_PNG,
+                f"{cfg.name}: float activations on {len(shown)} calibration images (log counts) and the uint8 "
+                f"ranges (red): {method}{' + CLE' if cle else ''}{qat_note(int(cfg.values['quantize']['qat_epochs']))}")
     write_bytes(out / QUANTIZED_FLOAT_NAME, calibrated.float_data)
     write_bytes(out / UINT8_NAME, calibrated.data)
     uint8_bytes = len(calibrated.data)
@@ -209,7 +220,8 @@ def quantize_stage(cfg: Config, *, model_path: Path | None = None, calib_images:
               **qat_params(cfg)}
     inputs = [p for p in (model_path, out / FLOAT_NAME) if p.exists()]
     return run_stage(out, "quantize", inputs=inputs, params=params,
-                     outputs=[out / UINT8_NAME, out / REPORT_NAME, out / RANGES_NAME, out / QUANTIZED_FLOAT_NAME],
+                     outputs=[out / UINT8_NAME, out / REPORT_NAME, out / RANGES_NAME, out / RANGES_PNG,
+                              out / QUANTIZED_FLOAT_NAME],
                      work=lambda: quantize_model(cfg, model_path, calib, held), force=force, tools=TOOLS)
 
 
