@@ -1,0 +1,155 @@
+"""The recognizer's embedding centre (models/recognizer/centre.py): the export stage's embedding_centre.json (written,
+skipped when current, rerun when the model changes), evaluation centring every runtime, the compile report and the
+firmware spec carrying it (bad centres refused by field) and the generated headers holding it float32-exactly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deploy.attendance.matching import embedding_units, to_units
+from deploy.attendance.matching import normalised as firmware_normalised
+from deploy.firmware.model_spec import EmbedderSpec, ModelSpec, TensorSpec, embedder_spec
+from deploy.firmware.render import RenderOptions, model_folder, render_firmware
+from models.recognizer.centre import CENTRE_NAME, embedding_centre, mean_direction, normalised, read_centre
+from models.recognizer.evaluate import LfwSet, centred, lfw_metrics
+from models.recognizer.lfw_pairs import LfwPairs
+from pipeline.config import Config, load_config
+from pipeline.errors import PipelineError
+from tests.conftest import tiny_recognizer_config
+from tests.kpu_models import embedder_meta
+
+
+def test_centring_changes_the_pair_similarity_as_computed_by_hand():
+    """Two faces 16 degrees apart in a cone around (1, 1): centred by the cone's axis they point opposite ways."""
+    raw = np.array([[3.0, 4.0], [4.0, 3.0], [6.0, 8.0], [0.8, 0.6]])  # images 0-3 (scale does not matter)
+    pairs = LfwPairs(images=tuple(Path(f"{i}.jpg") for i in range(4)), a=np.array([0, 2, 0, 2]),
+                     b=np.array([1, 3, 1, 3]), same=np.array([True, False, True, False]), fold=np.array([0, 0, 1, 1]))
+    data = LfwSet(pairs, np.zeros((4, 1, 1, 3), np.uint8), np.ones(4, bool))
+    _, plain = lfw_metrics(raw, data)
+    np.testing.assert_allclose(plain, [0.96] * 4)  # 0.6 * 0.8 + 0.8 * 0.6
+    centre = np.array([0.7, 0.7], np.float32)
+    _, centred_similarity = lfw_metrics(centred(lambda images: raw, centre)(None), data)
+    # (0.6, 0.8) - (0.7, 0.7) = (-0.1, 0.1) and (0.1, -0.1): unit vectors opposite each other
+    np.testing.assert_allclose(centred_similarity, [-1.0] * 4, atol=1e-6)
+    np.testing.assert_allclose(normalised(raw, None), normalised(raw))  # no centre: the plain L2 norm
+    with pytest.raises(PipelineError, match="centre of shape"):
+        normalised(raw, np.zeros(3, np.float32))
+
+
+def test_the_centre_is_the_mean_of_the_normalised_embeddings_not_of_the_raw_ones():
+    raw = np.array([[10.0, 0.0], [0.0, 1.0]])
+    np.testing.assert_array_equal(mean_direction(raw), np.array([0.5, 0.5], np.float32))  # raw mean: (5, 0.5)
+
+
+def test_the_firmware_twin_centres_in_float32_between_two_l2_norms():
+    rng = np.random.default_rng(4)
+    codes = rng.integers(0, 256, 128).astype(np.uint8)
+    centre = (0.4 * rng.standard_normal(128) / np.sqrt(128)).astype(np.float32)
+    unit = firmware_normalised((codes.astype(np.int32) - 120).astype(np.float32) * np.float32(0.02))
+    want = to_units(firmware_normalised(unit - centre))  # float32 subtraction, as embedding_centre does
+    got = embedding_units(codes, 0.02, 120, tuple(float(v) for v in centre))
+    np.testing.assert_array_equal(got, want)
+    assert not np.array_equal(got, embedding_units(codes, 0.02, 120))  # the centre matters
+    np.testing.assert_array_equal(embedding_units(codes, 0.02, 120, None), to_units(unit))
+
+
+def embedder_report(centre) -> dict:
+    return {"kind": "embedder", "embedder": {"embedding_size": 128, "meta": embedder_meta(), "centre": centre}}
+
+
+@pytest.mark.parametrize(("centre", "message"), [
+    ([0.1] * 127, "got 127 values"),
+    ([0.1] * 127 + [float("nan")], "not all finite"),
+    ([0.1] * 127 + [True], "not all finite"),
+    ("zeros", "got 'zeros'"),
+])
+def test_a_bad_centre_in_the_compile_report_is_refused_by_field(centre, message):
+    with pytest.raises(PipelineError, match=message) as caught:
+        embedder_spec(embedder_report(centre), Path("compile_report.json"))
+    assert caught.value.field == "embedder.centre"
+    assert "128 finite numbers" in str(caught.value)
+
+
+def test_the_spec_reads_the_centre_float32_exact_and_no_centre_is_none():
+    centre = (np.arange(128, dtype=np.float32) / np.float32(300)).astype(np.float32)
+    spec = embedder_spec(embedder_report([float(v) for v in centre]), Path("r.json"))
+    assert np.array_equal(np.asarray(spec.centre, np.float32), centre)
+    assert embedder_spec({"kind": "embedder", "embedder": {"embedding_size": 128, "meta": embedder_meta()}},
+                         Path("r.json")).centre is None
+
+
+def rendered_app(tmp_path: Path, centre: tuple[float, ...] | None) -> tuple[str, str]:
+    spec = ModelSpec(kmodel=tmp_path / "model.kmodel", kmodel_size=1000, work_buffer_bytes=64,
+                     inputs=(TensorSpec((3, 112, 112), "uint8"),), outputs=(TensorSpec((128, 1, 1), "float32"),),
+                     embedder=EmbedderSpec(112, 128, 250, centre))
+    folder = render_firmware(spec, RenderOptions(name="rec"), tmp_path / ("c" if centre else "plain")).folder
+    model = model_folder(folder, "rec")
+    return (model / "rec_embedder.h").read_text(), (model / "rec_app.c").read_text()
+
+
+def test_the_embedder_header_holds_the_centre_as_float32_exact_literals(tmp_path):
+    rng = np.random.default_rng(9)
+    centre = tuple(float(v) for v in (rng.standard_normal(128) / 10).astype(np.float32))
+    header, app = rendered_app(tmp_path, centre)
+    body = header.split("#define REC_CENTRE_VALUES \\\n")[1].split("\n\n")[0]
+    literals = [line.strip().rstrip(", \\") for line in body.splitlines()]
+    assert len(literals) == 128 and all(text.endswith("f") for text in literals)
+    assert np.array_equal(np.array([float(t[:-1]) for t in literals], np.float32), np.array(centre, np.float32))
+    assert "static const float app_centre[REC_EMBEDDING_SIZE] = {REC_CENTRE_VALUES};" in app
+    assert ".centre = app_centre," in app
+    plain_header, plain_app = rendered_app(tmp_path, None)
+    assert "CENTRE" not in plain_header and "app_centre" not in plain_app and ".centre = RT_NULL," in plain_app
+
+
+def centre_config(tmp_path: Path, faces: Path, count: int) -> Config:
+    return load_config(tiny_recognizer_config(tmp_path, faces, centre_images=count))
+
+
+def test_no_centre_when_the_config_has_none_and_a_missing_file_is_named(tmp_path, monkeypatch):
+    monkeypatch.setenv("PIPELINE_BUILD_ROOT", str(tmp_path / "build"))
+    cfg = Config("rec", tmp_path / "rec.yaml", {"model": {"task": "recognizer"},
+                                                 "recognizer": {"centre_images": 0, "embedding_size": 4}})
+    assert embedding_centre(cfg) is None
+    cfg.values["recognizer"]["centre_images"] = 10
+    with pytest.raises(PipelineError, match="embedding centre not found.*invoke export"):
+        embedding_centre(cfg)
+    detector = Config("det", tmp_path / "det.yaml", {"model": {"task": "detector"},
+                                                      "recognizer": {"centre_images": 10, "embedding_size": 4}})
+    assert embedding_centre(detector) is None
+
+
+def test_the_export_centre_stage_writes_skips_and_reruns_when_the_model_changes(tmp_path, monkeypatch, faces):
+    import keras
+
+    from deploy.export import centre_stage
+    from models.recognizer.embedder import build_embedder, load_embedder
+    from models.recognizer.evaluate import keras_embed
+    from models.recognizer.settings import RecognizerSettings
+
+    monkeypatch.setenv("PIPELINE_BUILD_ROOT", str(tmp_path / "build"))
+    cfg = centre_config(tmp_path, faces, 10)
+    cfg.build_dir.mkdir(parents=True)
+    model_path = cfg.build_dir / "model.keras"
+    keras.utils.set_random_seed(1)
+    build_embedder(cfg.values["model"], 128, 32).save(model_path)
+
+    first = centre_stage(cfg, model_path)
+    assert not first.skipped and first.metrics["centre_images"] == 10
+    record = json.loads((cfg.build_dir / CENTRE_NAME).read_text())
+    assert record["images"] == 10 and record["model"] == str(model_path)
+    images = RecognizerSettings.from_config(cfg).sample_images("train", 10, int(cfg.values["train"]["seed"]))
+    raw = keras_embed(load_embedder(model_path))(np.stack(images))
+    np.testing.assert_allclose(read_centre(cfg.build_dir / CENTRE_NAME, 128), normalised(raw).mean(0), atol=1e-6)
+    assert np.array_equal(embedding_centre(cfg), np.asarray(record["values"], np.float32))
+
+    assert centre_stage(cfg, model_path).skipped
+    keras.utils.set_random_seed(2)
+    build_embedder(cfg.values["model"], 128, 32).save(model_path)
+    again = centre_stage(cfg, model_path)
+    assert not again.skipped
+    assert not np.array_equal(embedding_centre(cfg), np.asarray(record["values"], np.float32))
+    assert centre_stage(centre_config(tmp_path, faces, 0), model_path) is None
