@@ -153,3 +153,18 @@ def test_the_export_centre_stage_writes_skips_and_reruns_when_the_model_changes(
     assert not again.skipped
     assert not np.array_equal(embedding_centre(cfg), np.asarray(record["values"], np.float32))
     assert centre_stage(centre_config(tmp_path, faces, 0), model_path) is None
+
+
+def test_compile_refuses_a_centred_recognizer_without_its_centre_before_writing(tmp_path, monkeypatch):
+    from deploy.k210.compiler.compile_stage import compile_stage
+
+    monkeypatch.setenv("PIPELINE_BUILD_ROOT", str(tmp_path / "build"))
+    config = tmp_path / "rec.yaml"
+    config.write_text("model: {task: recognizer}\nrecognizer: {centre_images: 10}\n")
+    cfg = load_config(config)
+    cfg.build_dir.mkdir(parents=True)
+    (cfg.build_dir / "model_uint8.tflite").write_bytes(b"not compiled: the centre is checked first")
+    with pytest.raises(PipelineError, match="embedding centre not found") as caught:
+        compile_stage(cfg)
+    assert caught.value.path == str(cfg.build_dir / CENTRE_NAME)
+    assert sorted(p.name for p in cfg.build_dir.iterdir()) == ["model_uint8.tflite"]
