@@ -229,6 +229,8 @@ def centre_stage(cfg: Config, model_path: Path, force: bool = False) -> StageRes
     count = centre_images(cfg)
     if not count:
         return None
+    if not model_path.is_file():
+        raise PipelineError("model not found", path=model_path, expected="the trained recognizer (invoke train)")
     out = cfg.build_dir / CENTRE_NAME
 
     def work() -> dict[str, Any]:
@@ -238,8 +240,6 @@ def centre_stage(cfg: Config, model_path: Path, force: bool = False) -> StageRes
         print(f"embedding centre of {len(images)} training-identity crops: length {np.linalg.norm(centre):.4f}")
         return {"centre_images": len(images), "centre_length": float(np.linalg.norm(centre))}
 
-    if not model_path.is_file():
-        raise PipelineError("model not found", path=model_path, expected="the trained recognizer (invoke train)")
     return run_stage(cfg.build_dir, "centre", inputs=[model_path], params=centre_params(cfg), outputs=[out],
                      work=work, force=force, tools=TOOLS)
 

@@ -65,6 +65,7 @@ def embedder_report(centre) -> dict:
     ([0.1] * 127, "got 127 values"),
     ([0.1] * 127 + [float("nan")], "not all finite"),
     ([0.1] * 127 + [True], "not all finite"),
+    ([0.1] * 127 + [1e300], "not all finite"),  # finite in float64, not in float32
     ("zeros", "got 'zeros'"),
 ])
 def test_a_bad_centre_in_the_compile_report_is_refused_by_field(centre, message):

@@ -61,6 +61,9 @@ def check_centre(values: Any, size: int, *, path: Path | None, field: str) -> np
     """`values` as a float32 centre of `size` finite numbers; PipelineError naming the field otherwise."""
     ok = isinstance(values, (list, tuple)) and all(
         isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+    if ok:
+        with np.errstate(over="ignore"):  # beyond the float32 range: refused below, not warned about
+            ok = bool(np.all(np.isfinite(np.asarray(values, np.float64).astype(np.float32))))
     if not ok or len(values) != size:
         shown = f"{len(values)} values" if isinstance(values, (list, tuple)) else repr(values)
         raise PipelineError(f"got {shown}" + ("" if ok else " (not all finite numbers)"), path=path, field=field,
