@@ -19,7 +19,7 @@ from models.recognizer.evaluate import LfwSet, centred, lfw_metrics
 from models.recognizer.lfw_pairs import LfwPairs
 from pipeline.config import Config, load_config
 from pipeline.errors import PipelineError
-from tests.conftest import tiny_recognizer_config
+from tests.conftest import shared_path, tiny_recognizer_config
 from tests.kpu_models import embedder_meta
 
 
@@ -169,3 +169,58 @@ def test_compile_refuses_a_centred_recognizer_without_its_centre_before_writing(
         compile_stage(cfg)
     assert caught.value.path == str(cfg.build_dir / CENTRE_NAME)
     assert sorted(p.name for p in cfg.build_dir.iterdir()) == ["model_uint8.tflite"]
+
+
+def test_eval_centres_every_runtime_as_computed_by_hand_on_real_lfw_pairs(tmp_path, monkeypatch):
+    """evaluate_recognizer on 10 LFW dev pairs with a runtime whose embedding is a crop's mean colour and the
+    brightness of its top half: its metrics are
+    those of the pair similarities computed here by hand (L2 norm, minus the centre, L2 norm, dot product)."""
+    from models.recognizer.evaluate import evaluate_recognizer
+    from models.recognizer.verification import verification_metrics
+
+    lfw = shared_path("lfw")
+    monkeypatch.setenv("PIPELINE_BUILD_ROOT", str(tmp_path / "build"))
+    config = tmp_path / "rec.yaml"
+    config.write_text(f"dataset: {{format: folders, train: {tmp_path}}}\n"
+                      "model: {task: recognizer, input_size: [112, 112]}\n"
+                      f"recognizer: {{lfw: {lfw}, eval_pairs_per_fold: 2, centre_images: 3, embedding_size: 4}}\n")
+    cfg = load_config(config)
+    cfg.build_dir.mkdir(parents=True)
+    centre = np.array([0.45, 0.47, 0.46, 0.5], np.float32)  # about the direction of a grey crop: centring matters
+    (cfg.build_dir / CENTRE_NAME).write_text(json.dumps({"values": [float(v) for v in centre]}))
+    model = tmp_path / "colour.model"
+    model.write_text("a runtime's model file")
+    seen = {}
+
+    def colour(images: np.ndarray) -> np.ndarray:
+        seen["crops"] = images
+        top = images[:, :images.shape[1] // 2].mean(axis=(1, 2, 3))[:, None]
+        return np.concatenate([images.mean(axis=(1, 2)), top], axis=1).astype(np.float64)
+
+    report = evaluate_recognizer(cfg, {"colour": (model, lambda _path: colour)}, teacher=False)
+    assert report["centre"] == str(cfg.build_dir / CENTRE_NAME)
+    data = lfw_set_of(cfg)
+    raw, p, used = colour(seen["crops"]), data.pairs, data.used
+
+    def direction(vector: np.ndarray) -> np.ndarray:
+        return vector / np.sqrt(np.sum(vector * vector))
+
+    def centred_direction(index: int) -> np.ndarray:
+        return direction(direction(raw[index]) - centre.astype(np.float64))
+
+    pairs = list(zip(p.a[used], p.b[used], strict=True))
+    by_hand = np.array([centred_direction(a) @ centred_direction(b) for a, b in pairs])
+    want = verification_metrics(by_hand, p.same[used], p.fold[used])
+    got = report["runtimes"]["colour"]["lfw"]
+    assert got["roc_auc"] == pytest.approx(want["roc_auc"]) and got["accuracy_mean"] == pytest.approx(
+        want["accuracy_mean"])
+    plain = np.array([direction(raw[a]) @ direction(raw[b]) for a, b in pairs])
+    assert not np.allclose(plain, by_hand, atol=1e-3)  # the centre changed the similarities
+
+
+def lfw_set_of(cfg: Config) -> LfwSet:
+    from models.recognizer.evaluate import lfw_set
+    from models.recognizer.settings import RecognizerSettings
+
+    rec = cfg.values["recognizer"]
+    return lfw_set(RecognizerSettings.from_config(cfg), cfg.resolve_path(rec["lfw"]), int(rec["eval_pairs_per_fold"]))
