@@ -14,7 +14,14 @@ from deploy.attendance.matching import embedding_units, to_units
 from deploy.attendance.matching import normalised as firmware_normalised
 from deploy.firmware.model_spec import EmbedderSpec, ModelSpec, TensorSpec, embedder_spec
 from deploy.firmware.render import RenderOptions, model_folder, render_firmware
-from models.recognizer.centre import CENTRE_NAME, embedding_centre, mean_direction, normalised, read_centre
+from models.recognizer.centre import (
+    CENTRE_NAME,
+    embedding_centre,
+    mean_direction,
+    normalised,
+    read_centre,
+    write_centre,
+)
 from models.recognizer.evaluate import LfwSet, centred, lfw_metrics
 from models.recognizer.lfw_pairs import LfwPairs
 from pipeline.config import Config, load_config
@@ -224,3 +231,18 @@ def lfw_set_of(cfg: Config) -> LfwSet:
 
     rec = cfg.values["recognizer"]
     return lfw_set(RecognizerSettings.from_config(cfg), cfg.resolve_path(rec["lfw"]), int(rec["eval_pairs_per_fold"]))
+
+
+def test_eval_of_another_model_file_is_refused_with_the_exported_centre(tmp_path, monkeypatch):
+    from deploy.evaluate import evaluate_recognizer_stage
+
+    monkeypatch.setenv("PIPELINE_BUILD_ROOT", str(tmp_path / "build"))
+    config = tmp_path / "rec.yaml"
+    config.write_text("model: {task: recognizer}\nrecognizer: {centre_images: 10, embedding_size: 4}\n")
+    cfg = load_config(config)
+    cfg.build_dir.mkdir(parents=True)
+    write_centre(cfg.build_dir / CENTRE_NAME, np.zeros(4, np.float32), 10, cfg.build_dir / "model.keras")
+    with pytest.raises(PipelineError, match=r"centre is of .*model.keras', not of .*other.keras") as caught:
+        evaluate_recognizer_stage(cfg, model_path=tmp_path / "other.keras")
+    assert caught.value.field == "model" and "recognizer.centre_images=0" in str(caught.value)
+    assert sorted(p.name for p in cfg.build_dir.iterdir()) == [CENTRE_NAME]

@@ -85,6 +85,18 @@ def embedding_centre(cfg: Config) -> np.ndarray | None:
     return read_centre(cfg.build_dir / CENTRE_NAME, int(cfg.values["recognizer"]["embedding_size"]))
 
 
+def check_centre_model(cfg: Config, model: Path) -> None:
+    """Refuse to centre `model`'s embeddings by a centre `invoke export` computed for another model file."""
+    if not centre_images(cfg):
+        return
+    path = cfg.build_dir / CENTRE_NAME
+    recorded = read_json_object(path, what="embedding centre", missing_hint="run `invoke export`").get("model")
+    if not isinstance(recorded, str) or Path(recorded).resolve() != Path(model).resolve():
+        raise PipelineError(f"the embedding centre is of {recorded!r}, not of {model}", path=path, field="model",
+                            expected="`invoke export --model FILE` for that model first, or --set "
+                                     "recognizer.centre_images=0 to evaluate it without a centre")
+
+
 def compute_centre(embed: Callable[[np.ndarray], np.ndarray], images: list[np.ndarray],
                    batch: int = 64) -> np.ndarray:
     """The centre of a model's embed function (float crops -> raw embeddings) over `images`."""
