@@ -163,14 +163,20 @@ def test_the_export_centre_stage_writes_skips_and_reruns_when_the_model_changes(
     assert centre_stage(centre_config(tmp_path, faces, 0), model_path) is None
 
 
+def built_config(tmp_path: Path, monkeypatch, text: str) -> Config:
+    """The config `text` as tmp_path/rec.yaml, its build folder made under a temp build root."""
+    monkeypatch.setenv("PIPELINE_BUILD_ROOT", str(tmp_path / "build"))
+    config = tmp_path / "rec.yaml"
+    config.write_text(text)
+    cfg = load_config(config)
+    cfg.build_dir.mkdir(parents=True)
+    return cfg
+
+
 def test_compile_refuses_a_centred_recognizer_without_its_centre_before_writing(tmp_path, monkeypatch):
     from deploy.k210.compiler.compile_stage import compile_stage
 
-    monkeypatch.setenv("PIPELINE_BUILD_ROOT", str(tmp_path / "build"))
-    config = tmp_path / "rec.yaml"
-    config.write_text("model: {task: recognizer}\nrecognizer: {centre_images: 10}\n")
-    cfg = load_config(config)
-    cfg.build_dir.mkdir(parents=True)
+    cfg = built_config(tmp_path, monkeypatch, "model: {task: recognizer}\nrecognizer: {centre_images: 10}\n")
     (cfg.build_dir / "model_uint8.tflite").write_bytes(b"not compiled: the centre is checked first")
     with pytest.raises(PipelineError, match="embedding centre not found") as caught:
         compile_stage(cfg)
@@ -186,13 +192,9 @@ def test_eval_centres_every_runtime_as_computed_by_hand_on_real_lfw_pairs(tmp_pa
     from models.recognizer.verification import verification_metrics
 
     lfw = shared_path("lfw")
-    monkeypatch.setenv("PIPELINE_BUILD_ROOT", str(tmp_path / "build"))
-    config = tmp_path / "rec.yaml"
-    config.write_text(f"dataset: {{format: folders, train: {tmp_path}}}\n"
-                      "model: {task: recognizer, input_size: [112, 112]}\n"
-                      f"recognizer: {{lfw: {lfw}, eval_pairs_per_fold: 2, centre_images: 3, embedding_size: 4}}\n")
-    cfg = load_config(config)
-    cfg.build_dir.mkdir(parents=True)
+    cfg = built_config(tmp_path, monkeypatch, f"dataset: {{format: folders, train: {tmp_path}}}\n"
+                       "model: {task: recognizer, input_size: [112, 112]}\n"
+                       f"recognizer: {{lfw: {lfw}, eval_pairs_per_fold: 2, centre_images: 3, embedding_size: 4}}\n")
     centre = np.array([0.45, 0.47, 0.46, 0.5], np.float32)  # about the direction of a grey crop: centring matters
     (cfg.build_dir / CENTRE_NAME).write_text(json.dumps({"values": [float(v) for v in centre]}))
     model = tmp_path / "colour.model"
@@ -236,11 +238,8 @@ def lfw_set_of(cfg: Config) -> LfwSet:
 def test_eval_of_another_model_file_is_refused_with_the_exported_centre(tmp_path, monkeypatch):
     from deploy.evaluate import evaluate_recognizer_stage
 
-    monkeypatch.setenv("PIPELINE_BUILD_ROOT", str(tmp_path / "build"))
-    config = tmp_path / "rec.yaml"
-    config.write_text("model: {task: recognizer}\nrecognizer: {centre_images: 10, embedding_size: 4}\n")
-    cfg = load_config(config)
-    cfg.build_dir.mkdir(parents=True)
+    cfg = built_config(tmp_path, monkeypatch,
+                       "model: {task: recognizer}\nrecognizer: {centre_images: 10, embedding_size: 4}\n")
     write_centre(cfg.build_dir / CENTRE_NAME, np.zeros(4, np.float32), 10, cfg.build_dir / "model.keras")
     with pytest.raises(PipelineError, match=r"centre is of .*model.keras', not of .*other.keras") as caught:
         evaluate_recognizer_stage(cfg, model_path=tmp_path / "other.keras")
