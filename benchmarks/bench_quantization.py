@@ -97,14 +97,15 @@ class Bench:
 
 def recognizer_table(work: Path) -> dict[str, Any]:
     """The product recognizer (build/recognizer/model.keras): LFW dev accuracy of Keras and of the kmodel per
-    method (no sweep)."""
+    method (no sweep), every embedding centred by the model's embedding centre when its config has one."""
     from deploy.k210.compiler.driver import compile_tflite
     from deploy.predictors import kmodel_embed
     from deploy.quantize.calibrate import quantize_keras
     from deploy.tflite import convert_float
     from models.recognizer.augment import eval_images
+    from models.recognizer.centre import CENTRE_NAME, centre_images, read_centre
     from models.recognizer.embedder import load_embedder
-    from models.recognizer.evaluate import keras_embed, lfw_metrics, lfw_set
+    from models.recognizer.evaluate import centred, keras_embed, lfw_metrics, lfw_set
     from models.recognizer.settings import RecognizerSettings
     from pipeline.atomic import write_bytes
 
@@ -112,11 +113,15 @@ def recognizer_table(work: Path) -> dict[str, Any]:
     path = trained_build(cfg) / "model.keras"
     if not path.is_file():
         return {"skipped": f"no trained recognizer at {path} (`invoke train --config configs/recognizer.yaml`)"}
+    centre_path = path.parent / CENTRE_NAME
+    if centre_images(cfg) and not centre_path.is_file():
+        return {"skipped": f"no embedding centre at {centre_path} (`invoke export --config configs/recognizer.yaml`)"}
+    centre = read_centre(centre_path, int(cfg.values["recognizer"]["embedding_size"])) if centre_images(cfg) else None
     settings = RecognizerSettings.from_config(cfg)
     lfw = lfw_set(settings, cfg.resolve_path(cfg.values["recognizer"]["lfw"]), 0)
     crops = eval_images(lfw.crops)
     model = load_embedder(path)
-    keras_accuracy = lfw_metrics(keras_embed(model)(crops), lfw)[0]["accuracy_mean"]
+    keras_accuracy = lfw_metrics(centred(keras_embed(model), centre)(crops), lfw)[0]["accuracy_mean"]
     images = settings.sample_images("train", int(cfg.values["quantize"]["calib_images"]),
                                     int(cfg.values["train"]["seed"]))
     float_bytes = convert_float(model)
@@ -128,11 +133,12 @@ def recognizer_table(work: Path) -> dict[str, Any]:
         compiled = compile_tflite(calibrated.data)
         kmodel = work / f"recognizer_{label.replace(' ', '_')}.kmodel"
         write_bytes(kmodel, compiled.data)
-        accuracy = lfw_metrics(kmodel_embed(kmodel, f"kmodel {label}")(crops), lfw)[0]["accuracy_mean"]
+        accuracy = lfw_metrics(centred(kmodel_embed(kmodel, f"kmodel {label}"), centre)(crops), lfw)[0]["accuracy_mean"]
         rows.append({"label": label, "keras_lfw_accuracy": round(keras_accuracy, 4),
                      "kmodel_lfw_accuracy": round(accuracy, 4), "drop": round(accuracy - keras_accuracy, 4),
                      "calibration_s": round(seconds, 1), "kmodel_bytes": len(compiled.data)})
-    return {"model": str(path), "lfw_pairs": int(lfw.used.sum()), "calibration_images": len(images),
+    return {"model": str(path), "centre": str(centre_path) if centre is not None else None,
+            "lfw_pairs": int(lfw.used.sum()), "calibration_images": len(images),
             "keras_lfw_accuracy": round(keras_accuracy, 4), "methods": rows}
 
 

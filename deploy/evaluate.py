@@ -20,6 +20,7 @@ from deploy.predictors import (
 )
 from deploy.tflite import LiteRTRunner
 from models.evaluate import Runtime, evaluate_runtimes, keras_runtime, output_hwc
+from models.recognizer.centre import check_centre_model
 from models.recognizer.evaluate import evaluate_recognizer, keras_embedder
 from pipeline.config import Config
 
@@ -54,8 +55,11 @@ def evaluate_stage(cfg: Config, split: str = "val", runtimes: tuple[str, ...] = 
 
 def evaluate_recognizer_stage(cfg: Config, runtimes: tuple[str, ...] = RECOGNIZER_RUNTIMES,
                               model_path: Path | None = None, teacher: bool = True) -> dict[str, Any]:
-    """LFW and classroom metrics of every available runtime (and the teacher) -> eval.json + lfw_roc.png."""
+    """LFW and classroom metrics of every available runtime (and the teacher) -> eval.json + lfw_roc.png; a model
+    given by path must be the one whose embedding centre `invoke export` computed, when the config centres."""
     build = cfg.build_dir
+    if model_path is not None:
+        check_centre_model(cfg, model_path)
     engine = cfg.values["eval"]["kmodel_engine"]
     available = {"keras": keras_embedder(model_path or default_model_path(cfg)),
                  "float": (build / "model_float.tflite", lambda p: tflite_embed(LiteRTRunner(p), "float TFLite")),

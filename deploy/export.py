@@ -1,4 +1,5 @@
-"""The export stage: a trained Keras model -> float32 and uint8 TFLite, with size and agreement report."""
+"""The export stage: a trained Keras model -> float32 and uint8 TFLite, with size and agreement report; for a
+recognizer with recognizer.centre_images > 0 also its embedding centre (models/recognizer/centre.py)."""
 
 from __future__ import annotations
 
@@ -225,16 +226,51 @@ def quantize_stage(cfg: Config, *, model_path: Path | None = None, calib_images:
                      work=lambda: quantize_model(cfg, model_path, calib, held), force=force, tools=TOOLS)
 
 
+def centre_params(cfg: Config) -> dict[str, Any]:
+    """What the centre depends on besides the model: the crop count and seed, and the data and identity split."""
+    rec = {key: value for key, value in cfg.values["recognizer"].items()
+           if key not in ("lfw", "classroom", "eval_pairs_per_fold", "eval_strangers")}
+    return {"seed": cfg.values["train"]["seed"], "dataset": cfg.values["dataset"], "recognizer": rec}
+
+
+def centre_stage(cfg: Config, model_path: Path, force: bool = False) -> StageResult | None:
+    """A recognizer's embedding centre over recognizer.centre_images training-identity crops (the quantization
+    calibration draws its crops the same way) -> embedding_centre.json; None when the config has no centre."""
+    from models.recognizer.centre import CENTRE_NAME, centre_images, compute_centre, write_centre
+    from models.recognizer.embedder import load_embedder
+    from models.recognizer.evaluate import keras_embed
+
+    count = centre_images(cfg)
+    if not count:
+        return None
+    if not model_path.is_file():
+        raise PipelineError("model not found", path=model_path, expected="the trained recognizer (invoke train)")
+    out = cfg.build_dir / CENTRE_NAME
+
+    def work() -> dict[str, Any]:
+        images = sample_images(cfg, "train", count, int(cfg.values["train"]["seed"]))
+        centre = compute_centre(keras_embed(load_embedder(model_path)), images)
+        write_centre(out, centre, len(images), model_path)
+        print(f"embedding centre of {len(images)} training-identity crops: length {np.linalg.norm(centre):.4f}")
+        return {"centre_images": len(images), "centre_length": float(np.linalg.norm(centre))}
+
+    return run_stage(cfg.build_dir, "centre", inputs=[model_path], params=centre_params(cfg), outputs=[out],
+                     work=work, force=force, tools=TOOLS)
+
+
 def export_stage(cfg: Config, *, model_path: Path | None = None, calib_images: int | None = None,
                  held_images: int | None = None, force: bool = False) -> StageResult:
-    """Float export, then quantization: both TFLite models and the agreement report."""
+    """Float export, then quantization: both TFLite models and the agreement report; then a recognizer's
+    embedding centre when its config asks for one."""
     model_path = Path(model_path) if model_path else finished_model_path(cfg)
     check_qat(cfg, model_path)  # before the float export, so nothing is written
     if model_path.is_file():  # a missing model is named by the float stage
         calibration_count(cfg, calib_images)  # refused before the float export, so nothing is written
     float_stage(cfg, model_path, force=force)
-    return quantize_stage(cfg, model_path=model_path, calib_images=calib_images, held_images=held_images,
-                          force=force)
+    result = quantize_stage(cfg, model_path=model_path, calib_images=calib_images, held_images=held_images,
+                            force=force)
+    centre_stage(cfg, model_path, force=force)
+    return result
 
 
 def format_export(metrics: dict[str, Any]) -> str:

@@ -67,12 +67,15 @@ DEFAULTS: dict[str, Any] = {
     # unlabelled: VOC split folders whose annotated faces of at least unlabelled_min_side pixels (longer box side)
     # are distillation-only crops (they need a teacher); evaluation: lfw, the LFW folder (pairs_dev.txt + images/),
     # with the first eval_pairs_per_fold pairs of each fold (0: all 600), and classroom, a VOC identity set whose
-    # students are enrolled from train photos and identified in val photos against eval_strangers strangers (0: all)
+    # students are enrolled from train photos and identified in val photos against eval_strangers strangers (0: all);
+    # centre_images: the export stage averages the L2-normalised embeddings of this many training-identity crops
+    # into embedding_centre.json, subtracted before the final L2 norm by evaluation and the firmware (0: no centre)
     "recognizer": {"embedding_size": 128, "head_channels": 32, "crop_margin": 0.25, "loss": "arcface", "scale": 32.0,
                    "margin": 0.5, "distill": "none", "distill_weight": 4.0, "class_weight": 1.0, "extra_train": [],
                    "unlabelled": [], "unlabelled_min_side": 32, "val_identities": 30,
                    "stranger_identities": 50, "held_out_identities": [], "min_images": 2, "gray_prob": 0.3,
-                   "lfw": None, "eval_pairs_per_fold": 0, "classroom": None, "eval_strangers": 0},
+                   "lfw": None, "eval_pairs_per_fold": 0, "classroom": None, "eval_strangers": 0,
+                   "centre_images": 0},
     # attendance (model.task: attendance): the firmware that names people, built from a detector config and a
     # recognizer config (paths relative to this file); people to enroll: a folder per person (None: this config's
     # dataset.train, a VOC set whose object names are the people); a session's photos (None: dataset.val, whose
@@ -161,6 +164,7 @@ RULES: dict[str, Rule] = {
     "recognizer.gray_prob": fraction("probability"), "recognizer.lfw": PATH,
     "recognizer.eval_pairs_per_fold": count(0, "pairs, 0 = all"), "recognizer.classroom": PATH,
     "recognizer.eval_strangers": count(0, "images, 0 = all"),
+    "recognizer.centre_images": count(0, "images, 0 = no embedding centre"),
     "train.epochs": count(1), "train.batch_size": count(1, "images"), "train.learning_rate": positive(),
     "train.warmup_epochs": count(0), "train.patience": count(1, "epochs"), "train.seed": count(0),
     "train.budget_mib": positive("MiB"), "train.weight_decay": number(0), "train.ignore_thresh": fraction("IoU"),

@@ -1,13 +1,16 @@
 """The attendance firmware on the host and on QEMU RT-Thread: the nncase voc20 detector (its 'person' boxes are the
 faces here) and a random-weight recognizer, both rendered with the attendance app. What the firmware enrolls and
 names equals the Python twin (deploy/attendance) on the same frames; the database survives a restart, refuses bad
-names, and an interrupted save (a power cut at every write of it) leaves the previous database in use."""
+names, and an interrupted save (a power cut at every write of it) leaves the previous database in use. The recognizer
+carries a non-zero embedding centre, so the twin's centring (float32, between two L2 norms) is checked against the C
+firmware's bit for bit."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +34,7 @@ from tests.kpu_models import embedder_kmodel
 
 DB_ADDRESS, DET_ADDRESS, REC_ADDRESS = 0xF00000, 0x300000, 0x900000
 CAPACITY = 8
+CENTRE = (0.5 * np.random.default_rng(12).standard_normal(128) / np.sqrt(128)).astype(np.float32)
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc not installed (run `invoke setup`)")
 
 
@@ -42,7 +46,7 @@ def workdir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def specs(workdir):
     detector = shared_path("kmodels", "voc20_yolov2_v3.kmodel")
-    rec_kmodel, rec_report = embedder_kmodel(workdir / "rec")
+    rec_kmodel, rec_report = embedder_kmodel(workdir / "rec", centre=CENTRE)
     return {"detector": model_spec(detector, voc20_report(), Path("voc20_report"), score_threshold=0.5,
                                    nms_iou=0.3, max_candidates=64),
             "recognizer": model_spec(rec_kmodel, rec_report, workdir / "rec" / "compile_report.json",
@@ -124,6 +128,11 @@ def test_host_enrolls_and_names_faces_as_the_python_twin_decides(program, specs,
     assert [r["person"] for r in result.records if "person" in r] == [a, b]
 
     reader = FaceReader(specs["detector"], specs["recognizer"], app.max_faces)
+    assert np.array_equal(np.asarray(specs["recognizer"].embedder.centre, np.float32), CENTRE)
+    plain = replace(specs["recognizer"], embedder=replace(specs["recognizer"].embedder, centre=None))
+    face = largest(reader.faces(read_frame(sources[0])))
+    uncentred = largest(FaceReader(specs["detector"], plain, app.max_faces).faces(read_frame(sources[0])))
+    assert face.crop == uncentred.crop and not np.array_equal(face.units, uncentred.units)  # the centre matters
     templates = []
     for photos in (sources[0:2], sources[2:4]):
         units = [largest(reader.faces(read_frame(p))).units for p in photos]

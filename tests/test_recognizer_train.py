@@ -53,6 +53,8 @@ def test_one_epoch_writes_the_model_log_and_curves_and_a_second_call_is_skipped(
     before = (build / "model.keras").stat().st_mtime_ns
     again = train_recognizer_stage(load_config(tiny_recognizer_config(tmp_path, faces)))
     assert again.skipped and (build / "model.keras").stat().st_mtime_ns == before
+    centred = train_recognizer_stage(load_config(tiny_recognizer_config(tmp_path, faces, centre_images=20)))
+    assert centred.skipped  # the embedding centre is computed after training: turning it on keeps the model
 
 
 @pytest.mark.slow

@@ -1,6 +1,7 @@
 """The firmware's embedding arithmetic and face matching in Python, operation for operation
 (firmware/app/embedding.c, firmware/attendance/face_match.c), so a decision made here is the board's decision:
-dequantize and L2-normalise in float32 with a float64 sum taken in order, round to integers in units of 1e-4,
+dequantize and L2-normalise in float32 with a float64 sum taken in order, subtract the recognizer's embedding centre
+in float32 and L2-normalise again when it has one (models/recognizer/centre.py), round to integers in units of 1e-4,
 then the cosine of two integer vectors from exact integer sums."""
 
 from __future__ import annotations
@@ -43,12 +44,20 @@ def to_units(values: np.ndarray) -> np.ndarray:
     return (whole + np.where(away, np.sign(scaled), 0.0)).astype(np.int16)
 
 
-def embedding_units(raw: np.ndarray, scale: float | None, zero_point: int | None) -> np.ndarray:
+def centred(values: np.ndarray, centre: Sequence[float] | np.ndarray | None) -> np.ndarray:
+    """Unit values minus the centre in float32, normalised again (embedding_centre); unchanged without a centre."""
+    if centre is None:
+        return values
+    return normalised(np.asarray(values, np.float32) - np.asarray(centre, np.float32))
+
+
+def embedding_units(raw: np.ndarray, scale: float | None, zero_point: int | None,
+                    centre: Sequence[float] | np.ndarray | None = None) -> np.ndarray:
     """The recognizer's raw output (uint8 codes with their quantization, or float32 values) as the firmware's
-    normalised embedding in 1e-4 units."""
+    normalised (and, with the recognizer's centre, centred) embedding in 1e-4 units."""
     raw = np.asarray(raw).reshape(-1)
     values = dequantize(raw, scale, zero_point) if raw.dtype == np.uint8 else raw.astype(np.float32)
-    return to_units(normalised(values))
+    return to_units(centred(normalised(values), centre))
 
 
 def similarity(a: np.ndarray, b: np.ndarray) -> float:

@@ -84,7 +84,8 @@ class FaceReader:
         """The embedding (1e-4 units) of the policy crop around a whole-pixel box."""
         chw = np.ascontiguousarray(crop_face(frame, crop, self.policy).transpose(2, 0, 1))
         output = self.recognizer.outputs[0]
-        return embedding_units(self.embed_model(chw)[0], output.scale, output.zero_point)
+        return embedding_units(self.embed_model(chw)[0], output.scale, output.zero_point,
+                               self.recognizer.embedder.centre)
 
     def faces(self, frame: np.ndarray) -> list[Face]:
         """Every face the firmware would report for an H x W x 3 uint8 frame, in its order."""

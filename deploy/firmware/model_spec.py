@@ -12,6 +12,7 @@ from typing import Any
 from deploy.k210.format.kmodel_io import load_kmodel
 from deploy.k210.sim.simulator import model_input_shape
 from models.augment import LETTERBOX_FILL
+from models.recognizer.centre import check_centre
 from models.recognizer.crop import CropPolicy
 from pipeline.errors import PipelineError
 
@@ -59,11 +60,13 @@ class DetectorSpec:
 
 @dataclass(frozen=True)
 class EmbedderSpec:
-    """A face recognizer: its square input side, embedding length and the crop policy it was trained on."""
+    """A face recognizer: its square input side, embedding length, the crop policy it was trained on and its
+    embedding centre (float32, subtracted between two L2 norms; None: plain L2 norm)."""
 
     input_size: int
     embedding_size: int
     crop_margin_permille: int
+    centre: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -172,7 +175,11 @@ def embedder_spec(report: dict[str, Any], report_path: Path) -> EmbedderSpec:
     if meta.get("embedding_size", size) != size:
         raise PipelineError(f"meta says {meta.get('embedding_size')!r}, the compiled output has {size}",
                             path=report_path, field="embedder.meta.embedding_size", expected=str(size))
-    return EmbedderSpec(input_size=policy.size, embedding_size=size, crop_margin_permille=policy.margin_permille)
+    centre = section.get("centre")
+    if centre is not None:
+        centre = tuple(float(v) for v in check_centre(centre, size, path=report_path, field="embedder.centre"))
+    return EmbedderSpec(input_size=policy.size, embedding_size=size, crop_margin_permille=policy.margin_permille,
+                        centre=centre)
 
 
 def _image_input(model, kmodel: Path) -> tuple[int, int, int]:

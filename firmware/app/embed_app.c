@@ -5,7 +5,7 @@
 
 #include "embedding.h"
 
-/* The model's output as the L2-normalised embedding in app->embedding: 0, or -1 when there is none. */
+/* The model's output as the L2-normalised (and centred) embedding in app->embedding: 0, or -1 when there is none. */
 static int embed_app_output(struct embed_app *app)
 {
     const rt_uint8_t *out = app_model_output(&app->model, 0);
@@ -16,6 +16,7 @@ static int embed_app_output(struct embed_app *app)
     else
         memcpy(app->embedding, out, app->embedding_size * sizeof(float));
     embedding_normalise(app->embedding, app->embedding_size);
+    embedding_centre(app->embedding, app->centre, app->embedding_size);
     return 0;
 }
 

@@ -19,7 +19,8 @@ struct embed_app {
     int out_quantized;
     float out_scale;
     int out_zero_point;
-    float *embedding; /* embedding_size values: the last frame's embedding */
+    const float *centre; /* embedding_size values subtracted between two L2 norms, or RT_NULL (plain L2 norm) */
+    float *embedding;    /* embedding_size values: the last frame's embedding */
 };
 
 /* The L2-normalised embedding of the face in `box` (frame pixels, x2/y2 exclusive) of a frame into `embedding`:

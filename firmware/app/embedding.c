@@ -67,6 +67,16 @@ float embedding_normalise(float *values, uint32_t count)
     return norm;
 }
 
+void embedding_centre(float *values, const float *centre, uint32_t count)
+{
+    uint32_t i;
+    if (centre == RT_NULL)
+        return;
+    for (i = 0; i < count; i++)
+        values[i] = values[i] - centre[i];
+    embedding_normalise(values, count);
+}
+
 long embedding_unit(float value)
 {
     return lround((double)value * EMBEDDING_UNITS);

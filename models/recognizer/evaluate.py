@@ -17,6 +17,7 @@ from models.data.classmap import ClassMap
 from models.data.problems import ProblemLog
 from models.data.voc import read_voc
 from models.recognizer.augment import eval_images
+from models.recognizer.centre import CENTRE_NAME, embedding_centre, normalised
 from models.recognizer.embedder import load_embedder
 from models.recognizer.face_boxes import LFW_FACE_BOX
 from models.recognizer.faces import FaceItem, crop_faces
@@ -35,8 +36,9 @@ Embed = Callable[[np.ndarray], np.ndarray]  # float crops (N, S, S, 3) in [0, 1]
 CROP_PREPROCESSING = "face crop policy (models/recognizer/crop.py = firmware/app/face_crop.c), every runtime"
 
 
-def normalised(embeddings: np.ndarray) -> np.ndarray:
-    return embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
+def centred(embed: Embed, centre: np.ndarray | None) -> Embed:
+    """A runtime's embed function with the model's embedding centre applied (unchanged without one)."""
+    return embed if centre is None else lambda images: normalised(embed(images), centre)
 
 
 def keras_embed(model) -> Embed:
@@ -135,8 +137,10 @@ def keras_embedder(path: Path) -> tuple[Path, Callable[[Path], Embed]]:
 def evaluate_recognizer(cfg: Config, runtimes: dict[str, tuple[Path, Callable[[Path], Embed]]],
                         teacher: bool = True) -> dict[str, Any]:
     """LFW and classroom metrics of every runtime (name -> its model file, how to make its embed function from
-    that file) whose file exists, and of the teacher -> eval.json + lfw_roc.png."""
+    that file) whose file exists, and of the teacher -> eval.json + lfw_roc.png. Every runtime's embeddings are
+    centred by the config's embedding centre (models/recognizer/centre.py) when it has one; the teacher's are not."""
     settings = RecognizerSettings.from_config(cfg)
+    centre = embedding_centre(cfg)
     rec = cfg.values["recognizer"]
     lfw_root = cfg.resolve_path(rec["lfw"])
     if lfw_root is None:
@@ -151,13 +155,14 @@ def evaluate_recognizer(cfg: Config, runtimes: dict[str, tuple[Path, Callable[[P
     report: dict[str, Any] = {"lfw": {"pairs": int(lfw.used.sum()), "box": list(LFW_FACE_BOX)},
                               "classroom": {"boxes": "annotated", "students": len(set(classroom.probe_names)),
                                             "probes": len(classroom.probes), "strangers": len(classroom.strangers)}
-                              if classroom else None, "preprocessing": CROP_PREPROCESSING, "runtimes": {}}
+                              if classroom else None, "preprocessing": CROP_PREPROCESSING,
+                              "centre": None if centre is None else str(cfg.build_dir / CENTRE_NAME), "runtimes": {}}
     curves = {}
     for name, (path, make) in runtimes.items():
         if not path.is_file():
             report["runtimes"][name] = {"missing": str(path), "hint": "run `invoke train` / `export` / `compile`"}
             continue
-        embed = make(path)
+        embed = centred(make(path), centre)
         metrics, similarity = lfw_metrics(embed(eval_images(lfw.crops)), lfw)
         curves[name] = (similarity, lfw.pairs.same[lfw.used])
         report["runtimes"][name] = {"model": str(path), "lfw": metrics,
@@ -174,7 +179,8 @@ def evaluate_recognizer(cfg: Config, runtimes: dict[str, tuple[Path, Callable[[P
 
 
 def format_recognizer_eval(report: dict[str, Any]) -> str:
-    lines = [f"LFW dev, {report['lfw']['pairs']} pairs (View 2, threshold per fold from the others):"]
+    centre = f", embeddings centred by {report['centre']}" if report.get("centre") else ""
+    lines = [f"LFW dev, {report['lfw']['pairs']} pairs (View 2, threshold per fold from the others){centre}:"]
     rows = dict(report["runtimes"])
     if "teacher" in report:
         rows["teacher"] = report["teacher"]

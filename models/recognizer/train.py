@@ -222,6 +222,10 @@ def fit_recognizer(cfg: Config, settings: RecognizerSettings, resume: bool,
     }
 
 
+# recognizer keys that only stages after training read, so changing them keeps the trained model current
+AFTER_TRAINING = ("centre_images",)
+
+
 def train_recognizer_stage(cfg: Config, force: bool = False, resume: bool = True) -> StageResult:
     """`invoke train` on a recognizer config: refuse an over-budget model first, then train (skipped when unchanged)."""
     settings = RecognizerSettings.from_config(cfg)
@@ -233,7 +237,8 @@ def train_recognizer_stage(cfg: Config, force: bool = False, resume: bool = True
           f"{budget.macs / 1e6:.1f} M MACs, {budget.uint8_mib:.3f} MiB in the kmodel "
           f"(budget {train_cfg['budget_mib']:g})")
     build = cfg.build_dir
-    params = {"dataset": cfg.values["dataset"], "model": model_cfg, "recognizer": cfg.values["recognizer"],
+    recognizer = {key: value for key, value in cfg.values["recognizer"].items() if key not in AFTER_TRAINING}
+    params = {"dataset": cfg.values["dataset"], "model": model_cfg, "recognizer": recognizer,
               "train": hashed_train_settings(train_cfg, distribution)}
     outputs = [build / MODEL_NAME, build / META_NAME, build / LOG_NAME, build / CURVES_NAME, *gamma_outputs(cfg)]
     stage = run_stage(build, "train", inputs=settings.input_paths(), params=params, outputs=outputs, force=force,

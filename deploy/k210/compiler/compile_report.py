@@ -56,8 +56,9 @@ def is_embedder(compiled: Compiled) -> bool:
 
 
 def _embedder_section(rows: list[dict[str, Any]], output_shape: tuple[int, int, int], estimate: Estimate,
-                      meta: dict | None) -> dict[str, Any]:
-    """What an embedder's deployment needs: the per-face time estimate and where the CPU spends it."""
+                      meta: dict | None, centre: np.ndarray | None) -> dict[str, Any]:
+    """What an embedder's deployment needs: the per-face time estimate and where the CPU spends it, and the
+    embedding centre the firmware subtracts (models/recognizer/centre.py) when it has one."""
     cpu = [r for r in rows if r["unit"] == "cpu"]
     cpu_us = sum(r["time_us"] for r in cpu)
     total_us = estimate.total_us
@@ -75,12 +76,16 @@ def _embedder_section(rows: list[dict[str, Any]], output_shape: tuple[int, int, 
     }
     if meta is not None:
         section["meta"] = meta
+    if centre is not None:
+        section["centre"] = [float(v) for v in np.asarray(centre, np.float32)]
     return section
 
 
-def build_report(compiled: Compiled, *, source: Path, budget_mib: float, meta: dict | None) -> dict[str, Any]:
+def build_report(compiled: Compiled, *, source: Path, budget_mib: float, meta: dict | None,
+                 centre: np.ndarray | None = None) -> dict[str, Any]:
     """The report of a compiled model; `meta` (model_meta.json) becomes its "detector" section when it has
-    anchors, and goes into the "embedder" section of a model whose output is a vector."""
+    anchors, and goes into the "embedder" section of a model whose output is a vector, with its embedding
+    `centre`."""
     estimate = estimate_kmodel(compiled.model)
     rows = _layer_rows(compiled, estimate)
     total_us = estimate.total_us
@@ -124,7 +129,8 @@ def build_report(compiled: Compiled, *, source: Path, budget_mib: float, meta: d
         "calibration": calibration(),
     }
     if embedder:
-        report["embedder"] = _embedder_section(rows, program.tensors[program.outputs[0]].shape, estimate, meta)
+        report["embedder"] = _embedder_section(rows, program.tensors[program.outputs[0]].shape, estimate, meta,
+                                               centre)
     elif report["kind"] == "detector":
         report["detector"] = meta
     return report
