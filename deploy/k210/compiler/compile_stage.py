@@ -40,13 +40,13 @@ def compile_stage(cfg: Config, *, tflite: Path | None = None, budget_mib: float 
     """Compile the uint8 TFLite of a pipeline config to a kmodel V3 with its report and chart."""
     build = cfg.build_dir
     out_kmodel, out_report, out_chart = build / KMODEL_NAME, build / REPORT_NAME, build / CHART_NAME
-    budget = float(budget_mib if budget_mib is not None else cfg.get("compile.budget_mib"))
+    budget = float(budget_mib) if budget_mib is not None else cfg.compile.budget_mib
     source = Path(tflite) if tflite else build / "model_uint8.tflite"
     if not source.is_file():
         raise PipelineError("uint8 TFLite model not found", path=source,
                             expected="the export stage's output (invoke export) or --tflite FILE")
     meta = source.parent / "model_meta.json"
-    fuse_leaky = bool(cfg.get("compile.fuse_leaky"))
+    fuse_leaky = cfg.compile.fuse_leaky
 
     def work() -> dict[str, Any]:
         compiled = compile_tflite(source, fuse_leaky=fuse_leaky)
