@@ -26,9 +26,9 @@ def _tflite() -> bytes:
     from models.yolo_head import build_detector
 
     keras.utils.set_random_seed(20261207)
-    model_cfg = dict(load_config(CONFIG).get("model"))
-    width, height = model_cfg["input_size"]
-    model = build_detector(model_cfg, 1)
+    cfg = load_config(CONFIG)
+    width, height = cfg.model.input_size
+    model = build_detector(cfg.values["model"], 1)
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "model_uint8.tflite"

@@ -6,11 +6,12 @@ tuple, `cfg.train.loss_weights.obj` a float (the sections are the frozen datacla
 `cfg.values` is the same config as the plain nested dict a YAML file holds: stages hash it (or parts of it) into
 their manifests as parameters. `cfg.get("a.b")` is for a key that is itself data (a dotted key from a flag table).
 
-Adding a key: one line in its section's dataclass in pipeline/config_schema.py,
-    `name: type = setting(default, Rule(...), "what it means")`
-(the default as written in YAML; the Rule from pipeline.values checks config files, `--set` and task flags alike).
-DEFAULTS and RULES below are derived from the dataclasses; a new section is a new dataclass plus one
-`_Section(...)` line in Config."""
+Adding a key: one line in its section's dataclass in pipeline/config_schema.py, e.g. in CompileSection
+    `weight_bits: int = setting(8, Rule("int", choices=(4, 8)), "bits per KPU weight")`
+(the annotation is the type code reads; the default as written in YAML; the Rule from pipeline.values checks config
+files, `--set` and task flags alike; the text is its documentation). Nothing else: DEFAULTS and RULES below are
+derived from the dataclasses, and tests/test_config_typed.py checks the new key's type, rule and doc. A new section
+is a new dataclass plus one `_Section(...)` line in Config."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "demo.yaml"
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 S = TypeVar("S")
+
 
 def rule_for(dotted: str) -> Rule:
     """The rule of a config key."""
