@@ -70,7 +70,7 @@ def load(config: str | None, sets: list[str] | None = None, *, lock: bool = True
 
 def single_model(cfg, task: str) -> None:
     """An attendance config runs its two models' stages through their own configs; refuse the one-model tasks."""
-    if cfg.get("model.task") == "attendance":
+    if cfg.model.task == "attendance":
         raise PipelineError(f"`invoke {task}` works on one model; {cfg.path.name} is an attendance config",
                             path=cfg.path, field="model.task", expected="its attendance.detector or "
                             "attendance.recognizer config (or `invoke build`, `flash`, `enroll`, `attendance`)")
@@ -146,7 +146,7 @@ def train(c, config=None, set_=None, family=None, width=None, epochs=None, fresh
     cfg = load(config, set_, **{"model.family": family, "model.width": width,
                                 "train.epochs": epochs})
     single_model(cfg, "train")
-    if cfg.get("model.task") == "recognizer":  # TensorFlow loads only once the settings are valid
+    if cfg.model.task == "recognizer":  # TensorFlow loads only once the settings are valid
         from models.recognizer.train import format_recognizer_train as format_train
         from models.recognizer.train import train_recognizer_stage as train_stage
     else:
@@ -167,7 +167,7 @@ def eval(c, config=None, set_=None, split="val", model=None):
     cfg = load(config, set_)
     single_model(cfg, "eval")
     model_path = Path(model) if model else None
-    if cfg.get("model.task") == "recognizer":
+    if cfg.model.task == "recognizer":
         from deploy.evaluate import evaluate_recognizer_stage
         from models.recognizer.evaluate import format_recognizer_eval
 
@@ -231,8 +231,8 @@ def tflite_stage(stage_name, config, set_, model, calib_images, held_images, for
     import deploy.export  # TensorFlow loads only once the settings are valid
 
     stage, format_export = getattr(deploy.export, stage_name), deploy.export.format_export
-    result = stage(cfg, model_path=model, calib_images=cfg.get("quantize.calib_images") if calib_images else None,
-                   held_images=cfg.get("export.held_images") if held_images else None, force=force)
+    result = stage(cfg, model_path=model, calib_images=cfg.quantize.calib_images if calib_images else None,
+                   held_images=cfg.export.held_images if held_images else None, force=force)
     print(format_export(result.metrics))
 
 
@@ -350,7 +350,7 @@ def board_of(own: str | None, cfg) -> str:
     """This task's board: its own flag, else one given to another task on the command line, else the config's."""
     from pipeline.invocation import board_for_task
 
-    return board_for_task(own, sys.argv) or cfg.values["deploy"]["board"]
+    return board_for_task(own, sys.argv) or cfg.deploy.board
 
 
 @task(iterable=["set_"], help={"config": CONFIG_HELP, "set_": SET_HELP, "board": BOARD_HELP,
@@ -370,7 +370,7 @@ def build(c, config=None, set_=None, board=None, rtt_root=None, rounding=None, f
     board = board_of(board, cfg)
     metrics = build_for_board(cfg, board, rtt_root=rtt_root, force=force,
                               check_port=bool(tasks_named(sys.argv, {"flash"})))
-    if cfg.get("model.task") == "attendance":
+    if cfg.model.task == "attendance":
         from deploy.attendance.stages import format_attendance_build
 
         print(f"[build] {board}: {metrics.get('image') or metrics.get('program')}")
@@ -442,7 +442,7 @@ def flash(c, config=None, set_=None, image=None, kmodel=None, address=None, kfpk
     board = board_of(board, cfg)
     cfg = board_config(cfg, board)
     given = [Path(p) if p else None for p in (image, kmodel, kfpkg)]
-    if cfg.get("model.task") == "attendance" and not any(given):
+    if cfg.model.task == "attendance" and not any(given):
         from deploy.attendance.board import attendance_kfpkg, session
         from deploy.attendance.session import format_session
 

@@ -22,9 +22,9 @@ def _train(config_path: Path) -> dict[str, Any]:
     and best AP."""
     cfg = load_config(config_path, {"train.quiet": True})
     metrics = train_stage(cfg, force=True, resume=False).metrics
-    model = cfg.values["model"]
-    return {"config": str(config_path.relative_to(REPO_ROOT)), "family": model["family"], "width": model["width"],
-            "output_stride": model["output_stride"], "min_channels": model["min_channels"],
+    model = cfg.model
+    return {"config": str(config_path.relative_to(REPO_ROOT)), "family": model.family, "width": model.width,
+            "output_stride": model.output_stride, "min_channels": model.min_channels,
             "uint8_mib": metrics["budget"]["uint8_mib"], "macs_m": metrics["budget"]["macs_m"],
             "epochs": metrics["epochs_run"], "train_seconds": metrics["train_seconds"],
             "best_val_ap50": round(float(metrics["best_val_ap50"]), 4)}

@@ -32,9 +32,8 @@ def _random_tflite(cfg: Config) -> bytes:
     from models.yolo_head import build_detector
 
     keras.utils.set_random_seed(20261207)
-    model_cfg = dict(cfg.get("model"))
-    width, height = model_cfg["input_size"]
-    model = build_detector(model_cfg, 1)
+    width, height = cfg.model.input_size
+    model = build_detector(cfg.values["model"], 1)
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "model_uint8.tflite"

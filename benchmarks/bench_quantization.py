@@ -48,7 +48,7 @@ class Bench:
         self.work = work
         work.mkdir(parents=True, exist_ok=True)
         self.float_bytes = tf.lite.TFLiteConverter.from_keras_model(self.model).convert()
-        self.input_size = tuple(self.cfg.values["model"]["input_size"])
+        self.input_size = self.cfg.model.input_size
         grid_w, grid_h = grid_size(self.cfg.values["model"])
         self.output_hwc = (grid_h, grid_w, len(self.anchors) * (5 + len(self.classes)))
         self.val = load_eval_set(load_records(self.cfg, "val"), self.input_size)
@@ -59,15 +59,14 @@ class Bench:
         from models.metrics import evaluate_results
 
         results = collect_results(predict, self.val, self.anchors, len(self.classes), self.input_size,
-                                  float(self.cfg.values["deploy"]["nms_iou"]), desc=desc)
-        return float(evaluate_results(results, self.classes, float(self.cfg.values["deploy"]["score_threshold"]))
-                     ["ap50"])
+                                  self.cfg.deploy.nms_iou, desc=desc)
+        return float(evaluate_results(results, self.classes, self.cfg.deploy.score_threshold)["ap50"])
 
     def calibration(self, count: int) -> list[np.ndarray]:
         """`count` training images as `invoke quantize` picks them; beyond the set, its mirror images."""
         from deploy.export import sample_images
 
-        images = sample_images(self.cfg, "train", min(count, self.train_count), int(self.cfg.values["train"]["seed"]))
+        images = sample_images(self.cfg, "train", min(count, self.train_count), self.cfg.train.seed)
         return images + [image[:, ::-1].copy() for image in images[:count - len(images)]]
 
     def kmodel_row(self, label: str, method: str, percentile: float, images: list[np.ndarray], cle: bool = False,
@@ -116,14 +115,13 @@ def recognizer_table(work: Path) -> dict[str, Any]:
     centre_path = path.parent / CENTRE_NAME
     if centre_images(cfg) and not centre_path.is_file():
         return {"skipped": f"no embedding centre at {centre_path} (`invoke export --config configs/recognizer.yaml`)"}
-    centre = read_centre(centre_path, int(cfg.values["recognizer"]["embedding_size"])) if centre_images(cfg) else None
+    centre = read_centre(centre_path, cfg.recognizer.embedding_size) if centre_images(cfg) else None
     settings = RecognizerSettings.from_config(cfg)
-    lfw = lfw_set(settings, cfg.resolve_path(cfg.values["recognizer"]["lfw"]), 0)
+    lfw = lfw_set(settings, cfg.resolve_path(cfg.recognizer.lfw), 0)
     crops = eval_images(lfw.crops)
     model = load_embedder(path)
     keras_accuracy = lfw_metrics(centred(keras_embed(model), centre)(crops), lfw)[0]["accuracy_mean"]
-    images = settings.sample_images("train", int(cfg.values["quantize"]["calib_images"]),
-                                    int(cfg.values["train"]["seed"]))
+    images = settings.sample_images("train", cfg.quantize.calib_images, cfg.train.seed)
     float_bytes = convert_float(model)
     rows = []
     for label, method, percentile in VARIANTS:
@@ -200,7 +198,7 @@ def run(out_dir: Path) -> dict[str, Any]:
     from models.evaluate import keras_predictor
 
     keras_ap = bench.ap50(keras_predictor(bench.model), "keras")
-    count = int(cfg.values["quantize"]["calib_images"])
+    count = cfg.quantize.calib_images
     images = bench.calibration(count)
     methods = [bench.kmodel_row(label, method, percentile, images) for label, method, percentile in VARIANTS]
     plain_best = max(methods, key=lambda row: row["kmodel_ap50"])

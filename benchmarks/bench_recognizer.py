@@ -26,14 +26,14 @@ def _train_and_evaluate(config_path: Path) -> dict[str, Any]:
     metrics = train_recognizer_stage(cfg, force=True, resume=False).metrics
     report = evaluate_recognizer_stage(cfg, runtimes=("keras",), teacher=False)
     keras_row = report["runtimes"]["keras"]
-    model, rec = cfg.values["model"], cfg.values["recognizer"]
+    model, rec = cfg.model, cfg.recognizer
     lfw = keras_row["lfw"]
     classroom = keras_row["classroom"] or {}
-    return {"config": str(config_path.relative_to(REPO_ROOT)), "family": model["family"], "width": model["width"],
-            "input_size": model["input_size"][0], "loss": rec["loss"], "class_weight": rec["class_weight"],
-            "distill": rec["distill"], "distill_weight": rec["distill_weight"],
+    return {"config": str(config_path.relative_to(REPO_ROOT)), "family": model.family, "width": model.width,
+            "input_size": model.input_size[0], "loss": rec.loss, "class_weight": rec.class_weight,
+            "distill": rec.distill, "distill_weight": rec.distill_weight,
             "uint8_mib_estimate": metrics["budget"]["uint8_mib"], "macs_m": metrics["budget"]["macs_m"],
-            "epochs_scheduled": cfg.values["train"]["epochs"], "epochs": metrics["epochs_run"],
+            "epochs_scheduled": cfg.train.epochs, "epochs": metrics["epochs_run"],
             "train_seconds": metrics["train_seconds"], "train_images_per_second": metrics["train_images_per_second"],
             "best_held_back_accuracy": metrics["best_val_accuracy"],
             "lfw_accuracy": round(lfw["accuracy_mean"], 4), "lfw_accuracy_std": round(lfw["accuracy_std"], 4),
@@ -49,8 +49,8 @@ def _teacher_row(config_path: Path) -> dict[str, Any]:
     from models.recognizer.settings import RecognizerSettings
 
     cfg = load_config(config_path)
-    rec = cfg.values["recognizer"]
-    data = lfw_set(RecognizerSettings.from_config(cfg), cfg.resolve_path(rec["lfw"]), int(rec["eval_pairs_per_fold"]))
+    data = lfw_set(RecognizerSettings.from_config(cfg), cfg.resolve_path(cfg.recognizer.lfw),
+                   cfg.recognizer.eval_pairs_per_fold)
     metrics, _ = lfw_metrics(teacher_lfw(cfg, data), data)
     return {"model": "dlib_face_recognition_resnet_model_v1", "lfw_accuracy": round(metrics["accuracy_mean"], 4),
             "lfw_accuracy_std": round(metrics["accuracy_std"], 4), "lfw_auc": round(metrics["roc_auc"], 4)}

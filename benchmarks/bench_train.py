@@ -38,12 +38,10 @@ def _timed(iterator, steps: int, step_fn) -> float:
 def run(out_dir: Path) -> dict[str, Any]:
     """Images/s of the pipeline, of the model step and of both; the share of a fit step spent waiting for input."""
     cfg = _config()
-    train_cfg = cfg.values["train"]
-    batch = int(train_cfg["batch_size"])
-    input_size = tuple(int(v) for v in cfg.values["model"]["input_size"])
+    batch, input_size = cfg.train.batch_size, cfg.model.input_size
     records = load_records(cfg, "train")
     anchors = dataset_anchors(cfg)
-    dataset = train_dataset(records, input_size, train_cfg).repeat()
+    dataset = train_dataset(records, input_size, cfg.train).repeat()
     model = compile_detector(cfg, anchors, math.ceil(len(records) / batch))
 
     pipeline_s = _timed(iter(dataset), STEPS, lambda item: item)
@@ -53,7 +51,7 @@ def run(out_dir: Path) -> dict[str, Any]:
     both_s = _timed(iter(dataset), STEPS, lambda item: model.train_on_batch(*item))
     images = STEPS * batch
     return {
-        "config": cfg.name, "family": cfg.values["model"]["family"], "width": cfg.values["model"]["width"],
+        "config": cfg.name, "family": cfg.model.family, "width": cfg.model.width,
         "input_size": list(input_size), "batch_size": batch, "steps": STEPS, "cpu_count": os.cpu_count(),
         "pipeline_images_per_s": round(images / pipeline_s, 2),
         "model_step_images_per_s": round(images / model_s, 2),

@@ -15,7 +15,7 @@ from pipeline.errors import PipelineError
 
 def board_config(cfg: Config, board: str) -> Config:
     """The config as the board needs it: where the kmodel is kept follows the board."""
-    storage = board_spec(board).kmodel_storage or cfg.values["firmware"]["kmodel_storage"]
+    storage = board_spec(board).kmodel_storage or cfg.firmware.kmodel_storage
     return cfg.with_values({"deploy.board": board, "firmware.kmodel_storage": storage})
 
 
@@ -49,15 +49,14 @@ def build_for_board(cfg: Config, board: str, *, rtt_root: str | None = None, for
     from models.train import train_stage
 
     cfg = board_config(cfg, board)
-    if cfg.get("model.task") == "attendance":
+    if cfg.model.task == "attendance":
         from deploy.attendance.board import build_attendance
 
         return build_attendance(cfg, board, rtt_root=rtt_root, force=force)
-    deploy = cfg.values["deploy"]
     if board_spec(board).build_target != "host":
         preflight_rtthread(board, rtt_root)
     if board == "k210":
-        preflight_port(deploy["port"], deploy["board_type"], check_port)
+        preflight_port(cfg.deploy.port, cfg.deploy.board_type, check_port)
     train_stage(cfg, force=force)
     if prunes(cfg):
         prune_stage(cfg, force=force)
@@ -132,7 +131,7 @@ def show_on_sim(cfg: Config, images: list[Path]) -> DemoResult:
         raise PipelineError(f"the firmware answered {len(result.frames)} of {len(images)} frames",
                             expected="one JSON line per frame on the console")
     out = cfg.build_dir / "demo"
-    classes = list(cfg.values["dataset"]["classes"])
+    classes = list(cfg.dataset.classes)
     pngs = []
     for path, frame in zip(images, result.frames, strict=True):
         png = out / f"{path.stem}.png"

@@ -31,8 +31,7 @@ RECOGNIZER_RUNTIMES = ("keras", "float", "uint8", "kmodel")
 def detector_runtimes(cfg: Config, model_path: Path | None = None) -> dict[str, Runtime]:
     """Every runtime `invoke eval` scores a detector on, by row name."""
     build = cfg.build_dir
-    engine = cfg.values["eval"]["kmodel_engine"]
-    input_size = tuple(cfg.values["model"]["input_size"])
+    engine, input_size = cfg.eval.kmodel_engine, cfg.model.input_size
 
     def hwc() -> tuple[int, int, int]:
         return output_hwc(cfg, build / "model_meta.json")
@@ -60,7 +59,7 @@ def evaluate_recognizer_stage(cfg: Config, runtimes: tuple[str, ...] = RECOGNIZE
     build = cfg.build_dir
     if model_path is not None:
         check_centre_model(cfg, model_path)
-    engine = cfg.values["eval"]["kmodel_engine"]
+    engine = cfg.eval.kmodel_engine
     available = {"keras": keras_embedder(model_path or default_model_path(cfg)),
                  "float": (build / "model_float.tflite", lambda p: tflite_embed(LiteRTRunner(p), "float TFLite")),
                  "uint8": (build / "model_uint8.tflite", lambda p: tflite_embed(LiteRTRunner(p), "uint8 TFLite")),

@@ -57,21 +57,20 @@ def finished_model_path(cfg: Config) -> Path:
 def sample_images(cfg: Config, split: str, count: int, seed: int) -> list[np.ndarray]:
     """`count` seeded random images of a split as model inputs (float32 HxWx3 in [0, 1]): calibration and
     comparison images."""
-    if cfg.values["model"]["task"] == "recognizer":  # face crops by the recognizer's crop policy
+    if cfg.model.task == "recognizer":  # face crops by the recognizer's crop policy
         from models.recognizer.settings import RecognizerSettings
 
         return RecognizerSettings.from_config(cfg).sample_images(split, count, seed)
     records = load_records(cfg, split)
     order = np.random.default_rng(seed).permutation(len(records))[:count]
-    size = tuple(cfg.values["model"]["input_size"])
-    return [prepare_image(records[i].load()[0], size) for i in order]
+    return [prepare_image(records[i].load()[0], cfg.model.input_size) for i in order]
 
 
 def calibration_count(cfg: Config, calib_images: int | None) -> int:
     """The calibration image count (the flag, else quantize.calib_images), refused before anything is written when
     the training set holds fewer images."""
-    count = int(calib_images if calib_images is not None else cfg.values["quantize"]["calib_images"])
-    if cfg.values["model"]["task"] == "recognizer":
+    count = calib_images if calib_images is not None else cfg.quantize.calib_images
+    if cfg.model.task == "recognizer":
         from models.data.problems import ProblemLog
         from models.recognizer.settings import RecognizerSettings
 
@@ -80,7 +79,7 @@ def calibration_count(cfg: Config, calib_images: int | None) -> int:
         available = len(load_records(cfg, "train"))
     if available < count:
         raise PipelineError(f"the calibration set has {available} images, fewer than the {count} asked",
-                            path=cfg.resolve_path(cfg.values["dataset"]["train"]), field="quantize.calib_images",
+                            path=cfg.resolve_path(cfg.dataset.train), field="quantize.calib_images",
                             expected=f"at most {available} (the training images there)")
     return count
 
@@ -120,9 +119,9 @@ def export_float_model(cfg: Config, model_path: Path) -> dict[str, Any]:
 def check_qat(cfg: Config, model_path: Path | None = None) -> None:
     """quantize.qat_epochs > 0 is for a detector (its trainer fine-tunes the fake-quantised model) whose every layer
     QAT can fake-quantise; refused before anything is written."""
-    if not int(cfg.values["quantize"]["qat_epochs"]):
+    if not cfg.quantize.qat_epochs:
         return
-    if cfg.values["model"]["task"] == "recognizer":
+    if cfg.model.task == "recognizer":
         raise PipelineError("quantization-aware training is built for the detector, not the recognizer",
                             path=cfg.path, field="quantize.qat_epochs", expected="0 for a recognizer config")
     if model_path is not None and model_path.is_file():
@@ -134,31 +133,28 @@ def check_qat(cfg: Config, model_path: Path | None = None) -> None:
 def qat_fine_tune(cfg: Config, model_path: Path) -> Callable[[Any], None] | None:
     """The detector's own fine-tuning (its loss, data and augmentation; models/prune_task.fine_tune_detector) for
     quantize.qat_epochs epochs at quantize.qat_learning_rate; None when QAT is off."""
-    settings = cfg.values["quantize"]
-    epochs = int(settings["qat_epochs"])
+    epochs = cfg.quantize.qat_epochs
     if not epochs:
         return None
     anchors, _ = model_anchors(model_path.parent / META_NAME)
-    return lambda model: fine_tune_detector(model, cfg, epochs, float(settings["qat_learning_rate"]),
-                                            anchors=anchors)
+    return lambda model: fine_tune_detector(model, cfg, epochs, cfg.quantize.qat_learning_rate, anchors=anchors)
 
 
 def qat_params(cfg: Config) -> dict[str, Any]:
     """The QAT settings a quantize stage's manifest records: none while QAT is off (so earlier builds stay current)."""
-    settings = cfg.values["quantize"]
+    settings = cfg.values["quantize"]  # as the config holds them: the manifest hashes these
     return {"qat_epochs": settings["qat_epochs"], "qat_learning_rate": settings["qat_learning_rate"]} \
-        if int(settings["qat_epochs"]) else {}
+        if cfg.quantize.qat_epochs else {}
 
 
 def quantize_model(cfg: Config, model_path: Path, calib_images: int, held_images: int) -> dict[str, Any]:
     """Full-integer TFLite calibrated on training images, compared with Keras and float TFLite on held images."""
     model = load_detector(model_path)
     out = cfg.build_dir
-    seed = int(cfg.values["train"]["seed"])
-    method, percentile = cfg.values["quantize"]["method"], float(cfg.values["quantize"]["percentile"])
+    seed = cfg.train.seed
+    method, percentile, cle = cfg.quantize.method, cfg.quantize.percentile, cfg.quantize.cle
     calibration = sample_images(cfg, "train", calib_images, seed)
     started = time.perf_counter()
-    cle = bool(cfg.values["quantize"]["cle"])
     calibrated = quantize_keras(model, (out / FLOAT_NAME).read_bytes(), calibration, method, percentile, cle,
                                 qat_fine_tune(cfg, model_path))
     seconds = time.perf_counter() - started
@@ -172,7 +168,7 @@ def quantize_model(cfg: Config, model_path: Path, calib_images: int, held_images
                                                for name, entry in calibrated.ranges.items()}})
     plot_ranges(groups, calibrated.ranges, out / RANGES_PNG,
                 f"{cfg.name}: float activations on {len(shown)} calibration images (log counts) and the uint8 "
-                f"ranges (red): {method}{' + CLE' if cle else ''}{qat_note(int(cfg.values['quantize']['qat_epochs']))}")
+                f"ranges (red): {method}{' + CLE' if cle else ''}{qat_note(cfg.quantize.qat_epochs)}")
     write_bytes(out / QUANTIZED_FLOAT_NAME, calibrated.float_data)
     write_bytes(out / UINT8_NAME, calibrated.data)
     uint8_bytes = len(calibrated.data)
@@ -185,7 +181,7 @@ def quantize_model(cfg: Config, model_path: Path, calib_images: int, held_images
         "quantize_method": method,
         "quantize_percentile": percentile,
         "quantize_cle": cle,
-        "quantize_qat_epochs": int(cfg.values["quantize"]["qat_epochs"]),
+        "quantize_qat_epochs": cfg.quantize.qat_epochs,
         "calibration_s": round(seconds, 2),
         "held_images": len(held),
         **agreement(model, LiteRTRunner(out / FLOAT_NAME), LiteRTRunner(out / UINT8_NAME), held),
@@ -214,7 +210,7 @@ def quantize_stage(cfg: Config, *, model_path: Path | None = None, calib_images:
     if not (out / FLOAT_NAME).is_file():
         raise PipelineError("float TFLite model not found", path=out / FLOAT_NAME, expected="run `invoke export`")
     calib = calibration_count(cfg, calib_images)
-    held = int(held_images if held_images is not None else cfg.values["export"]["held_images"])
+    held = held_images if held_images is not None else cfg.export.held_images
     params = {"calib_images": calib, "held_images": held, "dataset": cfg.values["dataset"],
               "input_size": cfg.values["model"]["input_size"], "method": cfg.values["quantize"]["method"],
               "percentile": cfg.values["quantize"]["percentile"], "cle": cfg.values["quantize"]["cle"],
@@ -248,7 +244,7 @@ def centre_stage(cfg: Config, model_path: Path, force: bool = False) -> StageRes
     out = cfg.build_dir / CENTRE_NAME
 
     def work() -> dict[str, Any]:
-        images = sample_images(cfg, "train", count, int(cfg.values["train"]["seed"]))
+        images = sample_images(cfg, "train", count, cfg.train.seed)
         centre = compute_centre(keras_embed(load_embedder(model_path)), images)
         write_centre(out, centre, len(images), model_path)
         print(f"embedding centre of {len(images)} training-identity crops: length {np.linalg.norm(centre):.4f}")

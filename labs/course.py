@@ -85,7 +85,7 @@ def kmodel_in_flash(config: str) -> Callable[[bool], Outcome]:
     def measure(fast: bool) -> Outcome:
         kmodel = artifact(config, "model.kmodel", fast).read_bytes()
         flash = artifact(config, "sim_flash.img", fast).read_bytes()
-        address = int(load_config(config_path(config, fast)).values["deploy"]["kmodel_address"])
+        address = load_config(config_path(config, fast)).deploy.kmodel_address
         same = flash[address:address + len(kmodel)] == kmodel
         return Outcome(same, f"flash at {address:#x} {'holds' if same else 'does NOT hold'} model.kmodel "
                              f"({len(kmodel):,} B)")
@@ -106,7 +106,7 @@ def data_accounted(config: str) -> Callable[[bool], Outcome]:
     def measure(fast: bool) -> Outcome:
         stats = json_artifact(config, "data/stats.json", fast)["splits"]["train"]
         cfg = load_config(config_path(config, fast))
-        root = cfg.resolve_path(cfg.values["dataset"]["train"])
+        root = cfg.resolve_path(cfg.dataset.train)
         files = sum(1 for p in (root / "images").iterdir() if p.is_file())
         skipped = sum(stats["skipped"].values()) if isinstance(stats["skipped"], dict) else int(stats["skipped"])
         return Outcome(stats["images"] + skipped == files,
@@ -244,7 +244,7 @@ def named_enrolled(fast: bool) -> Outcome:
 
     with open(artifact("lab_classroom", "attendance/attendance.csv", fast), newline="") as handle:
         names = [row["name"] for row in csv.DictReader(handle)]
-    people = set(load_config(config_path("lab_classroom", fast)).values["dataset"]["classes"])
+    people = set(load_config(config_path("lab_classroom", fast)).dataset.classes)
     strangers = sorted({n for n in names if n not in people and n != "unknown"})
     return Outcome(any(n in people for n in names) and not strangers,
                    f"attendance.csv names {len([n for n in names if n in people])} students"

@@ -97,13 +97,10 @@ def dataset_anchors(cfg: Config, force: bool = False) -> np.ndarray:
     from models.data import load_records
     from models.yolo_head import grid_size
 
-    model_cfg = cfg.values["model"]
-    if model_cfg["anchors"]:
-        return np.asarray(model_cfg["anchors"], np.float32).reshape(-1, 2)
-    input_size = tuple(int(v) for v in model_cfg["input_size"])
-    grid = grid_size(model_cfg)
-    seed = int(cfg.values["train"]["seed"])
-    k = int(model_cfg["num_anchors"])
+    if cfg.model.anchors:
+        return np.asarray(cfg.model.anchors, np.float32).reshape(-1, 2)
+    input_size, grid = cfg.model.input_size, grid_size(cfg.values["model"])
+    seed, k = cfg.train.seed, cfg.model.num_anchors
     out_json, out_png = cfg.build_dir / ANCHORS_NAME, cfg.build_dir / ANCHORS_PNG
 
     def work() -> dict[str, float]:
@@ -116,7 +113,7 @@ def dataset_anchors(cfg: Config, force: bool = False) -> np.ndarray:
                               "boxes": int(len(wh)), "mean_best_iou": round(coverage, 4)})
         return {"boxes": int(len(wh)), "mean_best_iou": round(coverage, 4)}
 
-    data_inputs = [p for p in (cfg.resolve_path(cfg.values["dataset"]["train"]),) if p is not None]
+    data_inputs = [p for p in (cfg.resolve_path(cfg.dataset.train),) if p is not None]
     run_stage(cfg.build_dir, "anchors", inputs=data_inputs, params={"k": k, "grid": grid, "seed": seed,
               "dataset": cfg.values["dataset"], "input_size": input_size}, outputs=[out_json, out_png], work=work,
               force=force)

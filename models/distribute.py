@@ -30,6 +30,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from pipeline.config_schema import TrainSection
 from pipeline.errors import PipelineError
 
 KINDS = ("none", "mirrored", "multi_worker")  # pipeline/config.py lists the same names for its rule
@@ -121,12 +122,10 @@ class Distribution:
                 "learning_rate_factor": self.lr_factor}
 
 
-def training_distribution(train_cfg: dict[str, Any], config_path: Any = None) -> Distribution:
+def training_distribution(train: TrainSection, config_path: Any = None) -> Distribution:
     """The Distribution `train` asks for; PipelineError for a bad TF_CONFIG, unknown devices or a global batch the
     replicas cannot share. multi_worker must be chosen before TensorFlow runs anything in the process."""
-    kind = str(train_cfg.get("distribute", "none"))
-    devices = tuple(str(d) for d in train_cfg.get("devices") or ())
-    scaling = str(train_cfg.get("lr_scaling", "none"))
+    kind, devices, scaling = train.distribute, train.devices, train.lr_scaling
     if kind not in KINDS:
         raise PipelineError(f"unknown value {kind!r}", path=config_path, field="train.distribute",
                             expected=f"one of: {', '.join(KINDS)}")
@@ -146,7 +145,7 @@ def training_distribution(train_cfg: dict[str, Any], config_path: Any = None) ->
         strategy = _multi_worker()
         workers = cluster["workers"]
     replicas = int(strategy.num_replicas_in_sync)
-    batch = int(train_cfg["batch_size"])
+    batch = train.batch_size
     if batch % replicas:
         raise PipelineError(f"a global batch of {batch} images does not split evenly over {replicas} replicas",
                             path=config_path, field="train.batch_size",

@@ -141,9 +141,7 @@ def evaluate_runtimes(cfg: Config, runtimes: dict[str, Runtime], split: str = "v
     PNG; a missing file is a row that says so."""
     build = cfg.build_dir
     anchors, classes = model_anchors(build / "model_meta.json")
-    input_size = tuple(cfg.values["model"]["input_size"])
-    score_threshold = float(cfg.values["deploy"]["score_threshold"])
-    nms_iou = float(cfg.values["deploy"]["nms_iou"])
+    input_size, score_threshold, nms_iou = cfg.model.input_size, cfg.deploy.score_threshold, cfg.deploy.nms_iou
     data = load_eval_set(load_records(cfg, split), input_size,
                          keep_sources=any(r.preprocessing != TRAINING_LETTERBOX for r in runtimes.values()))
     report: dict[str, Any] = {"split": split, "images": len(data.images), "classes": classes, "runtimes": {}}

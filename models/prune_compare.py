@@ -53,13 +53,13 @@ def plot_comparison(rows: dict[str, dict[str, Any]], png_path: Path) -> None:
 
 def compare_stage(cfg: Config, force: bool = False, conv_time: ConvTime | None = None) -> StageResult:
     """Run every variant (skipped when model.keras and the settings are unchanged); detectors only."""
-    if cfg.values["model"]["task"] != "detector":
+    if cfg.model.task != "detector":
         raise PipelineError("`invoke prune --compare` compares a detector's fine-tuning with and without distillation; "
                             "a recognizer always distils from its unpruned embedder", path=cfg.path,
                             field="model.task", expected="a detector config, or `invoke prune` without --compare")
-    settings, build = cfg.values["prune"], cfg.build_dir
+    settings, build = cfg.values["prune"], cfg.build_dir  # the settings as the config holds them, for the JSON
     inputs, params = stage_inputs(cfg)
-    chosen = variants(float(settings["distill"]))
+    chosen = variants(cfg.prune.distill)
     outputs = [build / COMPARE_JSON, build / COMPARE_PNG]
     outputs += [build / tagged(name, tag) for tag in chosen for name in (PRUNED_NAME, REPORT_NAME)]
 

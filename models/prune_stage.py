@@ -36,6 +36,7 @@ from models.prune_sensitivity import RATIOS, sensitivity_curves, write_sensitivi
 from models.prune_task import META_NAME, prune_task
 from pipeline.atomic import atomic_path, write_json
 from pipeline.config import Config
+from pipeline.config_schema import PruneSection
 from pipeline.errors import PipelineError
 from pipeline.stage import StageResult, run_stage
 
@@ -48,7 +49,7 @@ LATENCY_NOTE = ("estimated K210 microseconds of the KPU convs from the compiler'
 
 def prunes(cfg: Config) -> bool:
     """Whether the config prunes (a uniform prune.sparsity or a global prune.target_reduction)."""
-    return float(cfg.values["prune"]["sparsity"]) > 0 or float(cfg.values["prune"]["target_reduction"]) > 0
+    return cfg.prune.sparsity > 0 or cfg.prune.target_reduction > 0
 
 
 def all_costs(model: keras.Model, conv_time: ConvTime | None, fuse_leaky: bool) -> dict[str, float]:
@@ -57,32 +58,32 @@ def all_costs(model: keras.Model, conv_time: ConvTime | None, fuse_leaky: bool) 
     return {m: round(model_cost(model, m, conv_time, fuse_leaky), 1) for m in metrics}
 
 
-def check_settings(settings: dict[str, Any]) -> None:
+def check_settings(settings: PruneSection) -> None:
     """Refuse prune settings that cannot go together, naming the field."""
-    if float(settings["sparsity"]) <= 0 and float(settings["target_reduction"]) <= 0:
+    if settings.sparsity <= 0 and settings.target_reduction <= 0:
         raise PipelineError("prune.sparsity and prune.target_reduction are 0, so there is nothing to prune",
                             field="prune.sparsity", expected="a fraction such as 0.3 (--sparsity 0.3), or a global "
                             "target (--set prune.target_reduction=0.4); export uses model.keras meanwhile")
-    if float(settings["sparsity"]) > 0 and float(settings["target_reduction"]) > 0:
+    if settings.sparsity > 0 and settings.target_reduction > 0:
         raise PipelineError("both a uniform prune.sparsity and a global prune.target_reduction are set",
                             field="prune.target_reduction", expected="one of them (the other 0)")
-    if settings["allocation"] != "uniform" and float(settings["target_reduction"]) <= 0:
-        raise PipelineError(f"prune.allocation {settings['allocation']} needs a global target",
+    if settings.allocation != "uniform" and settings.target_reduction <= 0:
+        raise PipelineError(f"prune.allocation {settings.allocation} needs a global target",
                             field="prune.target_reduction", expected="a fraction such as 0.4 of prune.target_metric")
 
 
 def _round_masks(model: keras.Model, cfg: Config, round_goal: float, reference: float, conv_time: ConvTime | None,
                  curves: dict[str, Any] | None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """The masks of one round: the uniform sparsity share of this round, or the allocation reaching round_goal."""
-    settings = cfg.values["prune"]
-    scores = prune_units(model, filter_scores(model, settings["criterion"]))
-    if float(settings["target_reduction"]) <= 0:
-        share = 1 - (1 - float(settings["sparsity"])) ** (1 / int(settings["rounds"]))
-        return unit_masks(keep_masks(scores, share, int(settings["min_filters"]))), {"share": round(share, 4)}
-    metric, fuse = settings["target_metric"], bool(cfg.values["compile"]["fuse_leaky"])
-    chosen = allocate(model, scores, allocation=settings["allocation"], reference=reference, reduction=round_goal,
-                      cost=lambda m: model_cost(m, metric, conv_time, fuse), min_filters=int(settings["min_filters"]),
-                      round_to=int(settings["round_to"]), curves=curves, criterion=settings["criterion"])
+    settings = cfg.prune
+    scores = prune_units(model, filter_scores(model, settings.criterion))
+    if settings.target_reduction <= 0:
+        share = 1 - (1 - settings.sparsity) ** (1 / settings.rounds)
+        return unit_masks(keep_masks(scores, share, settings.min_filters)), {"share": round(share, 4)}
+    metric, fuse = settings.target_metric, cfg.compile.fuse_leaky
+    chosen = allocate(model, scores, allocation=settings.allocation, reference=reference, reduction=round_goal,
+                      cost=lambda m: model_cost(m, metric, conv_time, fuse), min_filters=settings.min_filters,
+                      round_to=settings.round_to, curves=curves, criterion=settings.criterion)
     masks = unit_masks({u: top_mask(scores[u], k) for u, k in chosen.counts.items()})
     return masks, {"goal": round(round_goal, 4), "reached": round(chosen.reduction, 4), "knob": round(chosen.knob, 6)}
 
@@ -96,22 +97,22 @@ def round_epochs(total: int, rounds: int) -> list[int]:
 def prune_and_finetune(cfg: Config, source: Path, conv_time: ConvTime | None = None, tag: str = "") -> dict[str, Any]:
     """Prune model.keras in rounds, fine-tune, write pruned{tag}.keras, its report and the gamma histogram; the
     report's metrics."""
-    settings, build = cfg.values["prune"], cfg.build_dir
+    settings, build = cfg.prune, cfg.build_dir
     task = prune_task(cfg)
     original = task.load(source)
-    fuse = bool(cfg.values["compile"]["fuse_leaky"])
-    metric_name, reduction = settings["target_metric"], float(settings["target_reduction"])
+    fuse = cfg.compile.fuse_leaky
+    metric_name, reduction = settings.target_metric, settings.target_reduction
     if reduction > 0:  # fail on an impossible setting before any evaluation
         model_cost(original, metric_name, conv_time, fuse)
-    curves = read_curves(build) if settings["allocation"] == "sensitivity" else None
+    curves = read_curves(build) if settings.allocation == "sensitivity" else None
     before = all_costs(original, conv_time, fuse)
     reference = model_cost(original, metric_name, conv_time, fuse) if reduction > 0 else 0.0
     key = task.key
-    report: dict[str, Any] = {"settings": settings, "metric": {"key": key, "label": task.label},
+    report: dict[str, Any] = {"settings": cfg.values["prune"], "metric": {"key": key, "label": task.label},
                               f"{key}_before": task.metric(original), "costs_before": before, "rounds": []}
-    rounds, epochs = int(settings["rounds"]), int(settings["finetune_epochs"])
+    rounds, epochs = settings.rounds, settings.finetune_epochs
     per_round = round_epochs(epochs, rounds)
-    learning_rate = float(cfg.values["train"]["learning_rate"]) * float(settings["finetune_lr_scale"])
+    learning_rate = cfg.train.learning_rate * settings.finetune_lr_scale
     current = original
     for index in range(1, rounds + 1):
         goal = 1 - (1 - reduction) ** (index / rounds)
@@ -122,7 +123,7 @@ def prune_and_finetune(cfg: Config, source: Path, conv_time: ConvTime | None = N
         if per_round[index - 1] > 0:
             keep = KeepBest(pruned, task.metric, entry[f"{key}_pruned"])
             entry["finetune_loss"] = task.fine_tune(pruned, per_round[index - 1], learning_rate, original,
-                                                    float(settings["distill"]), [keep])
+                                                    settings.distill, [keep])
             entry[f"finetune_{key}"] = [round(v, 4) for v in keep.scores]
             entry["kept_epoch"] = keep.best_epoch  # 0: fine-tuning never beat the pruned model
         entry[f"{key}_finetuned"] = task.metric(pruned)
@@ -204,7 +205,7 @@ def source_model(cfg: Config) -> Path:
 
 def recognizer_params(cfg: Config) -> dict[str, Any]:
     """What a recognizer's validation metric and fine-tuning also depend on (nothing more for a detector)."""
-    if cfg.values["model"]["task"] != "recognizer":
+    if cfg.model.task != "recognizer":
         return {}
     return {"recognizer": cfg.values["recognizer"], "seed": cfg.values["train"]["seed"]}
 
@@ -214,7 +215,7 @@ def sensitivity_stage(cfg: Config, force: bool = False) -> StageResult:
     held-back verification accuracy) against the share of filters removed, without fine-tuning (skipped while
     model.keras and the criterion are unchanged)."""
     build, source = cfg.build_dir, source_model(cfg)
-    criterion = cfg.values["prune"]["criterion"]
+    criterion = cfg.prune.criterion
     params = {"criterion": criterion, "ratios": list(RATIOS), "dataset": cfg.values["dataset"],
               "deploy": {k: cfg.values["deploy"][k] for k in ("nms_iou", "score_threshold")}, **recognizer_params(cfg)}
 
@@ -232,13 +233,13 @@ def sensitivity_stage(cfg: Config, force: bool = False) -> StageResult:
 
 def stage_inputs(cfg: Config) -> tuple[list[Path], dict[str, Any]]:
     """The inputs and parameters of a pruning run (measuring the sensitivity curves first when it uses them)."""
-    settings, build = cfg.values["prune"], cfg.build_dir
-    check_settings(settings)
+    build = cfg.build_dir
+    check_settings(cfg.prune)
     inputs = [source_model(cfg), build / META_NAME]
-    if settings["allocation"] == "sensitivity":
+    if cfg.prune.allocation == "sensitivity":
         sensitivity_stage(cfg)
         inputs.append(build / SENSITIVITY_JSON)
-    return inputs, {"prune": settings, "train": cfg.values["train"], "dataset": cfg.values["dataset"],
+    return inputs, {"prune": cfg.values["prune"], "train": cfg.values["train"], "dataset": cfg.values["dataset"],
                     "fuse_leaky": cfg.values["compile"]["fuse_leaky"], **recognizer_params(cfg)}
 
 

@@ -35,15 +35,13 @@ class PruneTask:
 
 def validation_ap(cfg: Config) -> Callable[[keras.Model], float]:
     """model -> VOC AP@0.5 on the val split (the set is loaded once)."""
-    input_size = tuple(cfg.values["model"]["input_size"])
+    input_size, deploy = cfg.model.input_size, cfg.deploy
     anchors, classes = model_anchors(cfg.build_dir / META_NAME)
     data = load_eval_set(load_records(cfg, "val"), input_size)
-    deploy = cfg.values["deploy"]
 
     def ap50(model: keras.Model) -> float:
-        results = collect_results(keras_predictor(model), data, anchors, len(classes), input_size,
-                                  float(deploy["nms_iou"]))
-        return round(float(evaluate_results(results, classes, float(deploy["score_threshold"]))["ap50"]), 4)
+        results = collect_results(keras_predictor(model), data, anchors, len(classes), input_size, deploy.nms_iou)
+        return round(float(evaluate_results(results, classes, deploy.score_threshold)["ap50"]), 4)
     return ap50
 
 
@@ -55,8 +53,8 @@ def fine_tune_detector(model: keras.Model, cfg: Config, epochs: int, learning_ra
     model_meta.json unless given. The loss of each epoch."""
     from models.train import detector_loss, train_dataset
 
-    train_cfg = cfg.values["train"]
-    keras.utils.set_random_seed(int(train_cfg["seed"]))
+    train = cfg.train
+    keras.utils.set_random_seed(train.seed)
     records = load_records(cfg, "train")
     if anchors is None:
         anchors, _ = model_anchors(cfg.build_dir / META_NAME)
@@ -64,10 +62,10 @@ def fine_tune_detector(model: keras.Model, cfg: Config, epochs: int, learning_ra
     trained = model
     if teacher is not None and distill > 0:
         trained, loss = with_teacher(model, teacher), DistilledLoss(loss, distill)
-    trained.compile(optimizer=keras.optimizers.AdamW(learning_rate, weight_decay=float(train_cfg["weight_decay"]),
+    trained.compile(optimizer=keras.optimizers.AdamW(learning_rate, weight_decay=train.weight_decay,
                                                      clipnorm=10.0), loss=loss)
-    history = trained.fit(train_dataset(records, tuple(cfg.values["model"]["input_size"]), train_cfg),
-                          epochs=epochs, verbose=2 if train_cfg["quiet"] else "auto", callbacks=callbacks or [])
+    history = trained.fit(train_dataset(records, cfg.model.input_size, train), epochs=epochs,
+                          verbose=2 if train.quiet else "auto", callbacks=callbacks or [])
     return [round(float(v), 5) for v in history.history["loss"]]
 
 
@@ -75,7 +73,7 @@ def prune_task(cfg: Config) -> PruneTask:
     """The task of the config's model (model.task)."""
     from models.yolo_head import load_detector
 
-    if cfg.values["model"]["task"] == "recognizer":
+    if cfg.model.task == "recognizer":
         from models.recognizer.prune_support import distil_finetune, held_back_accuracy
 
         return PruneTask("val_accuracy", "held-back verification accuracy", load_detector, held_back_accuracy(cfg),

@@ -26,6 +26,7 @@ from models.yolo_loss import YoloV2Loss
 from models.yolo_targets import pack_targets
 from pipeline.atomic import write_json
 from pipeline.config import Config
+from pipeline.config_schema import TrainSection
 from pipeline.stage import StageResult, run_stage
 
 MODEL_NAME, META_NAME, LOG_NAME, CURVES_NAME, METRICS_NAME, BACKUP_DIR = (
@@ -49,7 +50,7 @@ def hashed_train_settings(train_cfg: dict[str, Any], distribution: Distribution 
 
 def gamma_outputs(cfg: Config) -> list:
     """The gamma histogram (PNG, JSON) a sparsity-trained model (train.bn_l1 > 0) gets beside it, else nothing."""
-    return [cfg.build_dir / GAMMA_PNG, cfg.build_dir / GAMMA_JSON] if float(cfg.values["train"]["bn_l1"]) else []
+    return [cfg.build_dir / GAMMA_PNG, cfg.build_dir / GAMMA_JSON] if cfg.train.bn_l1 else []
 
 
 def write_trained_gammas(cfg: Config, model_path: Path) -> None:
@@ -57,36 +58,33 @@ def write_trained_gammas(cfg: Config, model_path: Path) -> None:
     outputs = gamma_outputs(cfg)
     if outputs:
         model = keras.models.load_model(model_path, compile=False, safe_mode=False)
-        strength = float(cfg.values["train"]["bn_l1"])
         write_gamma_histogram({"trained": all_gammas(model)}, *outputs,
-                              title=f"BN |gamma| after sparsity training (train.bn_l1 = {strength:g})")
+                              title=f"BN |gamma| after sparsity training (train.bn_l1 = {cfg.train.bn_l1:g})")
 
 
-def learning_rate_schedule(train_cfg: dict[str, Any], steps_per_epoch: int, factor: float = 1.0
+def learning_rate_schedule(train: TrainSection, steps_per_epoch: int, factor: float = 1.0
                            ) -> keras.optimizers.schedules.CosineDecay:
     """Linear warm-up from lr/100 to lr over warmup_epochs, then cosine decay to lr/100 at the last epoch; lr is
     train.learning_rate times `factor` (the distribution's learning-rate factor, 1 on one device)."""
-    lr = float(train_cfg["learning_rate"]) * factor
-    warmup = int(train_cfg["warmup_epochs"]) * steps_per_epoch
-    total = int(train_cfg["epochs"]) * steps_per_epoch
+    lr = train.learning_rate * factor
+    warmup = train.warmup_epochs * steps_per_epoch
+    total = train.epochs * steps_per_epoch
     return keras.optimizers.schedules.CosineDecay(lr / 100, decay_steps=max(1, total - warmup), alpha=0.01,
                                                   warmup_target=lr, warmup_steps=warmup)
 
 
-def train_dataset(records, input_size: tuple[int, int], train_cfg: dict[str, Any]) -> tf.data.Dataset:
+def train_dataset(records, input_size: tuple[int, int], train: TrainSection) -> tf.data.Dataset:
     """Augmented, shuffled batches of (images, packed targets (B, M, 5)) for Keras fit."""
-    dataset = detection_dataset(records, input_size, int(train_cfg["batch_size"]), augment=bool(train_cfg["augment"]),
-                                seed=int(train_cfg["seed"]), max_boxes=int(train_cfg["max_boxes"]))
+    dataset = detection_dataset(records, input_size, train.batch_size, augment=train.augment, seed=train.seed,
+                                max_boxes=train.max_boxes)
     return dataset.map(lambda images, target: (images, pack_targets(target["boxes"], target["labels"])))
 
 
 def detector_loss(cfg: Config, anchors: np.ndarray) -> YoloV2Loss:
     """The YOLOv2 loss with the config's term weights, ignore threshold and rescoring."""
-    train_cfg = cfg.values["train"]
-    weights = train_cfg["loss_weights"]
-    return YoloV2Loss(anchors, len(cfg.values["dataset"]["classes"]), coord=weights["coord"], obj=weights["obj"],
-                      noobj=weights["noobj"], cls=weights["class"], ignore_thresh=float(train_cfg["ignore_thresh"]),
-                      rescore=bool(train_cfg["rescore"]))
+    weights = cfg.train.loss_weights
+    return YoloV2Loss(anchors, len(cfg.dataset.classes), coord=weights.coord, obj=weights.obj, noobj=weights.noobj,
+                      cls=weights.class_, ignore_thresh=cfg.train.ignore_thresh, rescore=cfg.train.rescore)
 
 
 def compile_detector(cfg: Config, anchors: np.ndarray, steps_per_epoch: int,
@@ -94,19 +92,18 @@ def compile_detector(cfg: Config, anchors: np.ndarray, steps_per_epoch: int,
     """Build the configured detector and compile it with AdamW on the schedule and the YOLOv2 loss; call it inside
     `distribution`'s scope (with more than one replica: a global-batch mean loss, synchronized BatchNormalization
     and clipping of the summed gradient, see models/distribute.py)."""
-    model_cfg, train_cfg = cfg.values["model"], cfg.values["train"]
-    classes = list(cfg.values["dataset"]["classes"])
-    model = build_detector({**model_cfg, "anchors": anchors.tolist()}, len(classes))
+    train = cfg.train
+    model = build_detector({**cfg.values["model"], "anchors": anchors.tolist()}, len(cfg.dataset.classes))
     loss = detector_loss(cfg, anchors)
-    schedule = learning_rate_schedule(train_cfg, steps_per_epoch, distribution.lr_factor if distribution else 1.0)
+    schedule = learning_rate_schedule(train, steps_per_epoch, distribution.lr_factor if distribution else 1.0)
     if distribution is not None and distribution.distributed:
-        optimizer = distribution.optimizer(schedule, float(train_cfg["weight_decay"]), 10.0)
+        optimizer = distribution.optimizer(schedule, train.weight_decay, 10.0)
         loss = GlobalBatchMean(loss)
         distribution.prepare(model)
     else:
-        optimizer = keras.optimizers.AdamW(schedule, weight_decay=float(train_cfg["weight_decay"]), clipnorm=10.0)
-    if float(train_cfg["bn_l1"]):
-        add_bn_l1(model, float(train_cfg["bn_l1"]))
+        optimizer = keras.optimizers.AdamW(schedule, weight_decay=train.weight_decay, clipnorm=10.0)
+    if train.bn_l1:
+        add_bn_l1(model, train.bn_l1)
     model.compile(optimizer=optimizer, loss=loss)
     return model
 
@@ -114,15 +111,13 @@ def compile_detector(cfg: Config, anchors: np.ndarray, steps_per_epoch: int,
 def fit_detector(cfg: Config, anchors: np.ndarray, resume: bool, distribution: Distribution | None = None
                  ) -> dict[str, Any]:
     """Train and write build/<config>/model.keras (best val AP), model_meta.json, the CSV log and PNG curves."""
-    distribution = distribution or training_distribution(cfg.values["train"], cfg.path)
-    model_cfg, train_cfg = cfg.values["model"], cfg.values["train"]
-    classes = list(cfg.values["dataset"]["classes"])
-    input_size = tuple(int(v) for v in model_cfg["input_size"])
+    distribution = distribution or training_distribution(cfg.train, cfg.path)
+    train, classes, input_size = cfg.train, list(cfg.dataset.classes), cfg.model.input_size
     build = cfg.build_dir
     build.mkdir(parents=True, exist_ok=True)
-    keras.utils.set_random_seed(int(train_cfg["seed"]))
+    keras.utils.set_random_seed(train.seed)
     train_records, val_records = load_records(cfg, "train"), load_records(cfg, "val")
-    steps = math.ceil(len(train_records) / int(train_cfg["batch_size"]))
+    steps = math.ceil(len(train_records) / train.batch_size)
     log_path, backup = build / LOG_NAME, build / BACKUP_DIR
     # Keras deletes the backup when fit completes, so one exists only after an interrupted run
     if not (resume and (backup / "training_metadata.json").is_file()):
@@ -133,24 +128,23 @@ def fit_detector(cfg: Config, anchors: np.ndarray, resume: bool, distribution: D
         print(distribution.describe(), flush=True)
     with distribution.scope():
         model = compile_detector(cfg, anchors, steps, distribution)
-    write_json(build / META_NAME, head_metadata({**model_cfg, "anchors": anchors.tolist()}, classes, anchors))
-    deploy = cfg.values["deploy"]
+    write_json(build / META_NAME, head_metadata({**cfg.values["model"], "anchors": anchors.tolist()}, classes, anchors))
     validation = ValidationAP(load_eval_set(val_records, input_size), anchors, classes, input_size,
-                              float(deploy["nms_iou"]), float(deploy["score_threshold"]), build / MODEL_NAME, log_path)
-    time_limit = TimeLimit(float(train_cfg["time_limit_minutes"]))
+                              cfg.deploy.nms_iou, cfg.deploy.score_threshold, build / MODEL_NAME, log_path)
+    time_limit = TimeLimit(train.time_limit_minutes)
     callbacks = [
         validation,
         keras.callbacks.BackupAndRestore(str(backup)),
-        keras.callbacks.EarlyStopping(VAL_METRIC, mode="max", patience=int(train_cfg["patience"]), verbose=1),
+        keras.callbacks.EarlyStopping(VAL_METRIC, mode="max", patience=train.patience, verbose=1),
         time_limit,
         keras.callbacks.CSVLogger(str(log_path), append=True),
         CurvesPlot(log_path, build / CURVES_NAME),
         *distribution.callbacks(),
     ]
-    distribution.keep_epoch_order(model, train_dataset(train_records, input_size, train_cfg))
+    distribution.keep_epoch_order(model, train_dataset(train_records, input_size, train))
     started = time.monotonic()
-    history = model.fit(train_dataset(train_records, input_size, train_cfg), epochs=int(train_cfg["epochs"]),
-                        callbacks=callbacks, shuffle=False, verbose=2 if train_cfg["quiet"] else "auto")
+    history = model.fit(train_dataset(train_records, input_size, train), epochs=train.epochs,
+                        callbacks=callbacks, shuffle=False, verbose=2 if train.quiet else "auto")
     seconds = time.monotonic() - started
     rows = read_log(log_path)
     plot_training_curves(rows, build / CURVES_NAME)
@@ -171,17 +165,15 @@ def fit_detector(cfg: Config, anchors: np.ndarray, resume: bool, distribution: D
 
 def train_stage(cfg: Config, force: bool = False, resume: bool = True) -> StageResult:
     """`invoke train`: refuse an over-budget model first, then train (skipped when nothing changed)."""
-    model_cfg, train_cfg = cfg.values["model"], cfg.values["train"]
-    classes = list(cfg.values["dataset"]["classes"])
-    distribution = training_distribution(train_cfg, cfg.path)  # first: multi_worker starts before any TF op
-    budget = check_budget(model_cfg, len(classes), float(train_cfg["budget_mib"]))
-    print(f"{model_cfg['family']} width {model_cfg['width']:g}: {budget.params:,} parameters, "
-          f"{budget.macs / 1e6:.1f} M MACs, {budget.uint8_mib:.3f} MiB at uint8 (budget {train_cfg['budget_mib']:g})")
+    distribution = training_distribution(cfg.train, cfg.path)  # first: multi_worker starts before any TF op
+    budget = check_budget(cfg.values["model"], len(cfg.dataset.classes), cfg.train.budget_mib)
+    print(f"{cfg.model.family} width {cfg.model.width:g}: {budget.params:,} parameters, "
+          f"{budget.macs / 1e6:.1f} M MACs, {budget.uint8_mib:.3f} MiB at uint8 (budget {cfg.train.budget_mib:g})")
     anchors = dataset_anchors(cfg)
     build = cfg.build_dir
-    data_inputs = [p for p in (cfg.resolve_path(cfg.values["dataset"][s]) for s in ("train", "val")) if p is not None]
-    params = {"dataset": cfg.values["dataset"], "model": model_cfg,
-              "train": hashed_train_settings(train_cfg, distribution), "anchors": anchors.tolist()}
+    data_inputs = [p for p in (cfg.resolve_path(cfg.dataset.train), cfg.resolve_path(cfg.dataset.val)) if p is not None]
+    params = {"dataset": cfg.values["dataset"], "model": cfg.values["model"],
+              "train": hashed_train_settings(cfg.values["train"], distribution), "anchors": anchors.tolist()}
     outputs = [build / MODEL_NAME, build / META_NAME, build / LOG_NAME, build / CURVES_NAME, *gamma_outputs(cfg)]
     return run_stage(build, "train", inputs=data_inputs, params=params, outputs=outputs, force=force,
                        work=lambda: {**fit_detector(cfg, anchors, resume, distribution), "budget": budget.as_dict()},

@@ -62,7 +62,7 @@ def main(argv: list[str]) -> int:
         interrupt["after"] = int(run.get("interrupt_after_epoch", 0))
         os.environ["PIPELINE_BUILD_ROOT"] = run["build_root"]
         cfg = load_config(run["config"], run.get("set", {}))
-        if cfg.get("model.task") == "recognizer":
+        if cfg.model.task == "recognizer":
             from models.recognizer.train import train_recognizer_stage as stage
         else:
             from models.train import train_stage as stage
@@ -95,10 +95,11 @@ def reduction_checks() -> dict:
 
     from models.distribute import SummedClipAdamW, replica_share, sum_over_replicas, training_distribution
     from models.recognizer.losses import classification_loss, distillation_loss
+    from pipeline.config_schema import TrainSection
 
     # the strategy training uses (two MirroredStrategy objects on the same devices would mix their collectives)
-    strategy = training_distribution({"distribute": "mirrored", "devices": ["/cpu:0", "/cpu:1"],
-                                      "batch_size": 4}).strategy
+    strategy = training_distribution(TrainSection(distribute="mirrored", devices=("/cpu:0", "/cpu:1"),
+                                                  batch_size=4)).strategy
     rng = np.random.default_rng(3)
     logits = tf.constant(rng.normal(size=(8, 5)), tf.float32)
     labels = tf.constant([0, -1, -1, -1, 1, 2, 3, 4], tf.int32)  # 1 labelled sample on replica 0, 4 on replica 1

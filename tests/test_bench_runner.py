@@ -30,10 +30,9 @@ def test_the_recognizer_comparison_runs_only_on_request_and_its_configs_are_vali
     for path in sorted(COMPARE_DIR.glob("*.yaml")):
         cfg = load_config(path)
         settings = RecognizerSettings.from_config(cfg)
-        model = cfg.values["model"]
-        check_budget(model, 0, 1.0, build=lambda m, _, s=settings: build_embedder(m, s.embedding_size,
+        check_budget(cfg.values["model"], 0, 1.0, build=lambda m, _, s=settings: build_embedder(m, s.embedding_size,
                                                                                 s.head_channels))
-        rows.add((model["family"], settings.loss, settings.distill, settings.class_weight > 0))
+        rows.add((cfg.model.family, settings.loss, settings.distill, settings.class_weight > 0))
     for loss in ("softmax", "cosface", "arcface"):  # scratch vs distilled for every loss
         assert {("skip_darknet19", loss, "none", True), ("skip_darknet19", loss, "dlib", True)} <= rows
     assert {("mobilefacenet", "cosface", "none", True), ("mobilefacenet", "cosface", "dlib", True)} <= rows

@@ -79,9 +79,8 @@ def test_flashed_firmware_prints_the_simulators_detections(sim_run, monkeypatch)
     assert flash[0x300000:0x300000 + len(kmodel)] == kmodel  # the kmodel went through the ISP into flash
     frames = sorted((build / "firmware" / "frames_sim").glob("*.ppm"))
     assert len(frames) == 4
-    deploy = cfg.values["deploy"]
     for line, frame in zip(lines, frames, strict=True):
-        decoded, boxes = reference_detections(build, frame, deploy["score_threshold"], deploy["nms_iou"])
+        decoded, boxes = reference_detections(build, frame, cfg.deploy.score_threshold, cfg.deploy.nms_iou)
         printed = line["detections"]
         assert [d["class"] for d in printed] == [d.class_id for d in decoded]
         for got, want, box in zip(printed, decoded, boxes, strict=True):

@@ -255,17 +255,19 @@ def test_compare_runs_the_four_variants_at_the_same_epochs(tmp_path, monkeypatch
 
 
 def test_settings_that_cannot_go_together_are_refused_by_field(tmp_path):
+    from dataclasses import replace
+
     from models.prune_stage import check_settings, round_epochs, source_model, tagged
     from pipeline.config import load_config
 
-    defaults = load_config(None).values["prune"]
+    defaults = load_config(None).prune
     with pytest.raises(PipelineError, match="prune.sparsity.*nothing to prune"):
         check_settings(defaults)
     with pytest.raises(PipelineError, match="prune.target_reduction.*both"):
-        check_settings({**defaults, "sparsity": 0.3, "target_reduction": 0.4})
+        check_settings(replace(defaults, sparsity=0.3, target_reduction=0.4))
     with pytest.raises(PipelineError, match="prune.target_reduction.*global_gamma needs a global target"):
-        check_settings({**defaults, "sparsity": 0.3, "allocation": "global_gamma"})
-    check_settings({**defaults, "target_reduction": 0.4, "allocation": "sensitivity"})
+        check_settings(replace(defaults, sparsity=0.3, allocation="global_gamma"))
+    check_settings(replace(defaults, target_reduction=0.4, allocation="sensitivity"))
     path = tmp_path / "bad.yaml"
     path.write_text("prune: {target_metric: flops}\n")
     with pytest.raises(PipelineError, match="prune.target_metric"):

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -256,11 +257,11 @@ def test_invoke_train_with_a_misspelt_strategy_suggests_the_name(tmp_path, monke
 def test_unknown_devices_and_devices_without_mirrored_are_refused():
     from models.distribute import training_distribution
 
-    train = load_config(REPO_ROOT / "configs" / "demo.yaml").values["train"]
+    train = load_config(REPO_ROOT / "configs" / "demo.yaml").train
     with pytest.raises(PipelineError, match=r"train.devices.*no device /gpu:7 on this host.*CPU:0"):
-        training_distribution({**train, "distribute": "mirrored", "devices": ["/gpu:7"]})
+        training_distribution(replace(train, distribute="mirrored", devices=("/gpu:7",)))
     with pytest.raises(PipelineError, match="train.devices.*unless train.distribute is mirrored"):
-        training_distribution({**train, "distribute": "none", "devices": ["/cpu:0"]})
+        training_distribution(replace(train, distribute="none", devices=("/cpu:0",)))
 
 
 def test_a_global_batch_the_replicas_cannot_share_is_refused(monkeypatch):
@@ -271,12 +272,12 @@ def test_a_global_batch_the_replicas_cannot_share_is_refused(monkeypatch):
         extended = None
 
     monkeypatch.setattr(distribute, "_mirrored", lambda devices, path: ThreeReplicas())
-    train = load_config(REPO_ROOT / "configs" / "demo.yaml").values["train"]
+    train = load_config(REPO_ROOT / "configs" / "demo.yaml").train
     with pytest.raises(PipelineError, match=r"train.batch_size.*16 images does not split evenly over 3 replicas"
                                             r".*a multiple of 3"):
-        distribute.training_distribution({**train, "distribute": "mirrored", "batch_size": 16})
-    shared = distribute.training_distribution({**train, "distribute": "mirrored", "batch_size": 12,
-                                               "lr_scaling": "linear"})
+        distribute.training_distribution(replace(train, distribute="mirrored", batch_size=16))
+    shared = distribute.training_distribution(replace(train, distribute="mirrored", batch_size=12,
+                                                      lr_scaling="linear"))
     assert (shared.replicas, shared.per_replica_batch, shared.lr_factor) == (3, 4, 3.0)
     assert "global batch 12 = 3 x 4; learning rate x 3" in shared.describe()
 
@@ -288,15 +289,16 @@ def test_one_device_is_the_training_of_before():
     from models.distribute import training_distribution
     from models.train import hashed_train_settings, learning_rate_schedule
 
-    train = load_config(REPO_ROOT / "configs" / "demo.yaml").values["train"]
-    one = training_distribution(train)
+    cfg = load_config(REPO_ROOT / "configs" / "demo.yaml")
+    train = cfg.values["train"]
+    one = training_distribution(cfg.train)
     assert one.strategy is tf.distribute.get_strategy() and (one.replicas, one.lr_factor) == (1, 1.0)
     assert not one.distributed and one.callbacks() == []
     old_keys = set(train) - {"distribute", "devices", "lr_scaling", "quiet", "bn_l1"}
     assert set(hashed_train_settings(train, one)) == old_keys
     assert hashed_train_settings({**train, "distribute": "mirrored"}) == hashed_train_settings(train)
-    schedule = learning_rate_schedule(train, 10, one.lr_factor).get_config()
-    assert schedule == learning_rate_schedule(train, 10).get_config()
+    schedule = learning_rate_schedule(cfg.train, 10, one.lr_factor).get_config()
+    assert schedule == learning_rate_schedule(cfg.train, 10).get_config()
 
 
 def test_the_linear_rule_is_recorded_in_the_manifest_settings(monkeypatch):
@@ -308,10 +310,12 @@ def test_the_linear_rule_is_recorded_in_the_manifest_settings(monkeypatch):
         extended = None
 
     monkeypatch.setattr(distribute, "_mirrored", lambda devices, path: TwoReplicas())
-    train = {**load_config(REPO_ROOT / "configs" / "demo.yaml").values["train"], "distribute": "mirrored"}
-    assert "learning_rate_factor" not in hashed_train_settings(train, distribute.training_distribution(train))
-    linear = {**train, "lr_scaling": "linear"}
-    assert hashed_train_settings(linear, distribute.training_distribution(linear))["learning_rate_factor"] == 2.0
+    cfg = load_config(REPO_ROOT / "configs" / "demo.yaml", {"train.distribute": "mirrored"})
+    train = cfg.values["train"]
+    assert "learning_rate_factor" not in hashed_train_settings(train, distribute.training_distribution(cfg.train))
+    linear = cfg.with_values({"train.lr_scaling": "linear"})
+    assert hashed_train_settings(linear.values["train"],
+                                 distribute.training_distribution(linear.train))["learning_rate_factor"] == 2.0
 
 
 def test_the_distribute_benchmark_times_steady_steps_only():

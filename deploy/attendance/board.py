@@ -45,9 +45,8 @@ def attendance_kfpkg(cfg: Config, board: str) -> Path:
     metrics = built(cfg, board_spec(board).build_target)
     if "image" not in metrics:
         raise PipelineError(f"a {board} build is not flashed", field="--board", expected="sim or k210")
-    att = cfg.get("attendance")
     entries = [FlashEntry("firmware.bin", 0, Path(metrics["image"]).read_bytes(), True),
-               FlashEntry("face_db.bin", att["db_address"], database_path(models).read_bytes(), False)]
+               FlashEntry("face_db.bin", cfg.attendance.db_address, database_path(models).read_bytes(), False)]
     if board_spec(board).kmodel_storage == "flash":
         entries += [FlashEntry(f"{role}.kmodel", models.address(role), model_files(models.of(role))[0].read_bytes(),
                                False) for role in ROLES]
@@ -63,6 +62,6 @@ def session(cfg: Config, board: str, images: Path | None = None, *, count_instru
     models = attendance_models(cfg)
     photos = session_photos(cfg, images)
     if images is None:
-        photos += stranger_photos(models.recognizer, int(cfg.get("attendance.strangers")))
+        photos += stranger_photos(models.recognizer, cfg.attendance.strangers)
     checks, threshold = run_session(models, board, photos, count_instructions=count_instructions)
     return write_session(models, checks, board, threshold)

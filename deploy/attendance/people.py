@@ -24,7 +24,7 @@ class Photo:
 
 def _voc_photos(cfg: Config, split: str) -> list[Photo]:
     """The photos of a VOC split whose single (largest) box names the person."""
-    classes = list(cfg.get("dataset.classes"))
+    classes = list(cfg.dataset.classes)
     photos = []
     for record in load_records(cfg, split):
         if len(record.labels) == 0:
@@ -36,7 +36,7 @@ def _voc_photos(cfg: Config, split: str) -> list[Photo]:
 
 def enrollment_photos(cfg: Config, people: Path | None = None) -> dict[str, list[Path]]:
     """name -> photos: `people` (or attendance.people) as a folder per person, else the config's train split."""
-    folder = Path(people) if people else cfg.resolve_path(cfg.get("attendance.people"))
+    folder = Path(people) if people else cfg.resolve_path(cfg.attendance.people)
     if folder is not None:
         log = ProblemLog()
         records = read_identity_folders(folder, log)
@@ -58,7 +58,7 @@ def session_photos(cfg: Config, images: Path | None = None) -> list[Photo]:
     names of its boxes are the truth)."""
     from deploy.firmware.frames import list_images
 
-    folder = Path(images) if images else cfg.resolve_path(cfg.get("attendance.session"))
+    folder = Path(images) if images else cfg.resolve_path(cfg.attendance.session)
     if folder is not None:
         return [Photo(path, None) for path in list_images(folder)]
     return _voc_photos(cfg, "val")

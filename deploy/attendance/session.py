@@ -40,8 +40,8 @@ def face_reader(models: AttendanceModels) -> FaceReader:
     from deploy.attendance.recognize import RUNNERS
 
     specs = model_specs(models)
-    engine, rounding = RUNNERS[models.cfg.get("eval.kmodel_engine")], models.cfg.get("firmware.rounding")
-    return FaceReader(specs["detector"], specs["recognizer"], int(models.cfg.get("attendance.max_faces")),
+    engine, rounding = RUNNERS[models.cfg.eval.kmodel_engine], models.cfg.firmware.rounding
+    return FaceReader(specs["detector"], specs["recognizer"], models.cfg.attendance.max_faces,
                       runner=lambda kmodel: engine(kmodel, rounding))
 
 
@@ -55,11 +55,11 @@ def enroll_stage(models: AttendanceModels, *, people: Path | None = None, force:
     from deploy.attendance.face_db import FaceDatabase, FaceRecord, check_name, region_image, template_units
 
     cfg = models.cfg
-    att = cfg.get("attendance")
+    att = cfg.attendance
     photos = enrollment_photos(cfg, people)
     for name in photos:
         check_name(name)
-    if len(photos) > att["capacity"]:
+    if len(photos) > att.capacity:
         raise PipelineError(f"{len(photos)} people", field="attendance.capacity", expected=">= the people enrolled")
     out = database_path(models)
 
@@ -78,20 +78,21 @@ def enroll_stage(models: AttendanceModels, *, people: Path | None = None, force:
                 records.append(FaceRecord(name, len(units), template_units(np.stack(units))))
             else:
                 no_template.append(name)
-        threshold, tuning = round(att["threshold"] * 10000), None
-        if att["tune_impostors"] > 0 and records:
-            tuning = tune_threshold(reader, records, models, att["tune_impostors"], att["target_rejection"])
+        threshold, tuning = round(att.threshold * 10000), None
+        if att.tune_impostors > 0 and records:
+            tuning = tune_threshold(reader, records, models, att.tune_impostors, att.target_rejection)
             threshold = tuning["threshold_permyriad"]
-        db = FaceDatabase(embedding_size=reader.recognizer.embedder.embedding_size, capacity=att["capacity"],
+        db = FaceDatabase(embedding_size=reader.recognizer.embedder.embedding_size, capacity=att.capacity,
                           threshold_permyriad=threshold, sequence=1, records=tuple(records))
         with atomic_path(out) as tmp:
             tmp.write_bytes(region_image(db))
         return {"db": str(out), "people": len(records), "photos": sum(r.photos for r in records),
                 "photos_without_face": without_face, "people_without_face": no_template,
-                "threshold": threshold / 10000, "tuning": tuning, "address": att["db_address"]}
+                "threshold": threshold / 10000, "tuning": tuning, "address": att.db_address}
 
     inputs = [p for role in ROLES for p in model_files(models.of(role))] + [p for ps in photos.values() for p in ps]
-    return run_stage(cfg.build_dir, "enroll", inputs=inputs, params={"attendance": att, "deploy": cfg.get("deploy")},
+    return run_stage(cfg.build_dir, "enroll", inputs=inputs, params={"attendance": cfg.values["attendance"],
+                                                                           "deploy": cfg.values["deploy"]},
                      outputs=[out], work=work, force=force)
 
 
@@ -247,7 +248,7 @@ def frame_times(models: AttendanceModels, checks: list[FrameCheck]) -> dict[str,
     model (detector + one recognizer run per face; CPU work around them not counted), and, where QEMU counted
     them, the instructions per frame by number of faces (the soft KPU on an emulated CPU, not K210 time)."""
     latency = {role: float(compile_report(models.of(role))["totals"]["latency_ms"]) for role in ROLES}
-    most = int(models.cfg.get("attendance.max_faces"))
+    most = models.cfg.attendance.max_faces
     times: dict[str, Any] = {
         "k210_estimate_ms": {f"{n}_face{'s' if n > 1 else ''}":
                              round(latency["detector"] + n * latency["recognizer"], 3) for n in sorted({1, most})},
@@ -300,13 +301,12 @@ def read_database(models: AttendanceModels, flash_image: Path | None = None):
     """The database the firmware loads: from a flash image's region, else the enrolled image."""
     from deploy.attendance.face_db import read_region, region_bytes
 
-    att = models.cfg.get("attendance")
+    att = models.cfg.attendance
     if flash_image is not None:
         from deploy.isp.image import read_flash_region
 
         spec = model_specs(models)["recognizer"].embedder
-        data = read_flash_region(Path(flash_image), att["db_address"], region_bytes(spec.embedding_size,
-                                                                                   att["capacity"]))
+        data = read_flash_region(Path(flash_image), att.db_address, region_bytes(spec.embedding_size, att.capacity))
     else:
         path = database_path(models)
         if not path.is_file():
@@ -330,8 +330,8 @@ def storage_image(models: AttendanceModels, board: str) -> Path:
                                 expected="run `invoke build flash --board sim` first")
         return image
     flash = bytearray(b"\xff" * FLASH_BYTES)
-    parts = [(int(cfg.get("attendance.db_address")), database_path(models))]
-    if (board_spec(board).kmodel_storage or cfg.get("firmware.kmodel_storage")) == "flash":
+    parts = [(cfg.attendance.db_address, database_path(models))]
+    if (board_spec(board).kmodel_storage or cfg.firmware.kmodel_storage) == "flash":
         parts += [(models.address(role), model_files(models.of(role))[0]) for role in ROLES]
     for address, path in parts:
         if not Path(path).is_file():
@@ -360,7 +360,7 @@ def run_session(models: AttendanceModels, board: str, photos: list[Photo], *,
                             expected="run `invoke enroll` and flash it")
     names, templates = [r.name for r in db.records], [r.template for r in db.records]
     frames = write_ppm_frames([p.path for p in photos], cfg.build_dir / "firmware" / f"frames_{board}")
-    timeout = float(cfg.get("firmware.run_timeout_s"))
+    timeout = cfg.firmware.run_timeout_s
     printed: list[list[dict]] = []
     counts: list[int | None] = []
     for start in range(0, len(frames), mm.MAX_FRAMES):

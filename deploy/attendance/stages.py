@@ -34,23 +34,23 @@ class AttendanceModels:
         return self.detector if role == "detector" else self.recognizer
 
     def address(self, role: str) -> int:
-        return int(self.cfg.get(f"attendance.{role}_address"))
+        return getattr(self.cfg.attendance, f"{role}_address")
 
 
 def attendance_models(cfg: Config) -> AttendanceModels:
     """Load the detector and recognizer configs an attendance config names, each checked for its task."""
-    if cfg.get("model.task") != "attendance":
-        raise PipelineError(f"model.task is {cfg.get('model.task')!r}", path=cfg.path, field="model.task",
+    if cfg.model.task != "attendance":
+        raise PipelineError(f"model.task is {cfg.model.task!r}", path=cfg.path, field="model.task",
                             expected="attendance")
     loaded = {}
     for role in ROLES:
-        path = cfg.resolve_path(cfg.get(f"attendance.{role}"))
+        path = cfg.resolve_path(getattr(cfg.attendance, role))
         if path is None:
             raise PipelineError("missing", path=cfg.path, field=f"attendance.{role}",
                                 expected=f"the path of a {role} config YAML")
         sub = load_config(path)
-        if sub.get("model.task") != role:
-            raise PipelineError(f"{path.name} has model.task {sub.get('model.task')!r}", path=cfg.path,
+        if sub.model.task != role:
+            raise PipelineError(f"{path.name} has model.task {sub.model.task!r}", path=cfg.path,
                                 field=f"attendance.{role}", expected=f"a {role} config")
         loaded[role] = sub
     if loaded["detector"].name == loaded["recognizer"].name:
@@ -94,9 +94,8 @@ def model_specs(models: AttendanceModels) -> dict[str, ModelSpec]:
     for role in ROLES:
         kmodel, report = model_files(models.of(role))
         specs[role] = model_spec(kmodel, compile_report(models.of(role)), report,
-                                 score_threshold=models.cfg.get("deploy.score_threshold"),
-                                 nms_iou=models.cfg.get("deploy.nms_iou"),
-                                 max_candidates=models.cfg.get("firmware.max_candidates"))
+                                 score_threshold=models.cfg.deploy.score_threshold,
+                                 nms_iou=models.cfg.deploy.nms_iou, max_candidates=models.cfg.firmware.max_candidates)
     if specs["detector"].detector is None or specs["recognizer"].embedder is None:
         raise PipelineError("the compiled models are not a detector and a recognizer", path=models.cfg.path,
                             field="attendance.detector / attendance.recognizer",
@@ -107,16 +106,16 @@ def model_specs(models: AttendanceModels) -> dict[str, ModelSpec]:
 def c_names(models: AttendanceModels) -> dict[str, str]:
     from deploy.firmware.c_names import model_identifier
 
-    return {role: model_identifier(models.of(role).get("firmware.name") or models.of(role).name) for role in ROLES}
+    return {role: model_identifier(models.of(role).firmware.name or models.of(role).name) for role in ROLES}
 
 
 def attendance_app(models: AttendanceModels, specs: dict[str, ModelSpec]) -> AttendanceApp:
-    att = models.cfg.get("attendance")
+    att = models.cfg.attendance
     names = c_names(models)
     return AttendanceApp(detector=names["detector"], recognizer=names["recognizer"],
-                         embedding_size=specs["recognizer"].embedder.embedding_size, max_faces=att["max_faces"],
-                         enroll_frames=att["enroll_frames"], threshold_permyriad=round(att["threshold"] * 10000),
-                         capacity=att["capacity"], db_address=att["db_address"], test_hooks=att["test_hooks"])
+                         embedding_size=specs["recognizer"].embedder.embedding_size, max_faces=att.max_faces,
+                         enroll_frames=att.enroll_frames, threshold_permyriad=round(att.threshold * 10000),
+                         capacity=att.capacity, db_address=att.db_address, test_hooks=att.test_hooks)
 
 
 def flash_layout(models: AttendanceModels, specs: dict[str, ModelSpec], storage: str) -> list[dict[str, Any]]:
@@ -176,9 +175,9 @@ def render_attendance_stage(models: AttendanceModels, storage: str, *, force: bo
 
     inputs = [p for role in ROLES for p in model_files(models.of(role))] + [
         FIRMWARE_DIR / name for name in ("templates", "runtime", "app", "rt_ai", "attendance")]
-    return run_stage(cfg.build_dir, "render", inputs=inputs, params={"storage": storage, **cfg.get("attendance"),
-                                                                      "deploy": cfg.get("deploy"),
-                                                                      "firmware": cfg.get("firmware")},
+    return run_stage(cfg.build_dir, "render", inputs=inputs, params={"storage": storage, **cfg.values["attendance"],
+                                                                      "deploy": cfg.values["deploy"],
+                                                                      "firmware": cfg.values["firmware"]},
                      outputs=list(folders.values()), work=work, force=force, tools=["jinja2"])
 
 
@@ -221,7 +220,7 @@ def build_attendance_stage(models: AttendanceModels, board: str, *, rtt_root: st
 
     cfg = models.cfg
     spec = board_spec(board)
-    storage = spec.kmodel_storage or cfg.get("firmware.kmodel_storage")
+    storage = spec.kmodel_storage or cfg.firmware.kmodel_storage
     render = render_attendance_stage(models, storage, force=force).metrics
     folders = rendered_dirs(cfg)
     names = render["names"]
@@ -231,8 +230,8 @@ def build_attendance_stage(models: AttendanceModels, board: str, *, rtt_root: st
 
     def work() -> dict[str, Any]:
         if target == "host":
-            result = build_host(folders["detector"], out, rounding=cfg.get("firmware.rounding"),
-                                kernel=cfg.get("firmware.kpu_kernel"),
+            result = build_host(folders["detector"], out, rounding=cfg.firmware.rounding,
+                                kernel=cfg.firmware.kpu_kernel,
                                 extra_dirs=(model_folder(folders["recognizer"], names["recognizer"]), app_dir),
                                 command="face_recognize")
             sections = (result.size["text"], result.size["data"], result.size["bss"])
@@ -241,9 +240,9 @@ def build_attendance_stage(models: AttendanceModels, board: str, *, rtt_root: st
             embedded = {names[r]: Path(render["kmodels"][r]) for r in ROLES} if storage == "embedded" else {}
             result = build_board(target, [folders["detector"], folders["recognizer"]], out,
                                  cfg.build_dir / "firmware" / f"{target}_bsp", rtt_root=rtt_root,
-                                 camera=cfg.get("firmware.camera"), rounding=cfg.get("firmware.rounding"),
-                                 kernel=cfg.get("firmware.kpu_kernel"), rt_ai=cfg.get("firmware.rt_ai"),
-                                 rtak_lib=cfg.get("firmware.rtak_lib"), embedded_kmodels=embedded, apps=(app_dir,),
+                                 camera=cfg.firmware.camera, rounding=cfg.firmware.rounding,
+                                 kernel=cfg.firmware.kpu_kernel, rt_ai=cfg.firmware.rt_ai,
+                                 rtak_lib=cfg.firmware.rtak_lib, embedded_kmodels=embedded, apps=(app_dir,),
                                  app_commands=tuple(render["commands"]))
             report = result.report
             sections = (report.text, report.data, report.bss)
@@ -255,7 +254,7 @@ def build_attendance_stage(models: AttendanceModels, board: str, *, rtt_root: st
                 "memory_plan": memory_plan(sections, render, _kpu_ram_peaks(models))}
 
     return run_stage(cfg.build_dir, f"build_{target}", inputs=[*folders.values(), FIRMWARE_DIR / "port"],
-                     params={"board": target, "rtt_root": rtt_root, "firmware": cfg.get("firmware")},
+                     params={"board": target, "rtt_root": rtt_root, "firmware": cfg.values["firmware"]},
                      outputs=[out], work=work, force=force)
 
 

@@ -42,14 +42,13 @@ def render_stage(cfg: Config, *, kmodel: Path | None = None, report: Path | None
     report = Path(report) if report else cfg.build_dir / "compile_report.json"
     if not kmodel.is_file():
         raise PipelineError("kmodel not found", path=kmodel, expected="run `invoke compile` first, or --kmodel")
-    fw = cfg.get("firmware")
-    options = RenderOptions(name=fw["name"] or cfg.name, storage=fw["kmodel_storage"],
-                            flash_offset=cfg.get("deploy.kmodel_address"))
+    fw = cfg.firmware
+    options = RenderOptions(name=fw.name or cfg.name, storage=fw.kmodel_storage, flash_offset=cfg.deploy.kmodel_address)
     folder = rendered_dir(cfg)
 
     def work() -> dict[str, Any]:
-        spec = model_spec(kmodel, _read_report(report), report, score_threshold=cfg.get("deploy.score_threshold"),
-                          nms_iou=cfg.get("deploy.nms_iou"), max_candidates=fw["max_candidates"])
+        spec = model_spec(kmodel, _read_report(report), report, score_threshold=cfg.deploy.score_threshold,
+                          nms_iou=cfg.deploy.nms_iou, max_candidates=fw.max_candidates)
         rendered = render_firmware(spec, options, folder)
         return {"c_name": rendered.c_name, "command": rendered.command, "kind": spec.kind, "folder": str(folder),
                 "files": len(rendered.files),
@@ -58,7 +57,8 @@ def render_stage(cfg: Config, *, kmodel: Path | None = None, report: Path | None
 
     sources = [FIRMWARE_DIR / name for name in ("templates", "runtime", "app", "rt_ai")]  # copied into it
     inputs = [kmodel, *sources, *HEADER_SOURCES] + ([report] if report.is_file() else [])  # + generated headers
-    return run_stage(cfg.build_dir, "render", inputs=inputs, params={"options": options.__dict__, **fw},
+    params = {"options": options.__dict__, **cfg.values["firmware"]}
+    return run_stage(cfg.build_dir, "render", inputs=inputs, params=params,
                      outputs=[folder], work=work, force=force, tools=["jinja2"])
 
 
@@ -77,9 +77,8 @@ def build_on_rtthread(cfg: Config, board: str, out: Path, *, rtt_root: str | Non
     embedded = render["storage"] == "embedded"
     kmodels = {rendered_model_name(rendered): Path(render["kmodel"])} if embedded else {}
     result = build_board(board, [rendered], out, firmware_dir(cfg) / f"{board}_bsp", rtt_root=rtt_root,
-                         camera=cfg.get("firmware.camera"), rounding=cfg.get("firmware.rounding"),
-                         kernel=cfg.get("firmware.kpu_kernel"), rt_ai=cfg.get("firmware.rt_ai"),
-                         rtak_lib=cfg.get("firmware.rtak_lib"), embedded_kmodels=kmodels)
+                         camera=cfg.firmware.camera, rounding=cfg.firmware.rounding, kernel=cfg.firmware.kpu_kernel,
+                         rt_ai=cfg.firmware.rt_ai, rtak_lib=cfg.firmware.rtak_lib, embedded_kmodels=kmodels)
     report = result.report
     size = sram_report((report.text, report.data, report.bss), render["kmodel_bytes"], render["work_buffer_bytes"],
                        embedded)
@@ -95,7 +94,7 @@ def build_stage(cfg: Config, board: str, *, rtt_root: str | None = None, force: 
     check_build_target(board)
     render = render_metrics(cfg)
     out = firmware_dir(cfg) / board
-    rounding, kernel = cfg.get("firmware.rounding"), cfg.get("firmware.kpu_kernel")
+    rounding, kernel = cfg.firmware.rounding, cfg.firmware.kpu_kernel
 
     def work() -> dict[str, Any]:
         if board != "host":
@@ -106,8 +105,8 @@ def build_stage(cfg: Config, board: str, *, rtt_root: str | None = None, force: 
 
     return run_stage(cfg.build_dir, f"build_{board}", inputs=[rendered_dir(cfg), FIRMWARE_DIR / "port"],
                      params={"board": board, "rounding": rounding, "kpu_kernel": kernel, "rtt_root": rtt_root,
-                             "camera": cfg.get("firmware.camera"), "rt_ai": cfg.get("firmware.rt_ai"),
-                             "rtak_lib": cfg.get("firmware.rtak_lib")}, outputs=[out], work=work, force=force)
+                             "camera": cfg.firmware.camera, "rt_ai": cfg.firmware.rt_ai,
+                             "rtak_lib": cfg.firmware.rtak_lib}, outputs=[out], work=work, force=force)
 
 
 def format_build(metrics: dict[str, Any]) -> str:
@@ -137,7 +136,7 @@ def run_firmware(cfg: Config, board: str, images: Path | list[Path], *, dump: bo
     render = render_metrics(cfg)
     sources = list_images(images) if isinstance(images, Path) else list(images)
     frames = write_ppm_frames(sources, firmware_dir(cfg) / f"frames_{board}")
-    timeout = float(cfg.get("firmware.run_timeout_s"))
+    timeout = cfg.firmware.run_timeout_s
     command = render["command"]
     if board == "sim":
         flash_image = cfg.build_dir / SIM_FLASH_NAME

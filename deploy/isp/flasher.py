@@ -127,16 +127,16 @@ def flash_stage(cfg: Config, *, image: Path | None = None, kmodel: Path | None =
                 sim_options: SimOptions | None = None, show_progress: bool = True) -> FlashSummary:
     """`invoke flash` with the config's deploy.* values (board, port, baud, board_type, kmodel_address, isp_prog);
     always runs (a board's contents are not an artifact we can see) and records its metrics in the manifest."""
-    deploy = cfg.values["deploy"]
-    params = {key: deploy[key] for key in ("board", "board_type", "port", "baud", "kmodel_address", "isp_prog",
-                                           "stub_dialect")}
+    deploy = cfg.deploy
+    params = {key: cfg.values["deploy"][key] for key in ("board", "board_type", "port", "baud", "kmodel_address",
+                                                         "isp_prog", "stub_dialect")}
     done: list[FlashSummary] = []
 
     def work() -> dict:
         summary = flash_artifacts(build_dir=cfg.build_dir, image=image, kmodel=kmodel,
-                                  kmodel_address=deploy["kmodel_address"], kfpkg=kfpkg, board=deploy["board"],
-                                  board_type=deploy["board_type"], port=deploy["port"], baud=deploy["baud"],
-                                  isp_prog=cfg.resolve_path(deploy["isp_prog"]), stub_dialect=deploy["stub_dialect"],
+                                  kmodel_address=deploy.kmodel_address, kfpkg=kfpkg, board=deploy.board,
+                                  board_type=deploy.board_type, port=deploy.port, baud=deploy.baud,
+                                  isp_prog=cfg.resolve_path(deploy.isp_prog), stub_dialect=deploy.stub_dialect,
                                   sim_options=sim_options, show_progress=show_progress)
         done.append(summary)
         session = summary.session

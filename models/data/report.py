@@ -13,7 +13,7 @@ from pipeline.config import Config
 
 
 def _regenerate_if_forced(cfg: Config, force: bool) -> None:
-    if force and cfg.values["dataset"]["format"] == "synthetic":
+    if force and cfg.dataset.format == "synthetic":
         for split in SPLITS:
             ensure_synthetic(cfg, split, force=True)
 
@@ -36,7 +36,7 @@ def data_stats_report(cfg: Config, *, strict: bool = False, force: bool = False)
     _regenerate_if_forced(cfg, force)
     classes = class_map(cfg).classes
     out_dir = cfg.build_dir / "data"
-    report: dict[str, Any] = {"config": str(cfg.path), "format": cfg.values["dataset"]["format"],
+    report: dict[str, Any] = {"config": str(cfg.path), "format": cfg.dataset.format,
                               "classes": classes, "splits": {}}
     for split in SPLITS:
         log = ProblemLog(strict=strict)

@@ -21,9 +21,8 @@ SPLITS = ("train", "val")
 
 
 def class_map(cfg: Config) -> ClassMap:
-    data = cfg.values["dataset"]
     try:
-        return ClassMap(list(data["classes"]), dict(data["class_map"]))
+        return ClassMap(list(cfg.dataset.classes), dict(cfg.dataset.class_map))
     except ValueError as exc:
         raise PipelineError(str(exc), path=cfg.path, field="dataset.class_map") from exc
 
@@ -34,11 +33,10 @@ def synthetic_dir(cfg: Config, split: str) -> Path:
 
 def ensure_synthetic(cfg: Config, split: str, force: bool = False) -> Path:
     """Render the synthetic split once (a manifest stage: skipped when its parameters are unchanged)."""
-    syn = cfg.values["dataset"]["synthetic"]
-    width, height = syn["size"]
-    offset = 0 if split == "train" else 1
-    spec = SyntheticSpec(count=int(syn[f"{split}_count"]), width=int(width), height=int(height),
-                         seed=int(syn["seed"]) + offset)
+    syn = cfg.dataset.synthetic
+    width, height = syn.size
+    spec = SyntheticSpec(count=syn.train_count if split == "train" else syn.val_count, width=width, height=height,
+                         seed=syn.seed + (0 if split == "train" else 1))
     out = synthetic_dir(cfg, split)
     run_stage(cfg.build_dir, f"data-synthetic-{split}", inputs=[], params=spec.__dict__, outputs=[out],
               work=lambda: {"images": write_synthetic_voc(out, spec)}, force=force)
@@ -46,7 +44,7 @@ def ensure_synthetic(cfg: Config, split: str, force: bool = False) -> Path:
 
 
 def _split_path(cfg: Config, split: str) -> Path:
-    value = cfg.values["dataset"][split]
+    value = cfg.dataset.train if split == "train" else cfg.dataset.val
     if value is None:
         raise PipelineError(f"no path for the {split} split", path=cfg.path, field=f"dataset.{split}",
                             expected="a folder or file path")
@@ -58,19 +56,19 @@ def load_records(cfg: Config, split: str, log: ProblemLog | None = None) -> list
     if split not in SPLITS:
         raise PipelineError(f"unknown split {split!r}", expected=" or ".join(SPLITS))
     log = log or ProblemLog()
-    data = cfg.values["dataset"]
-    fmt = data["format"]
+    data = cfg.dataset
+    fmt = data.format
     classes = class_map(cfg)
-    outside = bool(data["paths_outside_root"])
+    outside = data.paths_outside_root
     if fmt == "synthetic":
         records = read_voc(ensure_synthetic(cfg, split), classes, log)
     elif fmt == "voc":
         records = read_voc(_split_path(cfg, split), classes, log, outside)
     elif fmt == "yolo":
-        classes_file = cfg.resolve_path(data["classes_file"]) or _split_path(cfg, split).parent / "classes.txt"
+        classes_file = cfg.resolve_path(data.classes_file) or _split_path(cfg, split).parent / "classes.txt"
         records = read_yolo(_split_path(cfg, split), classes_file, classes, log)
     elif fmt == "wider":
-        images_root = cfg.resolve_path(data["images_root"])
+        images_root = cfg.resolve_path(data.images_root)
         if images_root is None:
             raise PipelineError("WIDER FACE needs the image folder", path=cfg.path, field="dataset.images_root")
         records = read_wider(_split_path(cfg, split), images_root, classes, log, outside)

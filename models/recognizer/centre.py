@@ -23,7 +23,7 @@ CENTRE_NAME = "embedding_centre.json"
 def centre_images(cfg: Config) -> int:
     """How many training-identity crops the centre averages (recognizer.centre_images of a recognizer config; 0: no
     centre)."""
-    return int(cfg.values["recognizer"]["centre_images"]) if cfg.values["model"]["task"] == "recognizer" else 0
+    return cfg.recognizer.centre_images if cfg.model.task == "recognizer" else 0
 
 
 def _unit_rows(embeddings: np.ndarray) -> np.ndarray:
@@ -82,7 +82,7 @@ def embedding_centre(cfg: Config) -> np.ndarray | None:
     """The config's centre (None when recognizer.centre_images is 0), from the export stage's file."""
     if not centre_images(cfg):
         return None
-    return read_centre(cfg.build_dir / CENTRE_NAME, int(cfg.values["recognizer"]["embedding_size"]))
+    return read_centre(cfg.build_dir / CENTRE_NAME, cfg.recognizer.embedding_size)
 
 
 def check_centre_model(cfg: Config, model: Path) -> None:

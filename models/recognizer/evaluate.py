@@ -141,17 +141,17 @@ def evaluate_recognizer(cfg: Config, runtimes: dict[str, tuple[Path, Callable[[P
     centred by the config's embedding centre (models/recognizer/centre.py) when it has one; the teacher's are not."""
     settings = RecognizerSettings.from_config(cfg)
     centre = embedding_centre(cfg)
-    rec = cfg.values["recognizer"]
-    lfw_root = cfg.resolve_path(rec["lfw"])
+    rec = cfg.recognizer
+    lfw_root = cfg.resolve_path(rec.lfw)
     if lfw_root is None:
         raise PipelineError("no LFW folder", path=cfg.path, field="recognizer.lfw",
                             expected="the folder with pairs_dev.txt and images/ (../shared/data/lfw)")
-    lfw = lfw_set(settings, lfw_root, int(rec["eval_pairs_per_fold"]))
-    classroom_root = cfg.resolve_path(rec["classroom"])
+    lfw = lfw_set(settings, lfw_root, rec.eval_pairs_per_fold)
+    classroom_root = cfg.resolve_path(rec.classroom)
     classroom = None
     if classroom_root is not None:
         strangers = settings.identity_split(ProblemLog()).strangers
-        classroom = classroom_set(settings, classroom_root, strangers[:int(rec["eval_strangers"]) or None])
+        classroom = classroom_set(settings, classroom_root, strangers[:rec.eval_strangers or None])
     report: dict[str, Any] = {"lfw": {"pairs": int(lfw.used.sum()), "box": list(LFW_FACE_BOX)},
                               "classroom": {"boxes": "annotated", "students": len(set(classroom.probe_names)),
                                             "probes": len(classroom.probes), "strangers": len(classroom.strangers)}

@@ -24,7 +24,7 @@ def held_back_accuracy(cfg: Config) -> Callable[[keras.Model], float]:
     """model -> verification accuracy on the held-back identities' pairs (the crops are cut once)."""
     settings = RecognizerSettings.from_config(cfg)
     log = ProblemLog()
-    images, pairs = held_back_set(settings.identity_split(log).val, settings, int(cfg.values["train"]["seed"]), log)
+    images, pairs = held_back_set(settings.identity_split(log).val, settings, cfg.train.seed, log)
     return lambda model: round(float(pair_verification(model, images, pairs)["accuracy_mean"]), 4)
 
 
@@ -60,18 +60,16 @@ def distil_finetune(model: keras.Model, cfg: Config, epochs: int, learning_rate:
     """`epochs` epochs of the pruned embedder matching the unpruned one on the recognizer's jittered training crops
     (its labelled and unlabelled faces), at a constant learning rate; the distillation loss of each epoch."""
     settings = RecognizerSettings.from_config(cfg)
-    train_cfg = cfg.values["train"]
-    keras.utils.set_random_seed(int(train_cfg["seed"]))
+    train = cfg.train
+    keras.utils.set_random_seed(train.seed)
     log = ProblemLog()
     items = settings.identity_split(log).train + settings.unlabelled_faces(log)
     wide, kept = crop_faces(items, roomy_policy(settings.policy), log, "fine-tuning crops")
     none = np.zeros(len(kept), bool)
     data = training_batches(wide, np.full(len(kept), -1, np.int32), np.zeros((len(kept), 1), np.float32), none,
-                            settings.policy.size, int(train_cfg["batch_size"]), settings.gray_prob,
-                            int(train_cfg["seed"]))
+                            settings.policy.size, train.batch_size, settings.gray_prob, train.seed)
     distiller = EmbeddingDistiller(model, teacher)
-    distiller.compile(optimizer=keras.optimizers.AdamW(learning_rate, weight_decay=float(train_cfg["weight_decay"]),
+    distiller.compile(optimizer=keras.optimizers.AdamW(learning_rate, weight_decay=train.weight_decay,
                                                        clipnorm=10.0))
-    history = distiller.fit(data, epochs=epochs, verbose=2 if train_cfg["quiet"] else "auto",
-                            callbacks=callbacks or [])
+    history = distiller.fit(data, epochs=epochs, verbose=2 if train.quiet else "auto", callbacks=callbacks or [])
     return [round(float(v), 5) for v in history.history["distill_loss"]]

@@ -50,46 +50,41 @@ class RecognizerSettings:
 
     @classmethod
     def from_config(cls, cfg: Config) -> RecognizerSettings:
-        rec, data = cfg.values["recognizer"], cfg.values["dataset"]
-        if data["format"] != "folders":
-            raise PipelineError(f"dataset.format {data['format']!r}", path=cfg.path, field="dataset.format",
+        rec, data = cfg.recognizer, cfg.dataset
+        if data.format != "folders":
+            raise PipelineError(f"dataset.format {data.format!r}", path=cfg.path, field="dataset.format",
                                 expected="folders (one folder per identity) for a recognizer")
-        if rec["loss"] not in LOSSES:
-            raise PipelineError(f"unknown loss {rec['loss']!r}", path=cfg.path, field="recognizer.loss",
+        if rec.loss not in LOSSES:
+            raise PipelineError(f"unknown loss {rec.loss!r}", path=cfg.path, field="recognizer.loss",
                                 expected=f"one of {', '.join(LOSSES)}")
-        if rec["distill"] not in TEACHERS:
-            raise PipelineError(f"unknown teacher {rec['distill']!r}", path=cfg.path, field="recognizer.distill",
+        if rec.distill not in TEACHERS:
+            raise PipelineError(f"unknown teacher {rec.distill!r}", path=cfg.path, field="recognizer.distill",
                                 expected=f"one of {', '.join(TEACHERS)}")
-        if data["train"] is None:
+        if data.train is None:
             raise PipelineError("no training identities", path=cfg.path, field="dataset.train",
                                 expected="a folder of identity folders")
-        if rec["unlabelled"] and rec["distill"] == "none":
+        if rec.unlabelled and rec.distill == "none":
             raise PipelineError("unlabelled faces without a teacher", path=cfg.path, field="recognizer.unlabelled",
                                 expected="recognizer.distill set (unlabelled faces only carry a teacher target)")
-        if float(rec["class_weight"]) == 0 and rec["distill"] == "none":
+        if rec.class_weight == 0 and rec.distill == "none":
             raise PipelineError("class_weight 0 without a teacher leaves no loss", path=cfg.path,
                                 field="recognizer.class_weight", expected="> 0, or recognizer.distill set")
-        roots = (cfg.resolve_path(data["train"]), *(cfg.resolve_path(p) for p in rec["extra_train"]))
-        policy = CropPolicy(input_side(cfg.values["model"]), int(round(float(rec["crop_margin"]) * 1000)))
-        return cls(cfg, policy, roots, int(rec["embedding_size"]), int(rec["head_channels"]), rec["loss"],
-                   float(rec["scale"]), float(rec["margin"]), rec["distill"], float(rec["distill_weight"]),
-                   float(rec["class_weight"]), tuple(cfg.resolve_path(p) for p in rec["unlabelled"]),
-                   float(rec["gray_prob"]))
-
-    @property
-    def values(self) -> dict[str, Any]:
-        return self.cfg.values["recognizer"]
+        roots = (cfg.resolve_path(data.train), *(cfg.resolve_path(p) for p in rec.extra_train))
+        policy = CropPolicy(input_side(cfg.values["model"]), int(round(rec.crop_margin * 1000)))
+        return cls(cfg, policy, roots, rec.embedding_size, rec.head_channels, rec.loss, rec.scale, rec.margin,
+                   rec.distill, rec.distill_weight, rec.class_weight,
+                   tuple(cfg.resolve_path(p) for p in rec.unlabelled), rec.gray_prob)
 
     def identity_split(self, log: ProblemLog) -> IdentitySplit:
         """The training sets' identities dealt into train / held-back / strangers (seeded)."""
-        items = read_identity_faces(self.roots, log, int(self.values["min_images"]))
-        return split_identities(items, int(self.values["val_identities"]), int(self.values["stranger_identities"]),
-                                int(self.cfg.values["train"]["seed"]),
-                                excluded=[str(name) for name in self.values["held_out_identities"]])
+        rec = self.cfg.recognizer
+        items = read_identity_faces(self.roots, log, rec.min_images)
+        return split_identities(items, rec.val_identities, rec.stranger_identities, self.cfg.train.seed,
+                                excluded=rec.held_out_identities)
 
     def unlabelled_faces(self, log: ProblemLog) -> list[FaceItem]:
         """The distillation-only faces of `recognizer.unlabelled` (none when it is empty)."""
-        return read_unlabelled_faces(self.unlabelled, int(self.values["unlabelled_min_side"]), log)
+        return read_unlabelled_faces(self.unlabelled, self.cfg.recognizer.unlabelled_min_side, log)
 
     def sample_images(self, split: str, count: int, seed: int) -> list[np.ndarray]:
         """`count` random policy crops (float32 in [0, 1]) of the training identities (split "train") or of the
@@ -122,8 +117,7 @@ class RecognizerSettings:
 
     def metadata(self, classes: list[str]) -> dict[str, Any]:
         """What compile, evaluation and the firmware need to use the embedder (build/<config>/model_meta.json)."""
-        model = self.cfg.values["model"]
-        return {"task": "recognizer", "family": model["family"], "width": float(model["width"]),
+        return {"task": "recognizer", "family": self.cfg.model.family, "width": self.cfg.model.width,
                 "input_size": [self.policy.size, self.policy.size], "embedding_size": self.embedding_size,
                 "crop_margin_permille": self.policy.margin_permille, "trained_identities": len(classes),
                 "loss": self.loss, "distill": self.distill, "layout": "embedding, L2-normalised on the CPU"}

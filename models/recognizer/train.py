@@ -153,11 +153,11 @@ def plot_recognizer_curves(rows: list[dict[str, float]], png_path) -> None:
 def fit_recognizer(cfg: Config, settings: RecognizerSettings, resume: bool,
                    distribution: Distribution | None = None) -> dict[str, Any]:
     """Train and write build/<config>/model.keras (the best embedder), its metadata, the CSV log and PNG curves."""
-    model_cfg, train_cfg = cfg.values["model"], cfg.values["train"]
-    distribution = distribution or training_distribution(train_cfg, cfg.path)
+    train = cfg.train
+    distribution = distribution or training_distribution(train, cfg.path)
     build = cfg.build_dir
     build.mkdir(parents=True, exist_ok=True)
-    seed = int(train_cfg["seed"])
+    seed = train.seed
     keras.utils.set_random_seed(seed)
     log = ProblemLog()
     split = settings.identity_split(log)
@@ -167,7 +167,7 @@ def fit_recognizer(cfg: Config, settings: RecognizerSettings, resume: bool,
     labels = np.asarray([-1 if item.identity is None else classes.index(item.identity) for item in train_items],
                         np.int32)
     teacher, has_teacher = settings.teacher_targets(train_items, build)
-    batch = int(train_cfg["batch_size"])
+    batch = train.batch_size
     steps = max(1, len(wide) // batch)
     log_path, backup = build / LOG_NAME, build / BACKUP_DIR
     if not (resume and (backup / "training_metadata.json").is_file()):
@@ -178,30 +178,28 @@ def fit_recognizer(cfg: Config, settings: RecognizerSettings, resume: bool,
         print(distribution.describe(), flush=True)
     size = settings.policy.size
     with distribution.scope():  # the model, its optimizer and its metrics
-        embedder = build_embedder(model_cfg, settings.embedding_size, settings.head_channels)
-        if float(train_cfg["bn_l1"]):
-            add_bn_l1(embedder, float(train_cfg["bn_l1"]))
+        embedder = build_embedder(cfg.values["model"], settings.embedding_size, settings.head_channels)
+        if train.bn_l1:
+            add_bn_l1(embedder, train.bn_l1)
         trainer = RecognizerTrainer(embedder, MarginHead(len(classes), settings.loss, settings.scale,
                                                          settings.margin, name="margin_head"),
                                     settings.distill_weight, settings.class_weight)
         trainer.head(trainer(tf.zeros((1, size, size, 3))), tf.zeros((1,), tf.int32))  # built before BackupAndRestore
         distribution.prepare(trainer)
-        trainer.compile(optimizer=distribution.optimizer(learning_rate_schedule(train_cfg, steps,
-                                                                                distribution.lr_factor),
-                                                         float(train_cfg["weight_decay"]), 10.0))
+        trainer.compile(optimizer=distribution.optimizer(learning_rate_schedule(train, steps, distribution.lr_factor),
+                                                         train.weight_decay, 10.0))
     write_json(build / META_NAME, settings.metadata(classes))
     validation = ValidationAccuracy(*held_back_set(split.val, settings, seed, log), build / MODEL_NAME, log_path)
-    time_limit = TimeLimit(float(train_cfg["time_limit_minutes"]))
+    time_limit = TimeLimit(train.time_limit_minutes)
     callbacks = [validation, keras.callbacks.BackupAndRestore(str(backup)),
-                 keras.callbacks.EarlyStopping(VAL_METRIC, mode="max", patience=int(train_cfg["patience"]), verbose=1),
+                 keras.callbacks.EarlyStopping(VAL_METRIC, mode="max", patience=train.patience, verbose=1),
                  time_limit, keras.callbacks.CSVLogger(str(log_path), append=True),
                  CurvesPlot(log_path, build / CURVES_NAME, plot_recognizer_curves), *distribution.callbacks()]
     data = training_batches(wide, labels, teacher, has_teacher, size, batch, settings.gray_prob, seed)
     distribution.keep_epoch_order(trainer, training_batches(wide, labels, teacher, has_teacher, size, batch,
                                                             settings.gray_prob, seed))
     started = time.monotonic()
-    history = trainer.fit(data, epochs=int(train_cfg["epochs"]), callbacks=callbacks,
-                          verbose=2 if train_cfg["quiet"] else "auto")
+    history = trainer.fit(data, epochs=train.epochs, callbacks=callbacks, verbose=2 if train.quiet else "auto")
     seconds = time.monotonic() - started
     rows = read_log(log_path)
     plot_recognizer_curves(rows, build / CURVES_NAME)
@@ -229,17 +227,16 @@ AFTER_TRAINING = ("centre_images",)
 def train_recognizer_stage(cfg: Config, force: bool = False, resume: bool = True) -> StageResult:
     """`invoke train` on a recognizer config: refuse an over-budget model first, then train (skipped when unchanged)."""
     settings = RecognizerSettings.from_config(cfg)
-    model_cfg, train_cfg = cfg.values["model"], cfg.values["train"]
-    distribution = training_distribution(train_cfg, cfg.path)  # first: multi_worker starts before any TF op
-    budget = check_budget(model_cfg, 0, float(train_cfg["budget_mib"]),
+    distribution = training_distribution(cfg.train, cfg.path)  # first: multi_worker starts before any TF op
+    budget = check_budget(cfg.values["model"], 0, cfg.train.budget_mib,
                           build=lambda m, _: build_embedder(m, settings.embedding_size, settings.head_channels))
-    print(f"{model_cfg['family']} recognizer width {model_cfg['width']:g}: {budget.params:,} parameters, "
+    print(f"{cfg.model.family} recognizer width {cfg.model.width:g}: {budget.params:,} parameters, "
           f"{budget.macs / 1e6:.1f} M MACs, {budget.uint8_mib:.3f} MiB in the kmodel "
-          f"(budget {train_cfg['budget_mib']:g})")
+          f"(budget {cfg.train.budget_mib:g})")
     build = cfg.build_dir
     recognizer = {key: value for key, value in cfg.values["recognizer"].items() if key not in AFTER_TRAINING}
-    params = {"dataset": cfg.values["dataset"], "model": model_cfg, "recognizer": recognizer,
-              "train": hashed_train_settings(train_cfg, distribution)}
+    params = {"dataset": cfg.values["dataset"], "model": cfg.values["model"], "recognizer": recognizer,
+              "train": hashed_train_settings(cfg.values["train"], distribution)}
     outputs = [build / MODEL_NAME, build / META_NAME, build / LOG_NAME, build / CURVES_NAME, *gamma_outputs(cfg)]
     stage = run_stage(build, "train", inputs=settings.input_paths(), params=params, outputs=outputs, force=force,
                       work=lambda: {**fit_recognizer(cfg, settings, resume, distribution), "budget": budget.as_dict()},

@@ -43,14 +43,14 @@ def compile_stage(cfg: Config, *, tflite: Path | None = None, budget_mib: float 
     embedding centre (embedding_centre.json of `invoke export`) goes into the report's embedder section."""
     build = cfg.build_dir
     out_kmodel, out_report, out_chart = build / KMODEL_NAME, build / REPORT_NAME, build / CHART_NAME
-    budget = float(budget_mib if budget_mib is not None else cfg.get("compile.budget_mib"))
+    budget = float(budget_mib) if budget_mib is not None else cfg.compile.budget_mib
     source = Path(tflite) if tflite else build / "model_uint8.tflite"
     if not source.is_file():
         raise PipelineError("uint8 TFLite model not found", path=source,
                             expected="the export stage's output (invoke export) or --tflite FILE")
     meta = source.parent / "model_meta.json"
-    fuse_leaky = bool(cfg.get("compile.fuse_leaky"))
-    weight_bits = int(cfg.get("compile.weight_bits"))
+    fuse_leaky = cfg.compile.fuse_leaky
+    weight_bits = cfg.compile.weight_bits
     float_source = source.parent / QUANTIZED_FLOAT_NAME
     if weight_bits == 16 and not float_source.is_file():
         raise PipelineError("16-bit weights need the float TFLite of the quantized model", path=float_source,
