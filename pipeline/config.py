@@ -104,9 +104,12 @@ DEFAULTS: dict[str, Any] = {
     # entropy calibration, asymmetric); cle: fold batch norm and equalise consecutive conv pairs' weight ranges
     # (cross-layer equalisation with bias absorption, deploy/quantize/cle.py) before converting; qat_epochs > 0:
     # then quantization-aware training from those ranges for that many epochs at qat_learning_rate (fake-quantised
-    # per-channel weights, learned activation clips, BN folded; deploy/quantize/qat.py; detectors only)
+    # per-channel weights, learned activation clips, BN folded; deploy/quantize/qat.py). A detector fine-tunes on its
+    # training loss; a recognizer on qat_loss: distill (1 - cosine to the float model's embedding of the same crop)
+    # or rcm (the rotation-consistent margin on the CosFace / ArcFace loss over the training identities, plus
+    # qat_distill_weight x distill; models/recognizer/rcm.py)
     "quantize": {"calib_images": 200, "method": "tflite", "percentile": 99.99, "cle": False, "qat_epochs": 0,
-                 "qat_learning_rate": 0.0001},
+                 "qat_learning_rate": 0.0001, "qat_loss": "distill", "qat_distill_weight": 50.0},
     "export": {"held_images": 8},
     # kmodel_engine: how `invoke eval` runs the kmodel, fast (the C runtime, 15-30x quicker, the same bytes) or
     # reference (the NumPy simulator that defines them)
@@ -189,7 +192,8 @@ RULES: dict[str, Rule] = {
     "quantize.method": Rule("str", choices=("tflite", "minmax", "percentile", "mse", "kl")),
     "quantize.percentile": number(0, 100, open_low=True, unit="percent of the values inside the range, per tail"),
     "quantize.cle": Rule("bool"), "quantize.qat_epochs": count(0, "epochs"),
-    "quantize.qat_learning_rate": positive(),
+    "quantize.qat_learning_rate": positive(), "quantize.qat_loss": Rule("str", choices=("distill", "rcm")),
+    "quantize.qat_distill_weight": number(0, unit="weight"),
     "export.held_images": count(0, "images"),
     "eval.kmodel_engine": Rule("str", choices=("fast", "reference")),
     "compile.budget_mib": positive("MiB"), "compile.fuse_leaky": Rule("bool"),
