@@ -13,13 +13,17 @@ from pipeline.config import load_config
 from tests.conftest import tiny_recognizer_config
 
 pytest.importorskip("tensorflow")
-LOSSES = ("distill", "rcm")
+# distill is the pruning distiller (tests/test_prune_recognizer.py), so only rcm is in the default suite
+LOSSES = (pytest.param("distill", marks=pytest.mark.slow), "rcm")
+# the product's family, small: apply_ranges on the tiny MobileFaceNet (depthwise convs, zero padding) already makes
+# LiteRT and the simulator disagree with plain minmax PTQ (cosine 0.96), which is not QAT's to test
+MODEL = {"model.family": "skip_darknet19", "model.width": 0.0625}
 
 
 @pytest.fixture(scope="module", params=LOSSES)
 def exported(request, tmp_path_factory, faces):
-    """(qat_loss, build dir, the policy crops it calibrated on as uint8) after `export_stage` with one QAT epoch on
-    a random-weight embedder whose batch norms hold real statistics."""
+    """(qat_loss, build dir, stage result, two held-back policy crops as uint8) after `export_stage` with one QAT
+    epoch on a random-weight embedder whose batch norms hold real statistics."""
     from deploy.export import export_stage
     from tests.test_prune_recognizer import unpruned_embedder
 
@@ -28,7 +32,7 @@ def exported(request, tmp_path_factory, faces):
     monkeypatch.setenv("PIPELINE_BUILD_ROOT", str(folder / "build"))
     cfg = load_config(tiny_recognizer_config(folder, faces), overrides={
         "quantize.qat_epochs": 1, "quantize.qat_loss": request.param, "quantize.calib_images": 12,
-        "quantize.qat_learning_rate": 0.001, "export.held_images": 2})
+        "quantize.qat_learning_rate": 0.001, "export.held_images": 2, **MODEL})
     unpruned_embedder(cfg)
     stage = export_stage(cfg, model_path=cfg.build_dir / "model.keras")
     from deploy.export import sample_images
