@@ -5,8 +5,10 @@ the 597 plus their mirror images, since the set has no more) for the converter's
 the same run) and the best method. The model is build/facemask/model.keras (`invoke train --config
 configs/facemask.yaml`, or a copy of a finished run); everything this writes goes to build/bench/. The table ends
 with quantization-aware training (QAT_EPOCHS epochs from the converter's ranges after equalisation; its time is the
-calibration plus the fine-tuning), which the sweep leaves out. Runs only when asked (`invoke bench --only
-quantization`): about 25-35 minutes on 2 shared cores."""
+calibration plus the fine-tuning), which the sweep leaves out. The product recognizer's table (LFW dev accuracy per
+method) ends the same way with one QAT epoch per recognizer QAT loss (distill, rcm). Runs only when asked (`invoke
+bench --only quantization`): about 25-35 minutes on 2 shared cores for the detector, plus about 10 per recognizer
+QAT row under load."""
 
 from __future__ import annotations
 
@@ -27,6 +29,8 @@ VARIANTS = [("tflite", "tflite", 99.99), ("minmax", "minmax", 99.99), ("percenti
             ("percentile 99.99", "percentile", 99.99), ("mse", "mse", 99.99), ("kl", "kl", 99.99)]
 SWEEP = (50, 100, 200, 400, 597)
 QAT_EPOCHS = 4  # quantize.qat_epochs of the table's QAT row
+RECOGNIZER_QAT = ("distill", "rcm")  # quantize.qat_loss of the recognizer table's QAT rows
+RECOGNIZER_QAT_EPOCHS = 1
 ON_REQUEST_ONLY = True
 
 
@@ -96,16 +100,14 @@ class Bench:
 
 def recognizer_table(work: Path) -> dict[str, Any]:
     """The product recognizer (build/recognizer/model.keras): LFW dev accuracy of Keras and of the kmodel per
-    method (no sweep)."""
-    from deploy.k210.compiler.driver import compile_tflite
-    from deploy.predictors import kmodel_embed
-    from deploy.quantize.calibrate import quantize_keras
+    method (no sweep), then quantization-aware training from the converter's ranges by each recognizer QAT loss
+    (RECOGNIZER_QAT; its time is the calibration plus the fine-tuning)."""
+    from deploy.export import qat_fine_tune
     from deploy.tflite import convert_float
     from models.recognizer.augment import eval_images
     from models.recognizer.embedder import load_embedder
     from models.recognizer.evaluate import keras_embed, lfw_metrics, lfw_set
     from models.recognizer.settings import RecognizerSettings
-    from pipeline.atomic import write_bytes
 
     cfg = load_config(RECOGNIZER_CONFIG)
     path = cfg.build_dir / "model.keras"
@@ -119,18 +121,28 @@ def recognizer_table(work: Path) -> dict[str, Any]:
     images = settings.sample_images("train", int(cfg.values["quantize"]["calib_images"]),
                                     int(cfg.values["train"]["seed"]))
     float_bytes = convert_float(model)
-    rows = []
-    for label, method, percentile in VARIANTS:
+
+    def row(label: str, method: str, percentile: float, fine_tune=None) -> dict[str, Any]:
+        from deploy.k210.compiler.driver import compile_tflite
+        from deploy.predictors import kmodel_embed
+        from deploy.quantize.calibrate import quantize_keras
+        from pipeline.atomic import write_bytes
+
         started = time.perf_counter()
-        calibrated = quantize_keras(model, float_bytes, images, method, percentile)
+        calibrated = quantize_keras(model, float_bytes, images, method, percentile, fine_tune=fine_tune)
         seconds = time.perf_counter() - started
         compiled = compile_tflite(calibrated.data)
         kmodel = work / f"recognizer_{label.replace(' ', '_')}.kmodel"
         write_bytes(kmodel, compiled.data)
         accuracy = lfw_metrics(kmodel_embed(kmodel, f"kmodel {label}")(crops), lfw)[0]["accuracy_mean"]
-        rows.append({"label": label, "keras_lfw_accuracy": round(keras_accuracy, 4),
-                     "kmodel_lfw_accuracy": round(accuracy, 4), "drop": round(accuracy - keras_accuracy, 4),
-                     "calibration_s": round(seconds, 1), "kmodel_bytes": len(compiled.data)})
+        return {"label": label, "keras_lfw_accuracy": round(keras_accuracy, 4),
+                "kmodel_lfw_accuracy": round(accuracy, 4), "drop": round(accuracy - keras_accuracy, 4),
+                "calibration_s": round(seconds, 1), "kmodel_bytes": len(compiled.data)}
+
+    rows = [row(label, method, percentile) for label, method, percentile in VARIANTS]
+    for loss in RECOGNIZER_QAT:
+        qat_cfg = cfg.with_values({"quantize.qat_epochs": RECOGNIZER_QAT_EPOCHS, "quantize.qat_loss": loss})
+        rows.append(row(f"qat {RECOGNIZER_QAT_EPOCHS} {loss}", BASELINE, 99.99, qat_fine_tune(qat_cfg, path)))
     return {"model": str(path), "lfw_pairs": int(lfw.used.sum()), "calibration_images": len(images),
             "keras_lfw_accuracy": round(keras_accuracy, 4), "methods": rows}
 
