@@ -5,8 +5,10 @@ the 597 plus their mirror images, since the set has no more) for the converter's
 the same run) and the best method. The model is build/facemask/model.keras (`invoke train --config
 configs/facemask.yaml`, or a copy of a finished run); everything this writes goes to build/bench/. The table ends
 with quantization-aware training (QAT_EPOCHS epochs from the converter's ranges after equalisation; its time is the
-calibration plus the fine-tuning), which the sweep leaves out. Runs only when asked (`invoke bench --only
-quantization`): about 25-35 minutes on 2 shared cores."""
+calibration plus the fine-tuning), which the sweep leaves out. The product recognizer's table (LFW dev accuracy per
+method) ends the same way with one QAT epoch per recognizer QAT loss (distill, rcm). Runs only when asked (`invoke
+bench --only quantization`): about 25-35 minutes on 2 shared cores for the detector; the recognizer's QAT rows took
+71 s (distill) and 143 s (rcm) at load average 1.5-3, about 5 and 9 minutes at 8-10."""
 
 from __future__ import annotations
 
@@ -28,6 +30,8 @@ VARIANTS = [("tflite", "tflite", 99.99), ("minmax", "minmax", 99.99), ("percenti
             ("percentile 99.99", "percentile", 99.99), ("mse", "mse", 99.99), ("kl", "kl", 99.99)]
 SWEEP = (50, 100, 200, 400, 597)
 QAT_EPOCHS = 4  # quantize.qat_epochs of the table's QAT row
+RECOGNIZER_QAT = ("distill", "rcm")  # quantize.qat_loss of the recognizer table's QAT rows
+RECOGNIZER_QAT_EPOCHS = 1
 ON_REQUEST_ONLY = True
 
 
@@ -96,7 +100,10 @@ class Bench:
 
 def recognizer_table(work: Path) -> dict[str, Any]:
     """The product recognizer (build/recognizer/model.keras): LFW dev accuracy of Keras and of the kmodel per
-    method (no sweep), every embedding centred by the model's embedding centre when its config has one."""
+    method (no sweep), then quantization-aware training from the converter's ranges by each recognizer QAT loss
+    (RECOGNIZER_QAT; its time is the calibration plus the fine-tuning); every embedding centred by the model's
+    embedding centre when its config has one."""
+    from deploy.export import qat_fine_tune
     from deploy.k210.compiler.driver import compile_tflite
     from deploy.predictors import kmodel_embed
     from deploy.quantize.calibrate import quantize_keras
@@ -123,18 +130,24 @@ def recognizer_table(work: Path) -> dict[str, Any]:
     keras_accuracy = lfw_metrics(centred(keras_embed(model), centre)(crops), lfw)[0]["accuracy_mean"]
     images = settings.sample_images("train", cfg.quantize.calib_images, cfg.train.seed)
     float_bytes = convert_float(model)
-    rows = []
-    for label, method, percentile in VARIANTS:
+
+    def row(label: str, method: str, percentile: float, fine_tune=None) -> dict[str, Any]:
         started = time.perf_counter()
-        calibrated = quantize_keras(model, float_bytes, images, method, percentile)
+        calibrated = quantize_keras(model, float_bytes, images, method, percentile, fine_tune=fine_tune)
         seconds = time.perf_counter() - started
         compiled = compile_tflite(calibrated.data)
         kmodel = work / f"recognizer_{label.replace(' ', '_')}.kmodel"
         write_bytes(kmodel, compiled.data)
-        accuracy = lfw_metrics(centred(kmodel_embed(kmodel, f"kmodel {label}"), centre)(crops), lfw)[0]["accuracy_mean"]
-        rows.append({"label": label, "keras_lfw_accuracy": round(keras_accuracy, 4),
-                     "kmodel_lfw_accuracy": round(accuracy, 4), "drop": round(accuracy - keras_accuracy, 4),
-                     "calibration_s": round(seconds, 1), "kmodel_bytes": len(compiled.data)})
+        embed = centred(kmodel_embed(kmodel, f"kmodel {label}"), centre)
+        accuracy = lfw_metrics(embed(crops), lfw)[0]["accuracy_mean"]
+        return {"label": label, "keras_lfw_accuracy": round(keras_accuracy, 4),
+                "kmodel_lfw_accuracy": round(accuracy, 4), "drop": round(accuracy - keras_accuracy, 4),
+                "calibration_s": round(seconds, 1), "kmodel_bytes": len(compiled.data)}
+
+    rows = [row(label, method, percentile) for label, method, percentile in VARIANTS]
+    for loss in RECOGNIZER_QAT:
+        qat_cfg = cfg.with_values({"quantize.qat_epochs": RECOGNIZER_QAT_EPOCHS, "quantize.qat_loss": loss})
+        rows.append(row(f"qat {RECOGNIZER_QAT_EPOCHS} {loss}", BASELINE, 99.99, qat_fine_tune(qat_cfg, path)))
     return {"model": str(path), "centre": str(centre_path) if centre is not None else None,
             "lfw_pairs": int(lfw.used.sum()), "calibration_images": len(images),
             "keras_lfw_accuracy": round(keras_accuracy, 4), "methods": rows}

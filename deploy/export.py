@@ -117,13 +117,19 @@ def export_float_model(cfg: Config, model_path: Path) -> dict[str, Any]:
 
 
 def check_qat(cfg: Config, model_path: Path | None = None) -> None:
-    """quantize.qat_epochs > 0 is for a detector (its trainer fine-tunes the fake-quantised model) whose every layer
-    QAT can fake-quantise; refused before anything is written."""
-    if not cfg.quantize.qat_epochs:
+    """quantize.qat_epochs > 0 needs a model whose every layer QAT can fake-quantise, and quantize.qat_loss rcm a
+    recognizer trained with a margin loss; refused before anything is written."""
+    settings = cfg.quantize
+    if not settings.qat_epochs:
         return
-    if cfg.model.task == "recognizer":
-        raise PipelineError("quantization-aware training is built for the detector, not the recognizer",
-                            path=cfg.path, field="quantize.qat_epochs", expected="0 for a recognizer config")
+    recognizer = cfg.model.task == "recognizer"
+    if settings.qat_loss == "rcm" and not recognizer:
+        raise PipelineError("the rotation-consistent margin is a recognizer loss; a detector fine-tunes on its own",
+                            path=cfg.path, field="quantize.qat_loss", expected="distill (ignored by a detector)")
+    if settings.qat_loss == "rcm" and cfg.recognizer.loss not in ("cosface", "arcface"):
+        raise PipelineError(f"the rotation-consistent margin needs a margin loss, not "
+                            f"{cfg.recognizer.loss!r}", path=cfg.path, field="quantize.qat_loss",
+                            expected="distill, or recognizer.loss cosface or arcface")
     if model_path is not None and model_path.is_file():
         from deploy.quantize.qat import check_supported
 
@@ -131,20 +137,36 @@ def check_qat(cfg: Config, model_path: Path | None = None) -> None:
 
 
 def qat_fine_tune(cfg: Config, model_path: Path) -> Callable[[Any], None] | None:
-    """The detector's own fine-tuning (its loss, data and augmentation; models/prune_task.fine_tune_detector) for
-    quantize.qat_epochs epochs at quantize.qat_learning_rate; None when QAT is off."""
-    epochs = cfg.quantize.qat_epochs
+    """The fine-tuning of quantize.qat_epochs epochs at quantize.qat_learning_rate; None when QAT is off. A detector
+    trains on its own loss, data and augmentation (models/prune_task.fine_tune_detector); a recognizer toward the
+    float model at model_path by quantize.qat_loss (distill: prune_support.distil_finetune, rcm: rcm.rcm_finetune)."""
+    epochs, rate = cfg.quantize.qat_epochs, cfg.quantize.qat_learning_rate
     if not epochs:
         return None
+    if cfg.model.task == "recognizer":
+        teacher = load_detector(model_path)  # the float embedder, which QAT leaves as it is
+        if cfg.quantize.qat_loss == "rcm":
+            from models.recognizer.rcm import rcm_finetune
+
+            weight = cfg.quantize.qat_distill_weight
+            return lambda model: rcm_finetune(model, cfg, epochs, rate, teacher, weight)
+        from models.recognizer.prune_support import distil_finetune
+
+        return lambda model: distil_finetune(model, cfg, epochs, rate, teacher)
     anchors, _ = model_anchors(model_path.parent / META_NAME)
-    return lambda model: fine_tune_detector(model, cfg, epochs, cfg.quantize.qat_learning_rate, anchors=anchors)
+    return lambda model: fine_tune_detector(model, cfg, epochs, rate, anchors=anchors)
 
 
 def qat_params(cfg: Config) -> dict[str, Any]:
-    """The QAT settings a quantize stage's manifest records: none while QAT is off (so earlier builds stay current)."""
+    """The QAT settings a quantize stage's manifest records: none while QAT is off (so earlier builds stay current),
+    the recognizer's loss settings only for a recognizer."""
     settings = cfg.values["quantize"]  # as the config holds them: the manifest hashes these
-    return {"qat_epochs": settings["qat_epochs"], "qat_learning_rate": settings["qat_learning_rate"]} \
-        if cfg.quantize.qat_epochs else {}
+    if not cfg.quantize.qat_epochs:
+        return {}
+    loss = {"qat_loss": settings["qat_loss"]} if cfg.model.task == "recognizer" else {}
+    if loss and settings["qat_loss"] == "rcm":
+        loss["qat_distill_weight"] = settings["qat_distill_weight"]
+    return {"qat_epochs": settings["qat_epochs"], "qat_learning_rate": settings["qat_learning_rate"], **loss}
 
 
 def quantize_model(cfg: Config, model_path: Path, calib_images: int, held_images: int) -> dict[str, Any]:

@@ -288,8 +288,15 @@ class QuantizeSection:
                                              "(cross-layer equalisation with bias absorption, deploy/quantize/cle.py) "
                                              "before converting")
     qat_epochs: int = setting(0, count(0, "epochs"), "> 0: then quantization-aware training from those ranges "
-                                                     "(deploy/quantize/qat.py; detectors only)")
+                                                     "(fake-quantised per-channel weights, learned activation clips, "
+                                                     "BN folded; deploy/quantize/qat.py)")
     qat_learning_rate: float = setting(0.0001, positive(), "quantization-aware training's learning rate")
+    qat_loss: str = setting("distill", Rule("str", choices=("distill", "rcm")),
+                            "a recognizer's QAT loss (a detector fine-tunes on its training loss): distill (1 - "
+                            "cosine to the float model's embedding of the same crop) or rcm (the rotation-consistent "
+                            "margin on the CosFace / ArcFace loss over the training identities, plus "
+                            "qat_distill_weight x distill; models/recognizer/rcm.py)")
+    qat_distill_weight: float = setting(50.0, number(0, unit="weight"), "rcm: the distillation term's weight")
 
 
 @dataclass(frozen=True)

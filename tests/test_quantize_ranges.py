@@ -140,7 +140,7 @@ def assert_kmodel_holds(data: bytes, want: dict[int, tuple[float, int]]) -> None
             s_out, _ = want[op.outputs[0]]
             assert -body.args.arg_w == z_in + 128
             assert body.activation.y_mul[2] == int(np.rint(np.float32(256) * np.float32(s_in) / np.float32(s_out)))
-    assert convs == sum(op.opcode == "CONV_2D" for op in graph.operators)
+    assert convs == sum(op.opcode in ("CONV_2D", "DEPTHWISE_CONV_2D") for op in graph.operators)
     outputs = [layer.body for layer in read_kmodel(compiled.data).layers if layer.type == LayerType.DEQUANTIZE]
     for body, index in zip(outputs, graph.outputs, strict=True):
         scale, zero = want[index]

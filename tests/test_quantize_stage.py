@@ -124,20 +124,25 @@ def test_export_with_qat_writes_the_learned_ranges(setup):
     assert_sixteen_bit_source(build, refuses_model_float=True)
 
 
-def test_qat_on_a_recognizer_is_refused():
+@pytest.mark.parametrize(("task", "loss", "words"), [
+    ("detector", "cosface", "a recognizer loss"), ("recognizer", "softmax", "needs a margin loss, not 'softmax'")])
+def test_rcm_without_a_margin_loss_is_refused(task, loss, words):
     from pathlib import Path
 
     from deploy.export import check_qat
     from pipeline.config import Config
     from pipeline.errors import PipelineError
 
-    cfg = Config(name="rec", path=Path("rec.yaml"), values={"quantize": {"qat_epochs": 2},
-                                                            "model": {"task": "recognizer"}})
-    with pytest.raises(PipelineError, match="built for the detector") as caught:
-        check_qat(cfg)
-    assert caught.value.field == "quantize.qat_epochs"
-    check_qat(Config(name="rec", path=Path("rec.yaml"), values={"quantize": {"qat_epochs": 0},
-                                                                 "model": {"task": "recognizer"}}))
+    def config(epochs: int, qat_loss: str) -> Config:
+        return Config(name="rec", path=Path("rec.yaml"), values={
+            "quantize": {"qat_epochs": epochs, "qat_loss": qat_loss}, "model": {"task": task},
+            "recognizer": {"loss": loss}})
+
+    with pytest.raises(PipelineError, match=words) as caught:
+        check_qat(config(2, "rcm"))
+    assert caught.value.field == "quantize.qat_loss"
+    check_qat(config(0, "rcm"))
+    check_qat(config(2, "distill"))
 
 
 def test_qat_on_a_layer_it_cannot_fake_quantise_is_refused_before_anything_is_written(tmp_path):

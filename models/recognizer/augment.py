@@ -56,3 +56,11 @@ def training_batches(crops: np.ndarray, labels: np.ndarray, teacher: np.ndarray,
 def eval_images(crops: np.ndarray) -> np.ndarray:
     """Policy crops (uint8) as the model input: float32 in [0, 1]."""
     return crops.astype(np.float32) / 255.0
+
+
+def centre_windows(wide: np.ndarray, size: int) -> np.ndarray:
+    """Wide training crops (uint8, roomy_policy) -> their centred policy-crop windows as model input (float32)."""
+    side = 1.0 / ROOM
+    box = [0.5 - side / 2, 0.5 - side / 2, 0.5 + side / 2, 0.5 + side / 2]
+    return np.asarray(tf.image.crop_and_resize(tf.cast(wide, tf.float32) / 255.0, [box] * len(wide),
+                                               tf.range(len(wide)), (size, size)))

@@ -40,13 +40,16 @@ class MarginHead(keras.layers.Layer):
         if self.kind == "softmax":
             self.bias = self.add_weight(shape=(self.classes,), initializer="zeros", name="bias")
 
-    def call(self, embedding: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+    def call(self, embedding: tf.Tensor, labels: tf.Tensor, extra: tf.Tensor | None = None) -> tf.Tensor:
+        """Logits; `extra` (B,) is a per-sample angular margin (radians) added to the true class's angle."""
         if self.kind == "softmax":
             return tf.matmul(embedding, self.kernel) + self.bias
         cosine = tf.matmul(tf.math.l2_normalize(embedding, axis=1), tf.math.l2_normalize(self.kernel, axis=0))
         cosine = tf.clip_by_value(cosine, -1.0 + 1e-6, 1.0 - 1e-6)
         one_hot = tf.one_hot(tf.maximum(labels, 0), self.classes, dtype=cosine.dtype)
-        if self.kind == "cosface":
+        if extra is not None:
+            target = self._target_with_extra(cosine, extra[:, None])
+        elif self.kind == "cosface":
             target = cosine - self.margin
         else:
             sine = tf.sqrt(1.0 - tf.square(cosine))
@@ -54,6 +57,15 @@ class MarginHead(keras.layers.Layer):
             target = tf.where(cosine > math.cos(math.pi - self.margin), with_margin,
                               cosine - self.margin * math.sin(self.margin))
         return self.scale * (one_hot * target + (1.0 - one_hot) * cosine)
+
+    def _target_with_extra(self, cosine: tf.Tensor, extra: tf.Tensor) -> tf.Tensor:
+        """The true-class term with `extra` radians added to the angle (capped at pi): cosface cos(theta + extra) - m,
+        arcface cos(theta + m + extra) with its usual fallback past pi, for the margin m + extra."""
+        theta = tf.acos(cosine)
+        if self.kind == "cosface":
+            return tf.cos(tf.minimum(theta + extra, math.pi)) - self.margin
+        total = self.margin + extra
+        return tf.where(theta + total < math.pi, tf.cos(theta + total), cosine - total * tf.sin(total))
 
     def get_config(self) -> dict:
         return {**super().get_config(), "classes": self.classes, "kind": self.kind, "scale": self.scale,

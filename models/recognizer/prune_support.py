@@ -12,11 +12,10 @@ import numpy as np
 import tensorflow as tf
 
 from models.data.problems import ProblemLog
-from models.recognizer.augment import roomy_policy, training_batches
-from models.recognizer.faces import crop_faces
+from models.recognizer.augment import training_batches
 from models.recognizer.losses import distillation_loss
 from models.recognizer.settings import RecognizerSettings
-from models.recognizer.train import held_back_set, pair_verification
+from models.recognizer.train import held_back_set, pair_verification, training_crops
 from pipeline.config import Config
 
 
@@ -62,9 +61,7 @@ def distil_finetune(model: keras.Model, cfg: Config, epochs: int, learning_rate:
     settings = RecognizerSettings.from_config(cfg)
     train = cfg.train
     keras.utils.set_random_seed(train.seed)
-    log = ProblemLog()
-    items = settings.identity_split(log).train + settings.unlabelled_faces(log)
-    wide, kept = crop_faces(items, roomy_policy(settings.policy), log, "fine-tuning crops")
+    _, wide, kept, _ = training_crops(settings, ProblemLog())
     none = np.zeros(len(kept), bool)
     data = training_batches(wide, np.full(len(kept), -1, np.int32), np.zeros((len(kept), 1), np.float32), none,
                             settings.policy.size, train.batch_size, settings.gray_prob, train.seed)

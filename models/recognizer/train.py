@@ -17,7 +17,7 @@ from models.distribute import Distribution, replica_share, sum_over_replicas, tr
 from models.prune_gamma import add_bn_l1
 from models.recognizer.augment import eval_images, roomy_policy, training_batches
 from models.recognizer.embedder import build_embedder
-from models.recognizer.faces import FaceItem, crop_faces
+from models.recognizer.faces import FaceItem, IdentitySplit, crop_faces
 from models.recognizer.losses import MarginHead, classification_loss, distillation_loss
 from models.recognizer.settings import RecognizerSettings
 from models.recognizer.verification import verification_metrics
@@ -67,6 +67,18 @@ class RecognizerTrainer(keras.Model):
         for name, value in (("loss", loss), ("class_loss", class_loss), ("distill_loss", distill)):
             self.tracked[name].update_state(sum_over_replicas(value))
         return {name: metric.result() for name, metric in self.tracked.items()}
+
+
+def training_crops(settings: RecognizerSettings, log: ProblemLog
+                   ) -> tuple[IdentitySplit, np.ndarray, list[FaceItem], np.ndarray]:
+    """(identity split, wide uint8 crops of the training identities' and the unlabelled faces (roomy policy), their
+    items, class index per crop (-1: unlabelled))."""
+    split = settings.identity_split(log)
+    wide, items = crop_faces(split.train + settings.unlabelled_faces(log), roomy_policy(settings.policy), log,
+                             "train crops")
+    index = {name: i for i, name in enumerate(split.classes)}
+    labels = np.asarray([index.get(item.identity, -1) for item in items], np.int32)
+    return split, wide, items, labels
 
 
 def val_pairs(identities: list[str], seed: int, count: int = VAL_PAIRS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -160,12 +172,8 @@ def fit_recognizer(cfg: Config, settings: RecognizerSettings, resume: bool,
     seed = train.seed
     keras.utils.set_random_seed(seed)
     log = ProblemLog()
-    split = settings.identity_split(log)
+    split, wide, train_items, labels = training_crops(settings, log)
     classes = split.classes
-    unlabelled = settings.unlabelled_faces(log)
-    wide, train_items = crop_faces(split.train + unlabelled, roomy_policy(settings.policy), log, "train crops")
-    labels = np.asarray([-1 if item.identity is None else classes.index(item.identity) for item in train_items],
-                        np.int32)
     teacher, has_teacher = settings.teacher_targets(train_items, build)
     batch = train.batch_size
     steps = max(1, len(wide) // batch)
