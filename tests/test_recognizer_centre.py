@@ -122,9 +122,8 @@ def test_no_centre_when_the_config_has_none_and_a_missing_file_is_named(tmp_path
     cfg = Config("rec", tmp_path / "rec.yaml", {"model": {"task": "recognizer"},
                                                  "recognizer": {"centre_images": 0, "embedding_size": 4}})
     assert embedding_centre(cfg) is None
-    cfg.values["recognizer"]["centre_images"] = 10
     with pytest.raises(PipelineError, match="embedding centre not found.*invoke export"):
-        embedding_centre(cfg)
+        embedding_centre(cfg.with_values({"recognizer.centre_images": 10}))
     detector = Config("det", tmp_path / "det.yaml", {"model": {"task": "detector"},
                                                       "recognizer": {"centre_images": 10, "embedding_size": 4}})
     assert embedding_centre(detector) is None

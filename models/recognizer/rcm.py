@@ -118,8 +118,8 @@ def rcm_finetune(model: keras.Model, cfg: Config, epochs: int, learning_rate: fl
     """`epochs` epochs of the (fake-quantised) embedder on the RCM margin loss over the recognizer's jittered training
     crops (unlabelled faces: the distillation term only), at a constant learning rate; the loss of each epoch."""
     settings = RecognizerSettings.from_config(cfg)
-    train_cfg = cfg.values["train"]
-    keras.utils.set_random_seed(int(train_cfg["seed"]))
+    train = cfg.train
+    keras.utils.set_random_seed(train.seed)
     split, wide, items, labels = training_crops(settings, ProblemLog())
     size = settings.policy.size
     classes = len(split.classes)
@@ -129,10 +129,10 @@ def rcm_finetune(model: keras.Model, cfg: Config, epochs: int, learning_rate: fl
     head.build((None, teacher_means.shape[1]))
     head.kernel.assign(teacher_means.T)
     trainer = RcmTrainer(model, teacher, head, student_means, teacher_means, distill_weight)
-    trainer.compile(optimizer=keras.optimizers.AdamW(learning_rate, weight_decay=float(train_cfg["weight_decay"]),
+    trainer.compile(optimizer=keras.optimizers.AdamW(learning_rate, weight_decay=train.weight_decay,
                                                      clipnorm=10.0))
     none = np.zeros(len(items), bool)
     data = training_batches(wide, labels, np.zeros((len(items), 1), np.float32), none, size,
-                            int(train_cfg["batch_size"]), settings.gray_prob, int(train_cfg["seed"]))
-    history = trainer.fit(data, epochs=epochs, verbose=2 if train_cfg["quiet"] else "auto")
+                            train.batch_size, settings.gray_prob, train.seed)
+    history = trainer.fit(data, epochs=epochs, verbose=2 if train.quiet else "auto")
     return [round(float(v), 5) for v in history.history["loss"]]
