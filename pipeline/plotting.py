@@ -24,8 +24,8 @@ def grid_figure(rows: int, columns: int, panel_width: float, panel_height: float
 
 
 def save_figure(fig, png_path: Path, dpi: int = 110) -> None:
-    """Write the figure as a PNG (temp file then rename) and release it."""
-    fig.tight_layout()
+    """Write the figure as a PNG (temp file then rename) and release it; a figure title keeps a strip of its own."""
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()) if fig.get_suptitle() else None)
     with atomic_path(png_path) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi)
     plt.close(fig)
