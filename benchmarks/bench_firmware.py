@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from deploy.firmware.frames import model_input, write_ppm_frames
+from deploy.firmware.camera_frames import model_input, write_ppm_frames
 from deploy.firmware.kmodel_runner import build_kmodel_runner, run_kmodel
 from deploy.firmware.model_spec import model_spec
 from deploy.firmware.reference_model import voc20_report

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deploy.firmware.frames import letterbox_input
+from deploy.firmware.camera_frames import letterbox_input
 from deploy.k210.format.kmodel import KModel
 from deploy.k210.sim.fast import simulator_for
 from deploy.tflite import LiteRTRunner

@@ -22,7 +22,7 @@ from deploy.attendance.recognize import FaceReader, largest
 from deploy.attendance.render import AttendanceApp
 from deploy.attendance.stages import render_pair
 from deploy.firmware.build import build_host
-from deploy.firmware.frames import read_frame, write_ppm_frames
+from deploy.firmware.camera_frames import read_frame, write_ppm_frames
 from deploy.firmware.model_spec import model_spec
 from deploy.firmware.reference_model import voc20_report
 from deploy.firmware.render import COMPONENT, model_folder

@@ -1,6 +1,6 @@
 """firmware/app/detection.c, the detector application's logic, compiled on its own (no model rendered): the input it
 makes is letterbox_input's, and the console line it prints holds the detections of the Python decoder
-(models/yolo_decode.py) in frame pixels (deploy/firmware/frames.py boxes_to_frame), for float32 and uint8 model
+(models/yolo_decode.py) in frame pixels (deploy/firmware/camera_frames.py boxes_to_frame), for float32 and uint8 model
 outputs, wider, taller and planar frames; more boxes than it has room for are counted as dropped; labels reach the
 line as JSON; `<name>_detect [N]` runs N frames only when N is one of those available. And every source of
 firmware/app (the applications included) compiles on its own, with no model rendered, for the host and the RISC-V
@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from deploy.firmware.boards import FIRMWARE_DIR, HOST, PORT_DIR
-from deploy.firmware.frames import boxes_to_frame, letterbox_input
+from deploy.firmware.camera_frames import boxes_to_frame, letterbox_input
 from deploy.firmware.k210_headers import write_k210_headers
 from models.yolo_decode import chw_to_hwc, decode_yolov2, nms
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deploy.firmware.frames import boxes_to_frame, model_input
+from deploy.firmware.camera_frames import boxes_to_frame, model_input
 from deploy.k210.sim.simulator import simulate
 from models.data import load_records
 from models.yolo_decode import box_iou, chw_to_hwc, decode_yolov2, nms

@@ -7,7 +7,7 @@ import numpy as np
 from PIL import Image
 
 from deploy.firmware.build import build_host
-from deploy.firmware.frames import boxes_to_frame, model_input, write_ppm_frames
+from deploy.firmware.camera_frames import boxes_to_frame, model_input, write_ppm_frames
 from deploy.firmware.model_spec import model_spec
 from deploy.firmware.render import RenderOptions, render_firmware
 from deploy.firmware.run import run_host

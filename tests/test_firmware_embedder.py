@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 
 from deploy.firmware.build import build_host
+from deploy.firmware.camera_frames import write_ppm_frames
 from deploy.firmware.console import ConsoleResult
-from deploy.firmware.frames import write_ppm_frames
 from deploy.firmware.model_spec import model_spec
 from deploy.firmware.reference_model import voc20_report
 from deploy.firmware.render import RenderOptions, model_folder, render_firmware

@@ -10,7 +10,7 @@ import pytest
 
 from deploy.firmware.build import build_host
 from deploy.firmware.c_names import c_float, c_identifier, c_json_string, c_string, model_identifier, unique_identifiers
-from deploy.firmware.frames import write_ppm_frames
+from deploy.firmware.camera_frames import write_ppm_frames
 from deploy.firmware.model_spec import model_spec
 from deploy.firmware.reference_model import VOC20_CLASSES, voc20_report
 from deploy.firmware.render import RenderOptions, model_folder, render_firmware

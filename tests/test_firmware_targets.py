@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from deploy.firmware.build import build_host
+from deploy.firmware.camera_frames import boxes_to_frame, model_input, write_ppm_frames
 from deploy.firmware.console import ConsoleResult
-from deploy.firmware.frames import boxes_to_frame, model_input, write_ppm_frames
 from deploy.firmware.memory_map import FLASH_SIZE
 from deploy.firmware.model_spec import model_spec
 from deploy.firmware.msh_console import MshConsole, msh_commands

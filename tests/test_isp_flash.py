@@ -126,3 +126,24 @@ def test_invoke_flash_exits_nonzero_on_a_bad_package(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "invoke", "flash", "--kfpkg", str(bad)], cwd=REPO_ROOT,
                             capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 2 and "bad.kfpkg" in result.stderr and "not a zip" in result.stderr
+
+
+@pytest.mark.parametrize(("board", "words"), [("qemu", "not flashed over the ISP"), ("host", "not flashed"),
+                                               ("k211", "unknown board")])
+def test_a_board_the_registry_does_not_flash_is_refused_before_anything_runs(tmp_path, artifacts, board, words):
+    """Which boards `invoke flash` writes, and how it reaches them, is the board registry's (BoardSpec.flash_transport):
+    the flasher keeps no list of its own and starts no simulated board for a board that is not flashed."""
+    with pytest.raises(PipelineError, match=words) as caught:
+        flash_artifacts(build_dir=tmp_path / "b", kmodel=tmp_path / "model.kmodel", board=board,
+                        isp_prog=dummy_program(tmp_path), stub_dialect="vowstar", say=lambda _: None)
+    assert caught.value.field == "--board"
+    assert not (tmp_path / "b").exists()
+
+
+def test_the_flasher_reaches_the_simulated_board_only_through_its_transport():
+    from deploy.firmware.boards import BOARDS
+    from deploy.isp import flasher, transports
+
+    assert {name: spec.flash_transport for name, spec in BOARDS.items() if spec.flashed} == \
+        {"sim": transports.SIMULATED, "k210": transports.SERIAL}
+    assert not hasattr(flasher, "running_simboard") and hasattr(transports, "running_simboard")

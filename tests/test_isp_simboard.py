@@ -95,7 +95,7 @@ def test_boot_identifies_personality_by_sha256(tmp_path: Path, monkeypatch: pyte
     assert board.personality == "ktool" and board.state == State.STUB
 
 
-def test_flash_stage_vowstar(tmp_path: Path) -> None:
+def test_isp_prog_protocol_vowstar(tmp_path: Path) -> None:
     board = _board(tmp_path)
     _into_isp(board)
     _reply(board, request(Op.ROM_MEMORY_WRITE, SRAM_BASE, b"\x13" * 16))
@@ -114,7 +114,7 @@ def test_flash_stage_vowstar(tmp_path: Path) -> None:
     assert board.baud == 1_500_000
 
 
-def test_flash_stage_sipeed_and_ktool_rules(tmp_path: Path) -> None:
+def test_isp_prog_protocol_sipeed_and_ktool_rules(tmp_path: Path) -> None:
     sipeed = _board(tmp_path / "s", personality="sipeed")
     _stub(sipeed)
     sipeed.flash.program(0x1000, b"\xaa" * 0x2000)

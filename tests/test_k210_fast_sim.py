@@ -110,7 +110,7 @@ def test_evaluation_runs_the_kmodel_the_same_on_both_engines(detector_kmodel, em
 def test_the_firmware_row_feeds_the_kmodel_the_firmware_letterbox(detector_kmodel, tmp_path):
     """kmodel_firmware_predictor gives each source image the bytes letterbox_input makes (the C letterbox's twin) and
     says where it put it: the same output as the simulator on those bytes, and the firmware's fitted geometry."""
-    from deploy.firmware.frames import letterbox_input
+    from deploy.firmware.camera_frames import letterbox_input
     from deploy.predictors import kmodel_firmware_predictor
     from models.letterbox import letterbox_fit
     from models.yolo_decode import chw_to_hwc

@@ -1,5 +1,5 @@
 """firmware/app/letterbox.c, the detector's preprocessing on the board, against its Python twin letterbox_input
-(deploy/firmware/frames.py, what `invoke eval` feeds the kmodel): the same geometry and the same input bytes for
+(deploy/firmware/camera_frames.py, what `invoke eval` feeds the kmodel): the same geometry and the same input bytes for
 frames wider, taller, smaller and larger than the input, interleaved and planar, and the same box mapping back."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from deploy.firmware.boards import FIRMWARE_DIR, HOST
-from deploy.firmware.frames import boxes_to_frame, letterbox_input
+from deploy.firmware.camera_frames import boxes_to_frame, letterbox_input
 from models.letterbox import letterbox_fit
 
 LETTERBOX = FIRMWARE_DIR / "app" / "letterbox.c"

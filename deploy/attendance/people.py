@@ -56,7 +56,7 @@ def enrollment_photos(cfg: Config, people: Path | None = None) -> dict[str, list
 def session_photos(cfg: Config, images: Path | None = None) -> list[Photo]:
     """A session: the photos of `images` (truth unknown), else attendance.session (same), else dataset.val (the
     names of its boxes are the truth)."""
-    from deploy.firmware.frames import list_images
+    from deploy.firmware.camera_frames import list_images
 
     folder = Path(images) if images else cfg.resolve_path(cfg.attendance.session)
     if folder is not None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from deploy.attendance.matching import dequantize, embedding_units
-from deploy.firmware.frames import boxes_to_frame, letterbox_input
+from deploy.firmware.camera_frames import boxes_to_frame, letterbox_input
 from deploy.firmware.model_spec import ModelSpec
 from deploy.k210.format.kmodel_io import load_kmodel
 from deploy.k210.sim.simulator import simulate

@@ -24,7 +24,7 @@ from deploy.attendance.stages import (
     model_files,
     model_specs,
 )
-from deploy.firmware.frames import read_frame
+from deploy.firmware.camera_frames import read_frame
 from deploy.k210.compiler.cycles import calibration_note
 from pipeline.atomic import atomic_path, write_json, write_text
 from pipeline.errors import PipelineError
@@ -318,12 +318,12 @@ def read_database(models: AttendanceModels, flash_image: Path | None = None):
 def storage_image(models: AttendanceModels, board: str) -> Path:
     """The 16 MiB flash image a run uses as the board's flash: the simulated board's own (what `flash` wrote),
     else one made for this run from the kmodels and the enrolled database at their addresses."""
-    from deploy.firmware.boards import board_spec
+    from deploy.firmware.boards import FLASH_IMAGE_RUNNER, board_spec
     from deploy.isp.flasher import SIM_FLASH_NAME
     from hardware.k210 import FLASH_BYTES
 
     cfg = models.cfg
-    if board == "sim":
+    if board_spec(board).runner == FLASH_IMAGE_RUNNER:
         image = cfg.build_dir / SIM_FLASH_NAME
         if not image.is_file():
             raise PipelineError("the simulated board's flash image is missing", path=image,
@@ -349,10 +349,12 @@ def run_session(models: AttendanceModels, board: str, photos: list[Photo], *,
     """`face_recognize` on every photo (as camera frames, in boots of at most MAX_FRAMES), each frame checked
     against the Python twin's decisions with the database the board holds; also that database's threshold."""
     from deploy.firmware import memory_map as mm
-    from deploy.firmware.frames import write_ppm_frames
+    from deploy.firmware.boards import FLASH_IMAGE_RUNNER, HOST_RUNNER, board_spec
+    from deploy.firmware.camera_frames import write_ppm_frames
     from deploy.firmware.run import boot_flash_image, run_host, run_qemu
 
     cfg = models.cfg
+    runner = board_spec(board).runner
     flash = storage_image(models, board)
     db, _ = read_database(models, flash)
     if db is None:
@@ -365,10 +367,10 @@ def run_session(models: AttendanceModels, board: str, photos: list[Photo], *,
     counts: list[int | None] = []
     for start in range(0, len(frames), mm.MAX_FRAMES):
         batch = frames[start:start + mm.MAX_FRAMES]
-        if board == "sim":
+        if runner == FLASH_IMAGE_RUNNER:
             result = boot_flash_image(flash, batch, command="face_recognize", count_instructions=count_instructions,
                                       timeout=timeout)
-        elif board == "host":
+        elif runner == HOST_RUNNER:
             kmodels = {models.address(role): model_files(models.of(role))[0] for role in ROLES}
             result = run_host(Path(built(cfg, "host")["program"]), batch, flash_files=kmodels, storage=flash,
                               timeout=timeout)

@@ -80,27 +80,53 @@ def rounding_flags(rounding: str, kernel: str = "fast") -> tuple[str, ...]:
     return ROUNDINGS[rounding] + KPU_KERNELS[kernel]
 
 
+# how a board runs here: the host executable, the QEMU RT-Thread image, or the simulated K210 booting the firmware
+# that `invoke flash` wrote into its flash image (deploy/firmware/run.py: run_host, run_qemu, boot_flash_image)
+HOST_RUNNER, QEMU_RUNNER, FLASH_IMAGE_RUNNER = "host", "qemu", "flash_image"
+
+
 @dataclass(frozen=True)
 class BoardSpec:
     """A board of --board: the build target it builds, where it keeps the kmodel (None: as
-    firmware.kmodel_storage says), whether `invoke flash` writes it over the serial ISP, and whether `invoke run`
-    drives it on this machine."""
+    firmware.kmodel_storage says), how `invoke flash` reaches its ISP (deploy/isp/transports.py: "serial", the
+    simulated board, or None: not flashed), and how `invoke run` drives it on this machine (RUNNERS; None: it
+    does not run here)."""
 
     name: str
     build_target: str
     kmodel_storage: str | None
-    flashed: bool
-    runs_here: bool
+    flash_transport: str | None
+    runner: str | None
+
+    @property
+    def runs_here(self) -> bool:
+        return self.runner is not None
+
+    @property
+    def flashed(self) -> bool:
+        return self.flash_transport is not None
 
 
 BOARDS: dict[str, BoardSpec] = {
-    "host": BoardSpec("host", build_target="host", kmodel_storage=None, flashed=False, runs_here=True),
-    "qemu": BoardSpec("qemu", build_target="qemu", kmodel_storage=None, flashed=False, runs_here=True),
+    "host": BoardSpec("host", build_target="host", kmodel_storage=None, flash_transport=None, runner=HOST_RUNNER),
+    "qemu": BoardSpec("qemu", build_target="qemu", kmodel_storage=None, flash_transport=None, runner=QEMU_RUNNER),
     # the simulated K210 keeps the kmodel in flash at deploy.kmodel_address (as MaixPy's kpu.load_flash does)
-    "sim": BoardSpec("sim", build_target="qemu", kmodel_storage="flash", flashed=True, runs_here=True),
+    "sim": BoardSpec("sim", build_target="qemu", kmodel_storage="flash", flash_transport="simulated",
+                     runner=FLASH_IMAGE_RUNNER),
     # the real board links it into the firmware
-    "k210": BoardSpec("k210", build_target="k210", kmodel_storage="embedded", flashed=True, runs_here=False),
+    "k210": BoardSpec("k210", build_target="k210", kmodel_storage="embedded", flash_transport="serial",
+                      runner=None),
 }
+
+
+def flashed_board(name: str) -> BoardSpec:
+    """The registry's record of a board `invoke flash` writes, else an error naming the ones it can."""
+    spec = board_spec(name)
+    if not spec.flashed:
+        flashed = [board for board, record in BOARDS.items() if record.flashed]
+        raise PipelineError(f"board {name!r} is not flashed over the ISP", field="--board",
+                            expected=" or ".join(flashed))
+    return spec
 
 
 def board_spec(name: str) -> BoardSpec:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from deploy.firmware.boards import FIRMWARE_DIR, board_spec, check_build_target
+from deploy.firmware.boards import FIRMWARE_DIR, FLASH_IMAGE_RUNNER, HOST_RUNNER, board_spec, check_build_target
 from deploy.firmware.build import build_host, rendered_model_name, sram_report
+from deploy.firmware.camera_frames import list_images, write_ppm_frames
 from deploy.firmware.console import ConsoleResult
-from deploy.firmware.frames import list_images, write_ppm_frames
 from deploy.firmware.k210_headers import HEADER_SOURCES
 from deploy.firmware.model_spec import model_spec
 from deploy.firmware.render import RenderOptions, render_firmware
@@ -130,7 +130,8 @@ def run_firmware(cfg: Config, board: str, images: Path | list[Path], *, dump: bo
                  count_instructions: bool = False) -> ConsoleResult:
     """Run the firmware on every image: the host or qemu build directly, or (`sim`) boot the simulated K210 from
     the flash image `invoke flash --board sim` wrote. Results also go to firmware/run_<board>.json."""
-    if not board_spec(board).runs_here:
+    spec = board_spec(board)
+    if not spec.runs_here:
         raise PipelineError(f"`run` drives host, qemu and sim, not {board!r}", field="--board",
                             expected="host, qemu or sim (a real K210 runs what `invoke flash --board k210` wrote)")
     render = render_metrics(cfg)
@@ -138,7 +139,7 @@ def run_firmware(cfg: Config, board: str, images: Path | list[Path], *, dump: bo
     frames = write_ppm_frames(sources, firmware_dir(cfg) / f"frames_{board}")
     timeout = cfg.firmware.run_timeout_s
     command = render["command"]
-    if board == "sim":
+    if spec.runner == FLASH_IMAGE_RUNNER:
         flash_image = cfg.build_dir / SIM_FLASH_NAME
         if not flash_image.is_file():
             raise PipelineError("the simulated board's flash image is missing", path=flash_image,
@@ -151,7 +152,7 @@ def run_firmware(cfg: Config, board: str, images: Path | list[Path], *, dump: bo
             raise PipelineError(f"no {board} build", path=firmware_dir(cfg) / board,
                                 expected=f"run `invoke build --board {board}` first")
         flash = {render["flash_offset"]: Path(render["kmodel"])} if render["storage"] == "flash" else {}
-        if board == "host":
+        if spec.runner == HOST_RUNNER:
             result = run_host(Path(build["metrics"]["program"]), frames, flash_files=flash, dump=dump,
                               timeout=timeout)
         else:

@@ -3,21 +3,20 @@ and summarise what was written where."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from deploy.firmware.boards import flashed_board
 from deploy.isp.image import FLASH_SIZE
 from deploy.isp.isp_prog import load_flash_program
 from deploy.isp.kfpkg import FlashEntry, check_layout, read_kfpkg
 from deploy.isp.link import Timing
-from deploy.isp.ports import choose_port
 from deploy.isp.session import SessionReport, run_session
 from deploy.isp.simboard.options import SimOptions
-from deploy.isp.simboard.process import running_simboard
+from deploy.isp.transports import SIMULATED, board_port
 from pipeline.atomic import write_json
 from pipeline.config import Config
 from pipeline.errors import PipelineError
@@ -25,7 +24,6 @@ from pipeline.stage import run_stage
 
 SIM_FLASH_NAME = "sim_flash.img"
 REPORT_NAME = "flash_report.json"
-BOARDS = ("k210", "sim")
 
 
 def plan_entries(*, image: Path | None = None, kmodel: Path | None = None, kmodel_address: int = 0x300000,
@@ -84,21 +82,6 @@ def _summary(port: str, entries: list[FlashEntry], report: SessionReport, second
     return FlashSummary(port, rows, session, round(seconds, 3), str(flash_image) if flash_image else None)
 
 
-@contextlib.contextmanager
-def _board_port(board: str, port: str | None, board_type: str, flash_image: Path,
-                sim_options: SimOptions | None, say: Callable[[str], None]) -> Iterator[str]:
-    if board not in BOARDS:
-        raise PipelineError(f"unknown board {board!r}", field="--board", expected=" or ".join(BOARDS))
-    if port:
-        yield port
-    elif board == "sim":
-        with running_simboard(flash_image, sim_options) as url:
-            say(f"simulated K210 at {url}, flash image {flash_image}")
-            yield url
-    else:
-        yield choose_port(board_type, say=say)
-
-
 def flash_artifacts(*, build_dir: Path, image: Path | None = None, kmodel: Path | None = None,
                     kmodel_address: int = 0x300000, kfpkg: Path | None = None, board: str = "sim",
                     board_type: str = "auto", port: str | None = None, baud: int = 1_500_000,
@@ -107,13 +90,14 @@ def flash_artifacts(*, build_dir: Path, image: Path | None = None, kmodel: Path 
                     say: Callable[[str], None] = print, show_progress: bool = True) -> FlashSummary:
     """Flash the given artifacts; `board="sim"` starts the simulated board on build_dir/sim_flash.img unless `port`
     names one already running. Writes build_dir/flash_report.json; raises PipelineError on any failure."""
+    transport = flashed_board(board).flash_transport
     entries, warnings = plan_entries(image=image, kmodel=kmodel, kmodel_address=kmodel_address, kfpkg=kfpkg)
     for warning in warnings:
         say(f"warning: {warning}")
     program = load_flash_program(isp_prog, stub_dialect)
-    flash_image = Path(build_dir) / SIM_FLASH_NAME if board == "sim" and not port else None
+    flash_image = Path(build_dir) / SIM_FLASH_NAME if transport == SIMULATED and not port else None
     started = time.monotonic()
-    with _board_port(board, port, board_type, flash_image or Path(build_dir), sim_options, say) as url:
+    with board_port(transport, port, board_type, flash_image or Path(build_dir), sim_options, say) as url:
         report = run_session(url, entries, program, board_type=board_type, baud=baud, timing=timing, say=say,
                              show_progress=show_progress)
     summary = _summary(url, entries, report, time.monotonic() - started, flash_image)

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 
 import serial
 
-from deploy.isp.flash_stage import BaudLost, FlashStage, baud_candidates
 from deploy.isp.isp_prog import FlashProgram
+from deploy.isp.isp_prog_protocol import BaudLost, FlashStage, baud_candidates
 from deploy.isp.kfpkg import FlashEntry
 from deploy.isp.link import IspError, IspLink, Timing
 from deploy.isp.reset import ResetFamily, apply_steps, families_for
