@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deploy.firmware.boards import board_spec
+from deploy.firmware.boards import board_spec, flashed_board
 from pipeline.config import Config
 from pipeline.errors import PipelineError
 
@@ -71,11 +71,8 @@ def built_artifacts(cfg: Config, board: str) -> tuple[Path, Path | None]:
     from deploy.firmware.stages import render_metrics
     from pipeline.manifest import Manifest
 
-    spec = board_spec(board)
+    spec = flashed_board(board)
     target = spec.build_target
-    if not spec.flashed:
-        raise PipelineError(f"a {board} build is not flashed", field="--board",
-                            expected="sim (the simulated K210) or k210 (a real board)")
     entry = Manifest(cfg.build_dir).stage(f"build_{target}")
     if entry is None or not entry["metrics"].get("image"):
         raise PipelineError(f"no {target} firmware image", path=cfg.build_dir / "firmware" / target,

@@ -17,7 +17,7 @@ from deploy.attendance.stages import (
     model_files,
     prepare_models,
 )
-from deploy.firmware.boards import board_spec
+from deploy.firmware.boards import board_spec, flashed_board
 from pipeline.config import Config
 from pipeline.errors import PipelineError
 
@@ -42,9 +42,10 @@ def attendance_kfpkg(cfg: Config, board: str) -> Path:
     from deploy.isp.kfpkg import FlashEntry, write_kfpkg
 
     models = attendance_models(cfg)
-    metrics = built(cfg, board_spec(board).build_target)
+    metrics = built(cfg, flashed_board(board).build_target)
     if "image" not in metrics:
-        raise PipelineError(f"a {board} build is not flashed", field="--board", expected="sim or k210")
+        raise PipelineError(f"the {board} build has no firmware image", field="--board",
+                            expected=f"run `invoke build --board {board}` first")
     entries = [FlashEntry("firmware.bin", 0, Path(metrics["image"]).read_bytes(), True),
                FlashEntry("face_db.bin", cfg.attendance.db_address, database_path(models).read_bytes(), False)]
     if board_spec(board).kmodel_storage == "flash":

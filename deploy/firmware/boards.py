@@ -89,8 +89,8 @@ HOST_RUNNER, QEMU_RUNNER, FLASH_IMAGE_RUNNER = "host", "qemu", "flash_image"
 class BoardSpec:
     """A board of --board: the build target it builds, where it keeps the kmodel (None: as
     firmware.kmodel_storage says), how `invoke flash` reaches its ISP (deploy/isp/transports.py: "serial", the
-    simulated board, or None: not flashed), and how `invoke run` drives it on this machine (RUNNERS; None: it
-    does not run here)."""
+    simulated board, or None: not flashed), and how `invoke run` drives it on this machine (a *_RUNNER value; None:
+    it does not run here)."""
 
     name: str
     build_target: str
