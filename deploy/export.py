@@ -245,7 +245,8 @@ def quantize_stage(cfg: Config, *, model_path: Path | None = None, calib_images:
 
 
 def centre_params(cfg: Config) -> dict[str, Any]:
-    """What the centre depends on besides the model: the crop count and seed, and the data and identity split."""
+    """What the centre depends on besides the model: the crop count and seed, the data and identity split, and the
+    flip policy (recognizer.flip_average)."""
     rec = {key: value for key, value in cfg.values["recognizer"].items()
            if key not in ("lfw", "classroom", "eval_pairs_per_fold", "eval_strangers")}
     return {"seed": cfg.values["train"]["seed"], "dataset": cfg.values["dataset"], "recognizer": rec}
@@ -254,7 +255,7 @@ def centre_params(cfg: Config) -> dict[str, Any]:
 def centre_stage(cfg: Config, model_path: Path, force: bool = False) -> StageResult | None:
     """A recognizer's embedding centre over recognizer.centre_images training-identity crops (the quantization
     calibration draws its crops the same way) -> embedding_centre.json; None when the config has no centre."""
-    from models.recognizer.centre import CENTRE_NAME, centre_images, compute_centre, write_centre
+    from models.recognizer.centre import CENTRE_NAME, centre_images, compute_centre, flip_average, write_centre
     from models.recognizer.embedder import load_embedder
     from models.recognizer.evaluate import keras_embed
 
@@ -267,10 +268,12 @@ def centre_stage(cfg: Config, model_path: Path, force: bool = False) -> StageRes
 
     def work() -> dict[str, Any]:
         images = sample_images(cfg, "train", count, cfg.train.seed)
-        centre = compute_centre(keras_embed(load_embedder(model_path)), images)
-        write_centre(out, centre, len(images), model_path)
-        print(f"embedding centre of {len(images)} training-identity crops: length {np.linalg.norm(centre):.4f}")
-        return {"centre_images": len(images), "centre_length": float(np.linalg.norm(centre))}
+        flip = flip_average(cfg)
+        centre = compute_centre(keras_embed(load_embedder(model_path)), images, flip)
+        write_centre(out, centre, len(images), model_path, flip)
+        print(f"embedding centre of {len(images)} training-identity crops{' and their mirror images' * flip}: "
+              f"length {np.linalg.norm(centre):.4f}")
+        return {"centre_images": len(images), "flip_average": flip, "centre_length": float(np.linalg.norm(centre))}
 
     return run_stage(cfg.build_dir, "centre", inputs=[model_path], params=centre_params(cfg), outputs=[out],
                      work=work, force=force, tools=TOOLS)

@@ -215,6 +215,9 @@ class RecognizerSection:
                                  "the export stage averages the L2-normalised embeddings of this many "
                                  "training-identity crops into embedding_centre.json, subtracted before the final L2 "
                                  "norm by evaluation and the firmware (0: no centre)")
+    flip_average: bool = setting(False, Rule("bool"), "embed each face crop and its mirror image (two KPU runs per "
+                                                      "face) and add their L2-normalised embeddings before the "
+                                                      "normalisation (models/recognizer/centre.py); the centre too")
 
 
 @dataclass(frozen=True)

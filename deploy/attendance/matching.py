@@ -1,8 +1,9 @@
 """The firmware's embedding arithmetic and face matching in Python, operation for operation
 (firmware/app/embedding.c, firmware/attendance/face_match.c), so a decision made here is the board's decision:
-dequantize and L2-normalise in float32 with a float64 sum taken in order, subtract the recognizer's embedding centre
-in float32 and L2-normalise again when it has one (models/recognizer/centre.py), round to integers in units of 1e-4,
-then the cosine of two integer vectors from exact integer sums."""
+dequantize and L2-normalise in float32 with a float64 sum taken in order; with the flip policy, the mirror image's
+output the same way, added value by value in float32 and L2-normalised; subtract the recognizer's embedding centre
+in float32 and L2-normalise again when it has one (the order of models/recognizer/centre.py), round to integers in
+units of 1e-4, then the cosine of two integer vectors from exact integer sums."""
 
 from __future__ import annotations
 
@@ -51,13 +52,27 @@ def centred(values: np.ndarray, centre: Sequence[float] | np.ndarray | None) -> 
     return normalised(np.asarray(values, np.float32) - np.asarray(centre, np.float32))
 
 
-def embedding_units(raw: np.ndarray, scale: float | None, zero_point: int | None,
-                    centre: Sequence[float] | np.ndarray | None = None) -> np.ndarray:
-    """The recognizer's raw output (uint8 codes with their quantization, or float32 values) as the firmware's
-    normalised (and, with the recognizer's centre, centred) embedding in 1e-4 units."""
+def unit_output(raw: np.ndarray, scale: float | None, zero_point: int | None) -> np.ndarray:
+    """One raw recognizer output (uint8 codes with their quantization, or float32 values) dequantized and
+    L2-normalised (embed_app_unit_output)."""
     raw = np.asarray(raw).reshape(-1)
-    values = dequantize(raw, scale, zero_point) if raw.dtype == np.uint8 else raw.astype(np.float32)
-    return to_units(centred(normalised(values), centre))
+    return normalised(dequantize(raw, scale, zero_point) if raw.dtype == np.uint8 else raw.astype(np.float32))
+
+
+def flip_added(values: np.ndarray, mirror: np.ndarray) -> np.ndarray:
+    """Two unit embeddings (the crop's, its mirror image's) added in float32 and L2-normalised (embedding_add)."""
+    return normalised(np.asarray(values, np.float32) + np.asarray(mirror, np.float32))
+
+
+def embedding_units(raw: np.ndarray, scale: float | None, zero_point: int | None,
+                    centre: Sequence[float] | np.ndarray | None = None,
+                    mirror_raw: np.ndarray | None = None) -> np.ndarray:
+    """The recognizer's raw output (with `mirror_raw`, its output for the mirrored crop: the flip policy) as the
+    firmware's normalised (and, with the recognizer's centre, centred) embedding in 1e-4 units."""
+    values = unit_output(raw, scale, zero_point)
+    if mirror_raw is not None:
+        values = flip_added(values, unit_output(mirror_raw, scale, zero_point))
+    return to_units(centred(values, centre))
 
 
 def similarity(a: np.ndarray, b: np.ndarray) -> float:

@@ -1,7 +1,8 @@
 """What the attendance firmware computes for a frame, in Python: letterbox -> detector kmodel -> YOLOv2 region layer
-and NMS -> the first `max_faces` boxes in frame pixels -> whole-pixel box -> policy crop -> recognizer kmodel ->
-normalised embedding in 1e-4 units (firmware/attendance/attendance.c with the generated detector and recognizer
-apps). The kmodels run in the bit-exact simulator, so the faces and embeddings are the board's."""
+and NMS -> the first `max_faces` boxes in frame pixels -> whole-pixel box -> policy crop -> recognizer kmodel (also
+on the mirrored crop with the flip policy) -> normalised embedding in 1e-4 units (firmware/attendance/attendance.c
+with the generated detector and recognizer apps). The kmodels run in the bit-exact simulator, so the faces and
+embeddings are the board's."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from deploy.firmware.camera_frames import boxes_to_frame, letterbox_input
 from deploy.firmware.model_spec import ModelSpec
 from deploy.k210.format.kmodel_io import load_kmodel
 from deploy.k210.sim.simulator import simulate
-from models.recognizer.crop import CropPolicy, crop_face, rounded_box
+from models.recognizer.crop import CropPolicy, crop_face, mirrored, rounded_box
 from models.yolo_decode import chw_to_hwc, decode_yolov2, nms
 from pipeline.errors import PipelineError
 
@@ -39,6 +40,11 @@ def fast_runner(kmodel: Path, rounding: str = "reference") -> Runner:
 
 
 RUNNERS = {"fast": fast_runner, "reference": reference_runner}
+
+
+def chw_input(hwc: np.ndarray) -> np.ndarray:
+    """An H x W x C crop as the model's planar input."""
+    return np.ascontiguousarray(hwc.transpose(2, 0, 1))
 
 
 @dataclass(frozen=True)
@@ -82,10 +88,11 @@ class FaceReader:
 
     def embed(self, frame: np.ndarray, crop: tuple[int, int, int, int]) -> np.ndarray:
         """The embedding (1e-4 units) of the policy crop around a whole-pixel box."""
-        chw = np.ascontiguousarray(crop_face(frame, crop, self.policy).transpose(2, 0, 1))
-        output = self.recognizer.outputs[0]
-        return embedding_units(self.embed_model(chw)[0], output.scale, output.zero_point,
-                               self.recognizer.embedder.centre)
+        hwc = crop_face(frame, crop, self.policy)
+        output, spec = self.recognizer.outputs[0], self.recognizer.embedder
+        mirror = self.embed_model(chw_input(mirrored(hwc)))[0] if spec.flip_average else None
+        return embedding_units(self.embed_model(chw_input(hwc))[0], output.scale, output.zero_point, spec.centre,
+                               mirror)
 
     def faces(self, frame: np.ndarray) -> list[Face]:
         """Every face the firmware would report for an H x W x 3 uint8 frame, in its order."""

@@ -61,12 +61,14 @@ class DetectorSpec:
 @dataclass(frozen=True)
 class EmbedderSpec:
     """A face recognizer: its square input side, embedding length, the crop policy it was trained on and its
-    embedding centre (float32, subtracted between two L2 norms; None: plain L2 norm)."""
+    embedding centre (float32, subtracted between two L2 norms; None: plain L2 norm) and its flip policy (the crop
+    and its mirror image embedded and added: models/recognizer/centre.py)."""
 
     input_size: int
     embedding_size: int
     crop_margin_permille: int
     centre: tuple[float, ...] | None = None
+    flip_average: bool = False
 
 
 @dataclass(frozen=True)
@@ -178,8 +180,12 @@ def embedder_spec(report: dict[str, Any], report_path: Path) -> EmbedderSpec:
     centre = section.get("centre")
     if centre is not None:
         centre = tuple(float(v) for v in check_centre(centre, size, path=report_path, field="embedder.centre"))
+    flip = section.get("flip_average", False)  # reports compiled before the flip policy have none: one run
+    if not isinstance(flip, bool):
+        raise PipelineError(f"got {flip!r}", path=report_path, field="embedder.flip_average",
+                            expected="true or false (recognizer.flip_average)")
     return EmbedderSpec(input_size=policy.size, embedding_size=size, crop_margin_permille=policy.margin_permille,
-                        centre=centre)
+                        centre=centre, flip_average=flip)
 
 
 def _image_input(model, kmodel: Path) -> tuple[int, int, int]:

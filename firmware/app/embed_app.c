@@ -4,30 +4,38 @@
 #include <string.h>
 
 #include "embedding.h"
+#include "face_crop.h"
 
-/* The model's output as the L2-normalised (and centred) embedding in app->embedding: 0, or -1 when there is none. */
-static int embed_app_output(struct embed_app *app)
+/* The model's output dequantized and L2-normalised into `values`: 0, or -1 when there is none. */
+static int embed_app_unit_output(struct embed_app *app, float *values)
 {
     const rt_uint8_t *out = app_model_output(&app->model, 0);
     if (out == RT_NULL)
         return -1;
     if (app->out_quantized)
-        embedding_dequantize(out, app->embedding_size, app->out_scale, app->out_zero_point, app->embedding);
+        embedding_dequantize(out, app->embedding_size, app->out_scale, app->out_zero_point, values);
     else
-        memcpy(app->embedding, out, app->embedding_size * sizeof(float));
-    embedding_normalise(app->embedding, app->embedding_size);
-    embedding_centre(app->embedding, app->centre, app->embedding_size);
+        memcpy(values, out, app->embedding_size * sizeof(float));
+    embedding_normalise(values, app->embedding_size);
     return 0;
 }
 
-/* Crop `box` of the frame with the policy, run the model, dequantize and L2-normalise into app->embedding: 0, -1
- * when the crop is refused, -2 when the model could not run. */
+/* Crop `box` of the frame with the policy, run the model and normalise its output into app->embedding (with the
+ * flip policy: mirror the crop in the input buffer, run again, add the two unit embeddings and normalise; then the
+ * centre): 0, -1 when the crop is refused, -2 when the model could not run. */
 static int embed_app_embed(struct embed_app *app, const struct rt_port_frame *frame, const int box[4])
 {
     if (embedding_crop(frame, box, app->crop_margin_permille, app->input_size, app->model.input) != 0)
         return -1;
-    if (app_model_run(&app->model) != 0 || embed_app_output(app) != 0)
+    if (app_model_run(&app->model) != 0 || embed_app_unit_output(app, app->embedding) != 0)
         return -2;
+    if (app->mirror != RT_NULL) {
+        face_crop_mirror(app->model.input, 3, app->input_size);
+        if (app_model_run(&app->model) != 0 || embed_app_unit_output(app, app->mirror) != 0)
+            return -2;
+        embedding_add(app->embedding, app->mirror, app->embedding_size);
+    }
+    embedding_centre(app->embedding, app->centre, app->embedding_size);
     return 0;
 }
 

@@ -1,6 +1,6 @@
 /* The recognizer application: per camera frame, the face box (the one given to the msh command, else the whole
- * frame) cropped with the recognizer's policy as the model input, the model run, the embedding dequantized and
- * L2-normalised and printed as one JSON line (embedding.c); the msh command `<name>_embed [N] |
+ * frame) cropped with the recognizer's policy as the model input, the model run (twice with the flip policy: the
+ * crop, then its mirror image), the embedding dequantized and L2-normalised and printed as one JSON line (embedding.c); the msh command `<name>_embed [N] |
  * <name>_embed x1 y1 x2 y2 [N]`, and `<name>_embed_box` for other applications (the attendance app). The generated
  * <name>_app.c holds one struct embed_app filled from its headers and exports both. */
 #ifndef EMBED_APP_H
@@ -20,6 +20,8 @@ struct embed_app {
     float out_scale;
     int out_zero_point;
     const float *centre; /* embedding_size values subtracted between two L2 norms, or RT_NULL (plain L2 norm) */
+    float *mirror;       /* the flip policy: embedding_size values for the mirrored crop's output, or RT_NULL (one
+                          * run per face) */
     float *embedding;    /* embedding_size values: the last frame's embedding */
 };
 

@@ -67,6 +67,14 @@ float embedding_normalise(float *values, uint32_t count)
     return norm;
 }
 
+void embedding_add(float *values, const float *mirror, uint32_t count)
+{
+    uint32_t i;
+    for (i = 0; i < count; i++)
+        values[i] = values[i] + mirror[i];
+    embedding_normalise(values, count);
+}
+
 void embedding_centre(float *values, const float *centre, uint32_t count)
 {
     uint32_t i;

@@ -1,7 +1,8 @@
 /* The recognizer's side of the firmware: a face box from the msh arguments or the whole frame, the face crop as the
  * KPU's planar input (face_crop.c, the C twin of models/recognizer/crop.py), the embedding dequantized and
- * L2-normalised on the CPU (then, with the recognizer's embedding centre, centred and L2-normalised again:
- * models/recognizer/centre.py), and its console line
+ * L2-normalised on the CPU (with the flip policy, plus the mirrored crop's, L2-normalised; then, with the
+ * recognizer's embedding centre, centred and L2-normalised again: the order of models/recognizer/centre.py), and
+ * its console line
  * {"frame":F,"box":[x1,y1,x2,y2],"embedding":[...],"ms":T} with each value in units of 1e-4 (EMBEDDING_UNITS),
  * an integer, since rt_kprintf has no %f. */
 #ifndef EMBEDDING_H
@@ -32,6 +33,9 @@ int embedding_crop(const struct rt_port_frame *frame, const int box[4], int marg
 void embedding_dequantize(const uint8_t *codes, uint32_t count, float scale, int zero_point, float *out);
 /* `values` scaled to unit L2 norm (left as they are when all zero); returns the norm before. */
 float embedding_normalise(float *values, uint32_t count);
+/* The flip policy: unit `values` (the crop's) plus unit `mirror` (its mirror image's), value by value in float32,
+ * L2-normalised into `values` (deploy/attendance/matching.py flip_added is the Python twin). */
+void embedding_add(float *values, const float *mirror, uint32_t count);
 /* Unit `values` minus the embedding centre (float32, value by value), L2-normalised again; nothing when `centre` is
  * RT_NULL (deploy/attendance/matching.py centred() is the Python twin). */
 void embedding_centre(float *values, const float *centre, uint32_t count);

@@ -77,6 +77,19 @@ int face_crop(const uint8_t *image, int width, int height, int channels, int lay
     return 0;
 }
 
+void face_crop_mirror(uint8_t *chw, int channels, int size)
+{
+    int row, j;
+    for (row = 0; row < channels * size; row++) {
+        uint8_t *line = chw + (size_t)row * (size_t)size;
+        for (j = 0; j < size / 2; j++) {
+            uint8_t left = line[j];
+            line[j] = line[size - 1 - j];
+            line[size - 1 - j] = left;
+        }
+    }
+}
+
 /* floor(v + 0.5) for |v| < 2^20 (see face_crop.h): the int conversion truncates, so floor is one less below it. */
 static int face_crop_round(float v)
 {

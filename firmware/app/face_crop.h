@@ -28,6 +28,10 @@
 int face_crop(const uint8_t *image, int width, int height, int channels, int layout, const int box[4],
               int margin_permille, int size, uint8_t *out);
 
+/* crop.py's mirrored(crop) on a planar (C x size x size) crop, in place: column j of every row of every channel
+ * becomes column size - 1 - j (the mirror image the flip policy embeds second). */
+void face_crop_mirror(uint8_t *chw, int channels, int size);
+
 /* rounded_box(box): each coordinate rounded half up (floor(x + 0.5)), x2, y2 raised to at least x1 + 1, y1 + 1.
  * Python computes floor(x + 0.5) in float64, this in float without forming x + 0.5 (which float would round:
  * 0.49999997f + 0.5f is 1.0f): floor(x) plus one when x - floor(x) >= 0.5, a difference float holds exactly

@@ -1,7 +1,17 @@
-"""The embedding centre of a recognizer (issue #13): the mean of the L2-normalised float embeddings of the deployed
-model over training-identity crops, computed by the export stage into build/<config>/embedding_centre.json when
-recognizer.centre_images > 0. Every runtime (evaluation, the firmware twin, the C firmware) turns a raw embedding
-into a normalised one the same way: L2-normalise, subtract the centre, L2-normalise again."""
+"""The embedding centre of a recognizer (issue #13) and the one normalisation of its embeddings.
+
+Every runtime (evaluation, the firmware twin deploy/attendance/matching.py, the C firmware firmware/app/embedding.c
+and embed_app.c) turns a face crop into a normalised embedding by the same operations in the same order:
+
+1. raw embedding: the model's output for the crop; with recognizer.flip_average (issue #12) the model also embeds
+   the crop's mirror image (models/recognizer/crop.py `mirrored`; two KPU runs per face) and the raw embedding is
+   the sum of the two L2-normalised outputs, plain crop's first (`flip_sum`);
+2. L2-normalise it; with a centre: subtract the centre and L2-normalise again (`normalised`).
+
+The centre is the mean of step 2 without a centre (the L2-normalised raw embeddings, flip-averaged when the config
+flips) over training-identity crops, computed by the export stage into build/<config>/embedding_centre.json when
+recognizer.centre_images > 0; it records the flip policy it was made with, and a config with the other policy
+refuses it."""
 
 from __future__ import annotations
 
@@ -12,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from models.recognizer.crop import mirrored
 from pipeline.atomic import write_json
 from pipeline.config import Config
 from pipeline.errors import PipelineError
@@ -24,6 +35,12 @@ def centre_images(cfg: Config) -> int:
     """How many training-identity crops the centre averages (recognizer.centre_images of a recognizer config; 0: no
     centre)."""
     return cfg.recognizer.centre_images if cfg.model.task == "recognizer" else 0
+
+
+def flip_average(cfg: Config) -> bool:
+    """Whether the config's runtimes add the embedding of each crop's mirror image (recognizer.flip_average of a
+    recognizer config)."""
+    return cfg.model.task == "recognizer" and cfg.recognizer.flip_average
 
 
 def _unit_rows(embeddings: np.ndarray) -> np.ndarray:
@@ -43,16 +60,30 @@ def normalised(embeddings: np.ndarray, centre: np.ndarray | None = None) -> np.n
     return _unit_rows(unit - centre)
 
 
+def flip_sum(plain: np.ndarray, mirror: np.ndarray) -> np.ndarray:
+    """(N, D) raw flip-averaged embeddings: the L2-normalised embeddings of the crops plus those of their mirror
+    images (then normalised like any raw embedding)."""
+    return _unit_rows(plain) + _unit_rows(mirror)
+
+
+def policy_embed(embed: Callable[[np.ndarray], np.ndarray], flip: bool) -> Callable[[np.ndarray], np.ndarray]:
+    """A runtime's embed function (crops (N, S, S, 3) -> raw embeddings) under the flip policy: itself, or the
+    flip_sum of its embeddings of the crops and of their mirror images."""
+    if not flip:
+        return embed
+    return lambda images: flip_sum(embed(images), embed(mirrored(images)))
+
+
 def mean_direction(embeddings: np.ndarray) -> np.ndarray:
     """The centre of (N, D) raw embeddings: the float32 mean of their L2-normalised rows (taken in float64)."""
     return normalised(np.asarray(embeddings, np.float64)).mean(axis=0).astype(np.float32)
 
 
-def write_centre(path: Path, centre: np.ndarray, images: int, model: Path) -> dict[str, Any]:
+def write_centre(path: Path, centre: np.ndarray, images: int, model: Path, flip: bool = False) -> dict[str, Any]:
     """embedding_centre.json: the float32 values (each written as the float64 equal to it, so it reads back
-    exactly), how many crops they average and the model they belong to."""
+    exactly), how many crops they average, the model they belong to and the flip policy they were made with."""
     record = {"values": [float(v) for v in np.asarray(centre, np.float32)], "images": images, "model": str(model),
-              "normalisation": "L2-normalise, subtract these values, L2-normalise"}
+              "flip_average": flip, "normalisation": "L2-normalise, subtract these values, L2-normalise"}
     write_json(path, record)
     return record
 
@@ -71,18 +102,28 @@ def check_centre(values: Any, size: int, *, path: Path | None, field: str) -> np
     return np.asarray(values, np.float32)
 
 
+def _centre_record(path: Path) -> dict[str, Any]:
+    return read_json_object(path, what="embedding centre",
+                            missing_hint="run `invoke export` (recognizer.centre_images > 0 computes it)")
+
+
 def read_centre(path: Path, size: int) -> np.ndarray:
     """The centre in embedding_centre.json, checked against the embedding size."""
-    record = read_json_object(path, what="embedding centre",
-                              missing_hint="run `invoke export` (recognizer.centre_images > 0 computes it)")
-    return check_centre(record.get("values"), size, path=path, field="values")
+    return check_centre(_centre_record(path).get("values"), size, path=path, field="values")
 
 
 def embedding_centre(cfg: Config) -> np.ndarray | None:
-    """The config's centre (None when recognizer.centre_images is 0), from the export stage's file."""
+    """The config's centre (None when recognizer.centre_images is 0), from the export stage's file; refused when
+    it was made with the other flip policy (a centre written before the policy existed is unflipped)."""
     if not centre_images(cfg):
         return None
-    return read_centre(cfg.build_dir / CENTRE_NAME, cfg.recognizer.embedding_size)
+    path = cfg.build_dir / CENTRE_NAME
+    made, wanted = _centre_record(path).get("flip_average", False), flip_average(cfg)
+    if made is not wanted:
+        raise PipelineError(f"the embedding centre was computed with flip_average {made!r}, the config has "
+                            f"{wanted!r}", path=path, field="flip_average",
+                            expected="`invoke export` with this config first (it recomputes the centre)")
+    return read_centre(path, cfg.recognizer.embedding_size)
 
 
 def check_centre_model(cfg: Config, model: Path) -> None:
@@ -97,8 +138,9 @@ def check_centre_model(cfg: Config, model: Path) -> None:
                                      "recognizer.centre_images=0 to evaluate it without a centre")
 
 
-def compute_centre(embed: Callable[[np.ndarray], np.ndarray], images: list[np.ndarray],
+def compute_centre(embed: Callable[[np.ndarray], np.ndarray], images: list[np.ndarray], flip: bool,
                    batch: int = 64) -> np.ndarray:
-    """The centre of a model's embed function (float crops -> raw embeddings) over `images`."""
+    """The centre of a model's embed function (float crops -> raw embeddings) under the flip policy over `images`."""
+    embed = policy_embed(embed, flip)
     raw = np.concatenate([embed(np.stack(images[i:i + batch])) for i in range(0, len(images), batch)])
     return mean_direction(raw)

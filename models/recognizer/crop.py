@@ -88,6 +88,15 @@ def crop_face(image: np.ndarray, box: tuple[float, float, float, float], policy:
     return out[:, :, 0] if image.ndim == 2 else out
 
 
+def mirrored(crops: np.ndarray) -> np.ndarray:
+    """The horizontal mirror image of a crop (H x W x C) or of a batch of crops (N x H x W x C): column j becomes
+    column W - 1 - j (firmware/app/face_crop.c face_crop_mirror is the C twin, on the planar KPU input)."""
+    crops = np.asarray(crops)
+    if crops.ndim not in (3, 4):
+        raise PipelineError(f"crops of shape {crops.shape}", field="crop", expected="H x W x C or N x H x W x C")
+    return np.ascontiguousarray(crops[..., ::-1, :])
+
+
 def centred_box(width: int, height: int, policy: CropPolicy) -> tuple[int, int, int, int]:
     """The box whose policy crop is the largest centred square of a width x height image: for images that are
     already face crops made with the same margin (CelebA-299, AT&T)."""

@@ -17,7 +17,7 @@ from models.data.classmap import ClassMap
 from models.data.problems import ProblemLog
 from models.data.voc import read_voc
 from models.recognizer.augment import eval_images
-from models.recognizer.centre import CENTRE_NAME, embedding_centre, normalised
+from models.recognizer.centre import CENTRE_NAME, embedding_centre, flip_average, normalised, policy_embed
 from models.recognizer.embedder import load_embedder
 from models.recognizer.face_boxes import LFW_FACE_BOX
 from models.recognizer.faces import FaceItem, crop_faces
@@ -137,10 +137,11 @@ def keras_embedder(path: Path) -> tuple[Path, Callable[[Path], Embed]]:
 def evaluate_recognizer(cfg: Config, runtimes: dict[str, tuple[Path, Callable[[Path], Embed]]],
                         teacher: bool = True) -> dict[str, Any]:
     """LFW and classroom metrics of every runtime (name -> its model file, how to make its embed function from
-    that file) whose file exists, and of the teacher -> eval.json + lfw_roc.png. Every runtime's embeddings are
-    centred by the config's embedding centre (models/recognizer/centre.py) when it has one; the teacher's are not."""
+    that file) whose file exists, and of the teacher -> eval.json + lfw_roc.png. Every runtime's embeddings follow
+    the config's flip policy and are centred by its embedding centre (models/recognizer/centre.py) when it has one;
+    the teacher's are neither (the anchor stays dlib's own single-crop embedding)."""
     settings = RecognizerSettings.from_config(cfg)
-    centre = embedding_centre(cfg)
+    centre, flip = embedding_centre(cfg), flip_average(cfg)
     rec = cfg.recognizer
     lfw_root = cfg.resolve_path(rec.lfw)
     if lfw_root is None:
@@ -156,13 +157,14 @@ def evaluate_recognizer(cfg: Config, runtimes: dict[str, tuple[Path, Callable[[P
                               "classroom": {"boxes": "annotated", "students": len(set(classroom.probe_names)),
                                             "probes": len(classroom.probes), "strangers": len(classroom.strangers)}
                               if classroom else None, "preprocessing": CROP_PREPROCESSING,
-                              "centre": None if centre is None else str(cfg.build_dir / CENTRE_NAME), "runtimes": {}}
+                              "centre": None if centre is None else str(cfg.build_dir / CENTRE_NAME),
+                              "flip_average": flip, "runtimes": {}}
     curves = {}
     for name, (path, make) in runtimes.items():
         if not path.is_file():
             report["runtimes"][name] = {"missing": str(path), "hint": "run `invoke train` / `export` / `compile`"}
             continue
-        embed = centred(make(path), centre)
+        embed = centred(policy_embed(make(path), flip), centre)
         metrics, similarity = lfw_metrics(embed(eval_images(lfw.crops)), lfw)
         curves[name] = (similarity, lfw.pairs.same[lfw.used])
         report["runtimes"][name] = {"model": str(path), "lfw": metrics,
@@ -180,7 +182,8 @@ def evaluate_recognizer(cfg: Config, runtimes: dict[str, tuple[Path, Callable[[P
 
 def format_recognizer_eval(report: dict[str, Any]) -> str:
     centre = f", embeddings centred by {report['centre']}" if report.get("centre") else ""
-    lines = [f"LFW dev, {report['lfw']['pairs']} pairs (View 2, threshold per fold from the others){centre}:"]
+    flip = ", each crop's embedding averaged with its mirror image's" if report.get("flip_average") else ""
+    lines = [f"LFW dev, {report['lfw']['pairs']} pairs (View 2, threshold per fold from the others){centre}{flip}:"]
     rows = dict(report["runtimes"])
     if "teacher" in report:
         rows["teacher"] = report["teacher"]

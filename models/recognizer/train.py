@@ -229,7 +229,7 @@ def fit_recognizer(cfg: Config, settings: RecognizerSettings, resume: bool,
 
 
 # recognizer keys that only stages after training read, so changing them keeps the trained model current
-AFTER_TRAINING = ("centre_images",)
+AFTER_TRAINING = ("centre_images", "flip_average")
 
 
 def train_recognizer_stage(cfg: Config, force: bool = False, resume: bool = True) -> StageResult:

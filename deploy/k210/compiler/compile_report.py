@@ -56,14 +56,18 @@ def is_embedder(compiled: Compiled) -> bool:
 
 
 def _embedder_section(rows: list[dict[str, Any]], output_shape: tuple[int, int, int], estimate: Estimate,
-                      meta: dict | None, centre: np.ndarray | None) -> dict[str, Any]:
-    """What an embedder's deployment needs: the per-face time estimate and where the CPU spends it, and the
-    embedding centre the firmware subtracts (models/recognizer/centre.py) when it has one."""
+                      meta: dict | None, centre: np.ndarray | None, flip: bool) -> dict[str, Any]:
+    """What an embedder's deployment needs: the per-face time estimate (two model runs with the flip policy) and
+    where the CPU spends one run's, the flip policy and the embedding centre the firmware subtracts
+    (models/recognizer/centre.py) when it has one."""
     cpu = [r for r in rows if r["unit"] == "cpu"]
     cpu_us = sum(r["time_us"] for r in cpu)
-    total_us = estimate.total_us
+    runs = 2 if flip else 1
+    total_us = runs * estimate.total_us
     section: dict[str, Any] = {
         "embedding_size": output_shape[0],
+        "flip_average": flip,
+        "runs_per_face": runs,
         "time_per_face_ms_estimate": round(total_us / 1000, 3),
         "faces_per_second_estimate": round(1e6 / total_us, 1) if total_us else None,
         "kpu_time_ms_estimate": round(sum(r["time_us"] for r in rows if r["unit"] == "kpu") / 1000, 3),
@@ -71,8 +75,9 @@ def _embedder_section(rows: list[dict[str, Any]], output_shape: tuple[int, int, 
         "input_transfer_ms_estimate": round(estimate.input_us / 1000, 3),
         "cpu_layers": [{key: r[key] for key in ("index", "type", "source", "macs", "weight_bytes", "cycles",
                                                 "time_us")} for r in cpu],
-        "estimate": f"{calibration_note()}; not a measurement; includes the input transfer, excludes the crop, "
-                    "resize and L2 norm",
+        "estimate": f"{calibration_note()}; not a measurement; time per face = runs_per_face model runs, each "
+                    "with its input transfer (the kpu/cpu/input times below are one run's); excludes the crop, "
+                    "resize, mirror and L2 norms",
     }
     if meta is not None:
         section["meta"] = meta
@@ -82,10 +87,10 @@ def _embedder_section(rows: list[dict[str, Any]], output_shape: tuple[int, int, 
 
 
 def build_report(compiled: Compiled, *, source: Path, budget_mib: float, meta: dict | None,
-                 centre: np.ndarray | None = None) -> dict[str, Any]:
+                 centre: np.ndarray | None = None, flip: bool = False) -> dict[str, Any]:
     """The report of a compiled model; `meta` (model_meta.json) becomes its "detector" section when it has
     anchors, and goes into the "embedder" section of a model whose output is a vector, with its embedding
-    `centre`."""
+    `centre` and flip policy (`flip`: two runs per face)."""
     estimate = estimate_kmodel(compiled.model)
     rows = _layer_rows(compiled, estimate)
     total_us = estimate.total_us
@@ -130,7 +135,7 @@ def build_report(compiled: Compiled, *, source: Path, budget_mib: float, meta: d
     }
     if embedder:
         report["embedder"] = _embedder_section(rows, program.tensors[program.outputs[0]].shape, estimate, meta,
-                                               centre)
+                                               centre, flip)
     elif report["kind"] == "detector":
         report["detector"] = meta
     return report
@@ -151,9 +156,12 @@ def format_report(report: dict[str, Any]) -> str:
     if "embedder" in report:
         e = report["embedder"]
         cpu = ", ".join(f"{r['type']} {r['time_us']:.1f} us" for r in e["cpu_layers"])
-        lines.append(f"estimated time per face {e['time_per_face_ms_estimate']} ms +- {t['latency_uncertainty_ms']} "
-                     f"ms (KPU {e['kpu_time_ms_estimate']} ms, CPU {e['cpu_time_ms_estimate']} ms, input "
-                     f"{t['input_transfer_us']:.0f} us) for a {e['embedding_size']}-value embedding; CPU layers: {cpu}")
+        runs = e.get("runs_per_face", 1)
+        lines.append(f"estimated time per face {e['time_per_face_ms_estimate']} ms +- "
+                     f"{round(runs * t['latency_uncertainty_ms'], 3)} ms ({runs} run{'s' * (runs > 1)}"
+                     f"{' (the crop and its mirror image)' * (runs > 1)}, each KPU {e['kpu_time_ms_estimate']} ms, "
+                     f"CPU {e['cpu_time_ms_estimate']} ms, input {t['input_transfer_us']:.0f} us) for a "
+                     f"{e['embedding_size']}-value embedding; CPU layers: {cpu}")
     else:
         lines.append(f"estimated K210 latency {t['latency_ms']} ms +- {t['latency_uncertainty_ms']} ms (KPU "
                      f"{t['kpu_time_ms']} ms, CPU {t['cpu_time_ms']} ms, input {t['input_transfer_us']:.0f} us) = "

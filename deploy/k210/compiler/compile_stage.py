@@ -11,7 +11,7 @@ from deploy.k210.compiler.driver import compile_tflite
 from deploy.k210.compiler.wide_weights import QUANTIZED_FLOAT_NAME
 from deploy.k210.format.inspect import describe_kmodel
 from deploy.k210.format.kmodel_io import load_kmodel
-from models.recognizer.centre import CENTRE_NAME, embedding_centre
+from models.recognizer.centre import CENTRE_NAME, embedding_centre, flip_average
 from pipeline.atomic import write_bytes, write_json
 from pipeline.config import Config
 from pipeline.errors import PipelineError
@@ -40,7 +40,8 @@ def _model_meta(tflite: Path) -> dict[str, Any] | None:
 def compile_stage(cfg: Config, *, tflite: Path | None = None, budget_mib: float | None = None,
                   force: bool = False) -> StageResult:
     """Compile the uint8 TFLite of a pipeline config to a kmodel V3 with its report and chart; a recognizer's
-    embedding centre (embedding_centre.json of `invoke export`) goes into the report's embedder section."""
+    embedding centre (embedding_centre.json of `invoke export`) and flip policy go into the report's embedder
+    section."""
     build = cfg.build_dir
     out_kmodel, out_report, out_chart = build / KMODEL_NAME, build / REPORT_NAME, build / CHART_NAME
     budget = float(budget_mib) if budget_mib is not None else cfg.compile.budget_mib
@@ -58,12 +59,13 @@ def compile_stage(cfg: Config, *, tflite: Path | None = None, budget_mib: float 
                             expected="the export stage's output beside the uint8 TFLite (`invoke export --force` "
                                      "writes it), or compile.weight_bits 8")
     centre = embedding_centre(cfg)  # refused here, before anything is written, when the export has not made it
+    flip = flip_average(cfg)
 
     def work() -> dict[str, Any]:
         compiled = compile_tflite(source, fuse_leaky=fuse_leaky, weight_bits=weight_bits,
                                   float_source=float_source if weight_bits == 16 else None)
         report = build_report(compiled, source=source, budget_mib=budget, meta=_model_meta(source),
-                              centre=centre)
+                              centre=centre, flip=flip)
         if not report["fits_budget"]:
             raise PipelineError(f"the kmodel is {len(compiled.data) / MIB:.2f} MiB, over the {budget} MiB budget",
                                 path=source, field="compile.budget_mib",
@@ -80,6 +82,6 @@ def compile_stage(cfg: Config, *, tflite: Path | None = None, budget_mib: float 
     inputs = [source] + ([meta] if meta.is_file() else []) + ([float_source] if weight_bits == 16 else []) \
         + ([build / CENTRE_NAME] if centre is not None else [])
     params = {"budget_mib": budget, "fuse_leaky": fuse_leaky} | ({"weight_bits": 16} if weight_bits == 16 else {}) \
-        | ({"centre": True} if centre is not None else {})
+        | ({"centre": True} if centre is not None else {}) | ({"flip_average": True} if flip else {})
     return run_stage(build, "compile", inputs=inputs, params=params,
                      outputs=[out_kmodel, out_report, out_chart], work=work, force=force, tools=["numpy", "tflite"])
