@@ -449,18 +449,18 @@ def embedder_meta(side: int = EMBEDDER_SIDE) -> dict[str, Any]:
             "embedding_size": EMBEDDING, "crop_margin_permille": EMBEDDER_MARGIN_PERMILLE}
 
 
-def embedder_kmodel(folder: Path, side: int = EMBEDDER_SIDE, centre: np.ndarray | None = None
+def embedder_kmodel(folder: Path, side: int = EMBEDDER_SIDE, centre: np.ndarray | None = None, flip: bool = False
                     ) -> tuple[Path, dict[str, Any]]:
     """folder/model.kmodel and folder/compile_report.json of a random-weight embedder (the w0.125 MobileFaceNet,
     exported and compiled, no training), with the compile report `invoke compile` would write beside it (with the
-    embedding `centre` when given); returns the path and report."""
+    embedding `centre` when given, and the flip policy); returns the path and report."""
     from deploy.k210.compiler.compile_report import build_report
     from deploy.k210.compiler.driver import compile_tflite
 
     folder.mkdir(parents=True, exist_ok=True)
     compiled = compile_tflite(tflite(embedder_net("mobilefacenet", side)))
     report = build_report(compiled, source=folder / "model_uint8.tflite", budget_mib=1.0, meta=embedder_meta(side),
-                          centre=centre)
+                          centre=centre, flip=flip)
     kmodel = folder / "model.kmodel"
     kmodel.write_bytes(compiled.data)
     (folder / "compile_report.json").write_text(json.dumps(report))

@@ -1,6 +1,7 @@
 """firmware/app/face_crop.c, the C twin of models/recognizer/crop.py: the same bytes as crop_face for random images,
 boxes (inside, across the edge, outside, one pixel, huge), margins and sizes, in every layout; the same rounding as
-rounded_box on float32 boxes; and a clean compile with the RISC-V gcc the RT-Thread builds use."""
+rounded_box on float32 boxes; the mirror image of crop.py's `mirrored` on the planar crop; and a clean compile with
+the RISC-V gcc the RT-Thread builds use."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 
 from deploy.firmware.boards import FIRMWARE_DIR, HOST
-from models.recognizer.crop import CropPolicy, crop_face, rounded_box
+from models.recognizer.crop import CropPolicy, crop_face, mirrored, rounded_box
 
 FACE_CROP = FIRMWARE_DIR / "app" / "face_crop.c"
 HWC_TO_HWC, CHW_TO_HWC, HWC_TO_CHW, CHW_TO_CHW = 0, 1, 2, 3  # FACE_CROP_IN_PLANAR 1, FACE_CROP_OUT_PLANAR 2
@@ -40,6 +41,8 @@ def lib(tmp_path_factory) -> ctypes.CDLL:
     so.face_crop.restype = ctypes.c_int
     so.face_crop.argtypes = [U8P, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int, Box, ctypes.c_int,
                              ctypes.c_int, U8P]
+    so.face_crop_mirror.restype = None
+    so.face_crop_mirror.argtypes = [U8P, ctypes.c_int, ctypes.c_int]
     so.face_crop_round_box.restype = ctypes.c_int
     so.face_crop_round_box.argtypes = [FloatBox, Box]
     return so
@@ -202,3 +205,13 @@ def test_face_crop_compiles_cleanly_for_the_rtthread_boards(tmp_path: Path, abi)
                              text=True)
     if symbols.returncode == 0:  # no libm or libc calls: plain integer code (and float compares) only
         assert symbols.stdout.strip() == "", symbols.stdout
+
+
+@pytest.mark.parametrize(("size", "channels"), [(4, 3), (7, 3), (112, 3), (5, 1)])
+def test_the_c_mirror_of_a_planar_crop_is_crop_py_mirrored(lib, size, channels):
+    """face_crop_mirror, in place on the KPU's planar input, gives the planar layout of mirrored(crop): odd and even
+    sides (the middle column stays)."""
+    crop = np.random.default_rng(size).integers(0, 256, (size, size, channels), dtype=np.uint8)
+    planar = crop.transpose(2, 0, 1).copy()  # a copy: with one channel the transpose is already contiguous
+    lib.face_crop_mirror(planar.ctypes.data_as(U8P), channels, size)
+    assert np.array_equal(planar, mirrored(crop).transpose(2, 0, 1))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -158,3 +159,42 @@ def test_qemu_rtthread_embeds_like_the_simulator(rendered, kmodel, frames, workd
     assert_matches_simulator(boxed, kmodel, frames[1:2], [[100, 40, 220, 200]])
     print("qemu ms per face:", [f.ms for f in whole.frames + boxed.frames], "image bytes:",
           build.image.stat().st_size)
+
+
+@pytest.mark.slow
+def test_host_flip_policy_equals_the_python_twin_bit_for_bit(kmodel, frames, workdir):
+    """recognizer.flip_average with a centre: the firmware runs the crop, then its mirror image (the last output
+    dumped is the mirrored crop's, as the simulator gives it), and prints exactly the units of the Python twin
+    (deploy/attendance: FaceReader.embed, matching.embedding_units); the report counts two runs per face."""
+    from deploy.attendance.recognize import FaceReader
+    from models.recognizer.crop import mirrored
+
+    centre = (0.5 * np.random.default_rng(5).standard_normal(128) / np.sqrt(128)).astype(np.float32)
+    flip_kmodel, report = embedder_kmodel(workdir / "flip", centre=centre, flip=True)
+    plain = json.loads((kmodel.parent / "compile_report.json").read_text())
+    assert flip_kmodel.read_bytes() == kmodel.read_bytes()  # the policy changes the firmware, not the model
+    assert report["embedder"]["runs_per_face"] == 2 and report["embedder"]["time_per_face_ms_estimate"] == \
+        pytest.approx(2 * plain["embedder"]["time_per_face_ms_estimate"], abs=2e-3)
+    report_path = flip_kmodel.parent / "compile_report.json"
+    spec = model_spec(flip_kmodel, report, report_path, score_threshold=0.5, nms_iou=0.3, max_candidates=8)
+    assert spec.embedder.flip_average
+    rendered = render_firmware(spec, RenderOptions(name="rec"), workdir / "rendered_flip").folder
+    assert "#define REC_FLIP_AVERAGE 1\n" in (model_folder(rendered, "rec") / "rec_embedder.h").read_text()
+    build = build_host(rendered, workdir / "host_flip")
+    box = [5, -10, 70, 80]
+    result = run_host(build.program, frames, flash_files={MODEL_ADDRESS: flip_kmodel}, dump=True,
+                      args=[str(v) for v in box])
+    detector = model_spec(shared_path("kmodels", "voc20_yolov2_v3.kmodel"), voc20_report(), Path("r.json"),
+                          score_threshold=0.5, nms_iou=0.3, max_candidates=8)
+    twin = FaceReader(detector, spec, 1)
+    unflipped = FaceReader(detector, replace(spec, embedder=replace(spec.embedder, flip_average=False)), 1)
+    policy = CropPolicy(EMBEDDER_SIDE, EMBEDDER_MARGIN_PERMILLE)
+    for index, frame in enumerate(frames):
+        with Image.open(frame) as image:
+            pixels = np.asarray(image.convert("RGB"))
+        mirror = simulate(flip_kmodel, np.ascontiguousarray(mirrored(crop_face(pixels, tuple(box), policy))
+                                                            .transpose(2, 0, 1))).outputs[0]
+        assert result.outputs[(index, 0)] == mirror.tobytes()  # the second run saw the mirrored crop
+        want = twin.embed(pixels, tuple(box))
+        assert result.frames[index].embedding_units == want.tolist()  # bit for bit, as enrolled and matched
+        assert not np.array_equal(want, unflipped.embed(pixels, tuple(box)))  # the mirror image matters
