@@ -101,15 +101,15 @@ class Bench:
 def recognizer_table(work: Path) -> dict[str, Any]:
     """The product recognizer (build/recognizer/model.keras): LFW dev accuracy of Keras and of the kmodel per
     method (no sweep), then quantization-aware training from the converter's ranges by each recognizer QAT loss
-    (RECOGNIZER_QAT; its time is the calibration plus the fine-tuning); every embedding centred by the model's
-    embedding centre when its config has one."""
+    (RECOGNIZER_QAT; its time is the calibration plus the fine-tuning); every embedding under the config's flip
+    policy and centred by the model's embedding centre when its config has one."""
     from deploy.export import qat_fine_tune
     from deploy.k210.compiler.driver import compile_tflite
     from deploy.predictors import kmodel_embed
     from deploy.quantize.calibrate import quantize_keras
     from deploy.tflite import convert_float
     from models.recognizer.augment import eval_images
-    from models.recognizer.centre import CENTRE_NAME, centre_images, read_centre
+    from models.recognizer.centre import CENTRE_NAME, centre_images, embedding_centre, flip_average, policy_embed
     from models.recognizer.embedder import load_embedder
     from models.recognizer.evaluate import centred, keras_embed, lfw_metrics, lfw_set
     from models.recognizer.settings import RecognizerSettings
@@ -122,12 +122,13 @@ def recognizer_table(work: Path) -> dict[str, Any]:
     centre_path = path.parent / CENTRE_NAME
     if centre_images(cfg) and not centre_path.is_file():
         return {"skipped": f"no embedding centre at {centre_path} (`invoke export --config configs/recognizer.yaml`)"}
-    centre = read_centre(centre_path, cfg.recognizer.embedding_size) if centre_images(cfg) else None
+    centre, flip = embedding_centre(cfg, path.parent), flip_average(cfg)
     settings = RecognizerSettings.from_config(cfg)
     lfw = lfw_set(settings, cfg.resolve_path(cfg.recognizer.lfw), 0)
     crops = eval_images(lfw.crops)
     model = load_embedder(path)
-    keras_accuracy = lfw_metrics(centred(keras_embed(model), centre)(crops), lfw)[0]["accuracy_mean"]
+    keras_embedding = centred(policy_embed(keras_embed(model), flip), centre)(crops)
+    keras_accuracy = lfw_metrics(keras_embedding, lfw)[0]["accuracy_mean"]
     images = settings.sample_images("train", cfg.quantize.calib_images, cfg.train.seed)
     float_bytes = convert_float(model)
 
@@ -138,7 +139,7 @@ def recognizer_table(work: Path) -> dict[str, Any]:
         compiled = compile_tflite(calibrated.data)
         kmodel = work / f"recognizer_{label.replace(' ', '_')}.kmodel"
         write_bytes(kmodel, compiled.data)
-        embed = centred(kmodel_embed(kmodel, f"kmodel {label}"), centre)
+        embed = centred(policy_embed(kmodel_embed(kmodel, f"kmodel {label}"), flip), centre)
         accuracy = lfw_metrics(embed(crops), lfw)[0]["accuracy_mean"]
         return {"label": label, "keras_lfw_accuracy": round(keras_accuracy, 4),
                 "kmodel_lfw_accuracy": round(accuracy, 4), "drop": round(accuracy - keras_accuracy, 4),
@@ -148,7 +149,7 @@ def recognizer_table(work: Path) -> dict[str, Any]:
     for loss in RECOGNIZER_QAT:
         qat_cfg = cfg.with_values({"quantize.qat_epochs": RECOGNIZER_QAT_EPOCHS, "quantize.qat_loss": loss})
         rows.append(row(f"qat {RECOGNIZER_QAT_EPOCHS} {loss}", BASELINE, 99.99, qat_fine_tune(qat_cfg, path)))
-    return {"model": str(path), "centre": str(centre_path) if centre is not None else None,
+    return {"model": str(path), "centre": str(centre_path) if centre is not None else None, "flip_average": flip,
             "lfw_pairs": int(lfw.used.sum()), "calibration_images": len(images),
             "keras_lfw_accuracy": round(keras_accuracy, 4), "methods": rows}
 

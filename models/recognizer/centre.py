@@ -112,12 +112,13 @@ def read_centre(path: Path, size: int) -> np.ndarray:
     return check_centre(_centre_record(path).get("values"), size, path=path, field="values")
 
 
-def embedding_centre(cfg: Config) -> np.ndarray | None:
-    """The config's centre (None when recognizer.centre_images is 0), from the export stage's file; refused when
-    it was made with the other flip policy (a centre written before the policy existed is unflipped)."""
+def embedding_centre(cfg: Config, folder: Path | None = None) -> np.ndarray | None:
+    """The config's centre (None when recognizer.centre_images is 0), from the export stage's file in its build
+    folder (or `folder`); refused when it was made with the other flip policy (a centre written before the policy
+    existed is unflipped)."""
     if not centre_images(cfg):
         return None
-    path = cfg.build_dir / CENTRE_NAME
+    path = (folder or cfg.build_dir) / CENTRE_NAME
     made, wanted = _centre_record(path).get("flip_average", False), flip_average(cfg)
     if made is not wanted:
         raise PipelineError(f"the embedding centre was computed with flip_average {made!r}, the config has "
