@@ -151,6 +151,13 @@ def test_compile_report_of_an_embedder_gives_time_per_face_and_cpu_layers():
     assert [r["type"] for r in on_kpu["embedder"]["cpu_layers"]] == ["K210_ADD_PADDING", "K210_REMOVE_PADDING",
                                                                       "DEQUANTIZE"]
     assert on_kpu["kmodel_bytes"] < report["kmodel_bytes"]
+    assert section["flip_average"] is False and section["runs_per_face"] == 1
+    flipped = build_report(compiled, source=Path("rec.tflite"), budget_mib=5.5, meta=None, flip=True)["embedder"]
+    assert flipped["flip_average"] is True and flipped["runs_per_face"] == 2
+    assert flipped["time_per_face_ms_estimate"] == pytest.approx(2 * total_us / 1000, abs=1e-3)  # two KPU runs
+    assert flipped["kpu_time_ms_estimate"] == section["kpu_time_ms_estimate"]  # one run's parts
+    assert "2 runs (the crop and its mirror image)" in format_report(
+        build_report(compiled, source=Path("rec.tflite"), budget_mib=5.5, meta=None, flip=True))
 
 
 def test_fully_connected_on_the_kpu_matches_litert_exactly():

@@ -161,6 +161,18 @@ def test_the_export_centre_stage_writes_skips_and_reruns_when_the_model_changes(
     assert not np.array_equal(embedding_centre(cfg), np.asarray(record["values"], np.float32))
     assert centre_stage(centre_config(tmp_path, faces, 0), model_path) is None
 
+    flipped = cfg.with_values({"recognizer.flip_average": True})  # the flag alone re-runs the stage
+    result = centre_stage(flipped, model_path)
+    assert not result.skipped and result.metrics["flip_average"] is True
+    assert json.loads((cfg.build_dir / CENTRE_NAME).read_text())["flip_average"] is True
+    raw = keras_embed(load_embedder(model_path))
+    stacked = np.stack(images)
+    both = normalised(raw(stacked)) + normalised(raw(stacked[:, :, ::-1]))
+    np.testing.assert_allclose(embedding_centre(flipped), normalised(both).mean(0), atol=1e-6)
+    assert centre_stage(flipped, model_path).skipped
+    with pytest.raises(PipelineError, match="computed with flip_average True"):
+        embedding_centre(cfg)
+
 
 def built_config(tmp_path: Path, monkeypatch, text: str) -> Config:
     """The config `text` as tmp_path/rec.yaml, its build folder made under a temp build root."""
