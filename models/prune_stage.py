@@ -34,6 +34,7 @@ from models.prune_cost import ConvTime, model_cost
 from models.prune_gamma import write_gamma_histogram
 from models.prune_sensitivity import RATIOS, sensitivity_curves, write_sensitivity
 from models.prune_task import META_NAME, prune_task
+from models.recognizer.train import training_keys
 from pipeline.atomic import atomic_path, write_json
 from pipeline.config import Config
 from pipeline.config_schema import PruneSection
@@ -204,10 +205,11 @@ def source_model(cfg: Config) -> Path:
 
 
 def recognizer_params(cfg: Config) -> dict[str, Any]:
-    """What a recognizer's validation metric and fine-tuning also depend on (nothing more for a detector)."""
+    """What a recognizer's validation metric and fine-tuning also depend on (nothing more for a detector): not the
+    keys only stages after training read."""
     if cfg.model.task != "recognizer":
         return {}
-    return {"recognizer": cfg.values["recognizer"], "seed": cfg.values["train"]["seed"]}
+    return {"recognizer": training_keys(cfg), "seed": cfg.values["train"]["seed"]}
 
 
 def sensitivity_stage(cfg: Config, force: bool = False) -> StageResult:

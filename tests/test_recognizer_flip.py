@@ -116,14 +116,18 @@ def test_a_centre_written_before_the_policy_counts_as_unflipped(tmp_path, monkey
         embedding_centre(cfg.with_values({"recognizer.flip_average": True}))
 
 
-def test_the_flag_changes_the_centre_params_but_not_the_training_params():
+def test_the_flag_changes_the_centre_params_but_not_the_training_or_pruning_params():
     from deploy.export import centre_params
-    from models.recognizer.train import AFTER_TRAINING
+    from models.prune_stage import recognizer_params
+    from models.recognizer.train import training_keys
 
-    values = {"train": {"seed": 1}, "dataset": {}, "recognizer": {"centre_images": 10, "flip_average": False}}
-    flipped = {**values, "recognizer": {"centre_images": 10, "flip_average": True}}
-    assert centre_params(Config("r", Path("r.yaml"), values)) != centre_params(Config("r", Path("r.yaml"), flipped))
-    assert "flip_average" in AFTER_TRAINING
+    values = {"model": {"task": "recognizer"}, "train": {"seed": 1}, "dataset": {},
+              "recognizer": {"centre_images": 10, "flip_average": False, "margin": 0.3}}
+    off = Config("r", Path("r.yaml"), values)
+    on = Config("r", Path("r.yaml"), {**values, "recognizer": {**values["recognizer"], "flip_average": True}})
+    assert centre_params(off) != centre_params(on)
+    assert training_keys(off) == training_keys(on) == {"margin": 0.3}
+    assert recognizer_params(off) == recognizer_params(on)
 
 
 def test_eval_embeds_every_runtime_with_the_flip_policy_and_records_it(tmp_path, monkeypatch):

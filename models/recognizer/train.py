@@ -232,6 +232,11 @@ def fit_recognizer(cfg: Config, settings: RecognizerSettings, resume: bool,
 AFTER_TRAINING = ("centre_images", "flip_average")
 
 
+def training_keys(cfg: Config) -> dict[str, Any]:
+    """The recognizer section's values that training (and pruning's fine-tuning) depend on: all but AFTER_TRAINING."""
+    return {key: value for key, value in cfg.values["recognizer"].items() if key not in AFTER_TRAINING}
+
+
 def train_recognizer_stage(cfg: Config, force: bool = False, resume: bool = True) -> StageResult:
     """`invoke train` on a recognizer config: refuse an over-budget model first, then train (skipped when unchanged)."""
     settings = RecognizerSettings.from_config(cfg)
@@ -242,8 +247,7 @@ def train_recognizer_stage(cfg: Config, force: bool = False, resume: bool = True
           f"{budget.macs / 1e6:.1f} M MACs, {budget.uint8_mib:.3f} MiB in the kmodel "
           f"(budget {cfg.train.budget_mib:g})")
     build = cfg.build_dir
-    recognizer = {key: value for key, value in cfg.values["recognizer"].items() if key not in AFTER_TRAINING}
-    params = {"dataset": cfg.values["dataset"], "model": cfg.values["model"], "recognizer": recognizer,
+    params = {"dataset": cfg.values["dataset"], "model": cfg.values["model"], "recognizer": training_keys(cfg),
               "train": hashed_train_settings(cfg.values["train"], distribution)}
     outputs = [build / MODEL_NAME, build / META_NAME, build / LOG_NAME, build / CURVES_NAME, *gamma_outputs(cfg)]
     stage = run_stage(build, "train", inputs=settings.input_paths(), params=params, outputs=outputs, force=force,
