@@ -162,3 +162,32 @@ def test_eval_embeds_every_runtime_with_the_flip_policy_and_records_it(tmp_path,
     got = report["runtimes"]["columns"]["lfw"]
     assert got["roc_auc"] == pytest.approx(want["roc_auc"]) and got["accuracy_mean"] == pytest.approx(
         want["accuracy_mean"])
+
+
+def test_the_spec_reads_the_flag_from_the_compile_report_and_refuses_a_non_bool():
+    from deploy.firmware.model_spec import embedder_spec
+    from tests.kpu_models import embedder_meta
+
+    def report(**flag) -> dict:
+        return {"kind": "embedder", "embedder": {"embedding_size": 128, "meta": embedder_meta(), **flag}}
+
+    assert embedder_spec(report(flip_average=True), Path("r.json")).flip_average is True
+    assert embedder_spec(report(), Path("r.json")).flip_average is False  # compiled before the policy: one run
+    with pytest.raises(PipelineError, match="got 'yes'") as caught:
+        embedder_spec(report(flip_average="yes"), Path("r.json"))
+    assert caught.value.field == "embedder.flip_average"
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_the_generated_headers_carry_the_flag_and_the_app_its_mirror_buffer(tmp_path, flip):
+    from deploy.firmware.model_spec import EmbedderSpec, ModelSpec, TensorSpec
+    from deploy.firmware.render import RenderOptions, model_folder, render_firmware
+
+    spec = ModelSpec(kmodel=tmp_path / "model.kmodel", kmodel_size=1000, work_buffer_bytes=64,
+                     inputs=(TensorSpec((3, 112, 112), "uint8"),), outputs=(TensorSpec((128, 1, 1), "float32"),),
+                     embedder=EmbedderSpec(112, 128, 250, None, flip))
+    model = model_folder(render_firmware(spec, RenderOptions(name="rec"), tmp_path / "r").folder, "rec")
+    assert f"#define REC_FLIP_AVERAGE {int(flip)}\n" in (model / "rec_embedder.h").read_text()
+    app = (model / "rec_app.c").read_text()
+    assert "#if REC_FLIP_AVERAGE\nstatic float app_mirror[REC_EMBEDDING_SIZE];" in app
+    assert ".mirror = APP_MIRROR," in app
