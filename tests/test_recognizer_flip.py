@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -191,3 +192,24 @@ def test_the_generated_headers_carry_the_flag_and_the_app_its_mirror_buffer(tmp_
     app = (model / "rec_app.c").read_text()
     assert "#if REC_FLIP_AVERAGE\nstatic float app_mirror[REC_EMBEDDING_SIZE];" in app
     assert ".mirror = APP_MIRROR," in app
+
+
+def test_the_frame_time_counts_the_recognizer_s_time_per_face_from_its_report(tmp_path, monkeypatch):
+    """The attendance report's K210 estimate per frame: the detector's latency plus, per face, the recognizer
+    report's time per face (two runs with the flip policy), not the recognizer's one-run latency."""
+    from deploy.attendance.session import frame_times
+    from deploy.attendance.stages import AttendanceModels, model_files
+
+    monkeypatch.setenv("PIPELINE_BUILD_ROOT", str(tmp_path / "build"))
+    configs = {name: Config(name, tmp_path / f"{name}.yaml", {"model": {"task": task}}) for name, task in
+               (("det", "detector"), ("rec", "recognizer"))}
+    reports = {"det": {"totals": {"latency_ms": 5.0}},
+               "rec": {"totals": {"latency_ms": 4.0}, "embedder": {"time_per_face_ms_estimate": 8.0}}}
+    for name, report in reports.items():
+        build = configs[name].build_dir
+        build.mkdir(parents=True)
+        (build / "model.kmodel").write_bytes(b"the kmodel is not read here")
+        model_files(configs[name])[1].write_text(json.dumps(report))
+    attendance = SimpleNamespace(attendance=SimpleNamespace(max_faces=5))  # all frame_times reads of it
+    models = AttendanceModels(attendance, configs["det"], configs["rec"])
+    assert frame_times(models, [])["k210_estimate_ms"] == {"1_face": 13.0, "5_faces": 45.0}
