@@ -119,12 +119,13 @@ def embedding_centre(cfg: Config, folder: Path | None = None) -> np.ndarray | No
     if not centre_images(cfg):
         return None
     path = (folder or cfg.build_dir) / CENTRE_NAME
-    made, wanted = _centre_record(path).get("flip_average", False), flip_average(cfg)
+    record = _centre_record(path)
+    made, wanted = record.get("flip_average", False), flip_average(cfg)
     if made is not wanted:
         raise PipelineError(f"the embedding centre was computed with flip_average {made!r}, the config has "
                             f"{wanted!r}", path=path, field="flip_average",
                             expected="`invoke export` with this config first (it recomputes the centre)")
-    return read_centre(path, cfg.recognizer.embedding_size)
+    return check_centre(record.get("values"), cfg.recognizer.embedding_size, path=path, field="values")
 
 
 def check_centre_model(cfg: Config, model: Path) -> None:
