@@ -136,11 +136,11 @@ def check_qat(cfg: Config, model_path: Path | None = None) -> None:
         check_supported(load_detector(model_path))
 
 
-def qat_fine_tune(cfg: Config, model_path: Path) -> Callable[[Any], None] | None:
+def qat_fine_tune(cfg: Config, model_path: Path, centre: np.ndarray | None = None) -> Callable[[Any], None] | None:
     """The fine-tuning of quantize.qat_epochs epochs at quantize.qat_learning_rate; None when QAT is off. A detector
     trains on its own loss, data and augmentation (models/prune_task.fine_tune_detector); a recognizer toward the
     float model at model_path by quantize.qat_loss (distill: prune_support.distil_finetune, on the embeddings centred
-    as every runtime compares them when the config has a centre; rcm: rcm.rcm_finetune)."""
+    by `centre` as every runtime compares them, given when the config has one; rcm: rcm.rcm_finetune)."""
     epochs, rate = cfg.quantize.qat_epochs, cfg.quantize.qat_learning_rate
     if not epochs:
         return None
@@ -151,10 +151,8 @@ def qat_fine_tune(cfg: Config, model_path: Path) -> Callable[[Any], None] | None
 
             weight = cfg.quantize.qat_distill_weight
             return lambda model: rcm_finetune(model, cfg, epochs, rate, teacher, weight)
-        from models.recognizer.centre import embedding_centre
         from models.recognizer.prune_support import distil_finetune
 
-        centre = embedding_centre(cfg)  # the centre stage ran first (export_stage)
         return lambda model: distil_finetune(model, cfg, epochs, rate, teacher, centre=centre)
     anchors, _ = model_anchors(model_path.parent / META_NAME)
     return lambda model: fine_tune_detector(model, cfg, epochs, rate, anchors=anchors)
@@ -166,6 +164,13 @@ def qat_centre(cfg: Config) -> list[Path]:
 
     distils = cfg.quantize.qat_epochs and cfg.model.task == "recognizer" and cfg.quantize.qat_loss == "distill"
     return [cfg.build_dir / CENTRE_NAME] if distils and centre_images(cfg) else []
+
+
+def qat_centre_values(cfg: Config) -> np.ndarray | None:
+    """The centre a recognizer's distillation QAT compares embeddings after (the centre stage ran first)."""
+    from models.recognizer.centre import embedding_centre
+
+    return embedding_centre(cfg) if qat_centre(cfg) else None
 
 
 def qat_params(cfg: Config) -> dict[str, Any]:
@@ -193,7 +198,7 @@ def quantize_model(cfg: Config, model_path: Path, calib_images: int, held_images
     calibration = sample_images(cfg, "train", calib_images, seed)
     started = time.perf_counter()
     calibrated = quantize_keras(model, (out / FLOAT_NAME).read_bytes(), calibration, method, percentile, cle,
-                                qat_fine_tune(cfg, model_path), cfg.quantize.qat_kurtosis)
+                                qat_fine_tune(cfg, model_path, qat_centre_values(cfg)), cfg.quantize.qat_kurtosis)
     seconds = time.perf_counter() - started
     held = sample_images(cfg, "val", held_images, seed + 1)
     shown = calibration[:HISTOGRAM_IMAGES]
