@@ -274,9 +274,8 @@ def centre_params(cfg: Config) -> dict[str, Any]:
 def centre_stage(cfg: Config, model_path: Path, force: bool = False) -> StageResult | None:
     """A recognizer's embedding centre over recognizer.centre_images training-identity crops (the quantization
     calibration draws its crops the same way) -> embedding_centre.json; None when the config has no centre."""
-    from models.recognizer.centre import CENTRE_NAME, centre_images, compute_centre, write_centre
+    from models.recognizer.centre import CENTRE_NAME, centre_images, model_centre, write_centre
     from models.recognizer.embedder import load_embedder
-    from models.recognizer.evaluate import keras_embed
 
     count = centre_images(cfg)
     if not count:
@@ -286,11 +285,10 @@ def centre_stage(cfg: Config, model_path: Path, force: bool = False) -> StageRes
     out = cfg.build_dir / CENTRE_NAME
 
     def work() -> dict[str, Any]:
-        images = sample_images(cfg, "train", count, cfg.train.seed)
-        centre = compute_centre(keras_embed(load_embedder(model_path)), images)
-        write_centre(out, centre, len(images), model_path)
-        print(f"embedding centre of {len(images)} training-identity crops: length {np.linalg.norm(centre):.4f}")
-        return {"centre_images": len(images), "centre_length": float(np.linalg.norm(centre))}
+        centre, images = model_centre(cfg, load_embedder(model_path))
+        write_centre(out, centre, images, model_path)
+        print(f"embedding centre of {images} training-identity crops: length {np.linalg.norm(centre):.4f}")
+        return {"centre_images": images, "centre_length": float(np.linalg.norm(centre))}
 
     return run_stage(cfg.build_dir, "centre", inputs=[model_path], params=centre_params(cfg), outputs=[out],
                      work=work, force=force, tools=TOOLS)

@@ -102,3 +102,13 @@ def compute_centre(embed: Callable[[np.ndarray], np.ndarray], images: list[np.nd
     """The centre of a model's embed function (float crops -> raw embeddings) over `images`."""
     raw = np.concatenate([embed(np.stack(images[i:i + batch])) for i in range(0, len(images), batch)])
     return mean_direction(raw)
+
+
+def model_centre(cfg: Config, model) -> tuple[np.ndarray, int]:
+    """(the centre of a Keras embedder over recognizer.centre_images seeded training-identity policy crops, how many
+    crops it averages): the export's centre stage, and the unpruned teacher's when pruning distils centred."""
+    from models.recognizer.evaluate import keras_embed
+    from models.recognizer.settings import RecognizerSettings
+
+    images = RecognizerSettings.from_config(cfg).sample_images("train", centre_images(cfg), cfg.train.seed)
+    return compute_centre(keras_embed(model), images), len(images)
