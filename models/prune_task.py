@@ -74,10 +74,11 @@ def prune_task(cfg: Config) -> PruneTask:
     from models.yolo_head import load_detector
 
     if cfg.model.task == "recognizer":
-        from models.recognizer.prune_support import held_back_accuracy, pruning_finetune
+        from models.recognizer.prune_support import distil_finetune, held_back_accuracy
 
         return PruneTask("val_accuracy", "held-back verification accuracy", load_detector, held_back_accuracy(cfg),
-                         pruning_finetune(cfg))
+                         lambda model, epochs, lr, unpruned, _, callbacks: distil_finetune(model, cfg, epochs, lr,
+                                                                                          unpruned, callbacks))
     return PruneTask("val_ap50", "val AP@0.5", load_detector, validation_ap(cfg),
                      lambda model, epochs, lr, unpruned, distill, callbacks: fine_tune_detector(
                          model, cfg, epochs, lr, unpruned if distill > 0 else None, distill, callbacks=callbacks))

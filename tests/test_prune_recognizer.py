@@ -92,27 +92,3 @@ def test_compare_is_refused_for_a_recognizer(tmp_path, faces, monkeypatch):
     with pytest.raises(PipelineError, match="model.task.*recognizer always distils"):
         compare_stage(load_config(tiny_recognizer_config(tmp_path, faces), overrides={"prune.sparsity": 0.2}))
 
-
-@pytest.mark.parametrize("centre_images", [0, 6])
-def test_pruning_distils_centred_by_the_unpruned_models_centre(tmp_path, faces, monkeypatch, centre_images):
-    from models.recognizer import prune_support
-    from models.recognizer.centre import model_centre
-    from models.yolo_head import load_detector
-
-    monkeypatch.setenv("PIPELINE_BUILD_ROOT", str(tmp_path / "build"))
-    cfg = load_config(tiny_recognizer_config(tmp_path, faces), overrides={"recognizer.centre_images": centre_images})
-    unpruned_embedder(cfg)
-    unpruned = load_detector(cfg.build_dir / "model.keras")
-    calls = []
-    monkeypatch.setattr(prune_support, "distil_finetune",
-                        lambda model, cfg, epochs, lr, teacher, callbacks, centre: calls.append(centre) or [0.0])
-    fine_tune = prune_support.pruning_finetune(cfg)
-    for _ in range(2):  # two rounds: the same unpruned model, its centre computed once
-        fine_tune(None, 1, 0.001, unpruned, 0.0, [])
-    if not centre_images:
-        assert calls == [None, None]
-        return
-    want, count = model_centre(cfg, unpruned)
-    assert count == centre_images and calls[0] is calls[1]
-    np.testing.assert_array_equal(calls[0], want)
-    assert np.linalg.norm(want) > 0.1  # a random-weight embedder's outputs share a direction too

@@ -106,7 +106,7 @@ def compute_centre(embed: Callable[[np.ndarray], np.ndarray], images: list[np.nd
 
 def model_centre(cfg: Config, model) -> tuple[np.ndarray, int]:
     """(the centre of a Keras embedder over recognizer.centre_images seeded training-identity policy crops, how many
-    crops it averages): the export's centre stage, and the unpruned teacher's when pruning distils centred."""
+    crops it averages): the export's centre stage."""
     from models.recognizer.evaluate import keras_embed
     from models.recognizer.settings import RecognizerSettings
 
