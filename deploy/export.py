@@ -136,10 +136,11 @@ def check_qat(cfg: Config, model_path: Path | None = None) -> None:
         check_supported(load_detector(model_path))
 
 
-def qat_fine_tune(cfg: Config, model_path: Path) -> Callable[[Any], None] | None:
+def qat_fine_tune(cfg: Config, model_path: Path, centre: np.ndarray | None = None) -> Callable[[Any], None] | None:
     """The fine-tuning of quantize.qat_epochs epochs at quantize.qat_learning_rate; None when QAT is off. A detector
     trains on its own loss, data and augmentation (models/prune_task.fine_tune_detector); a recognizer toward the
-    float model at model_path by quantize.qat_loss (distill: prune_support.distil_finetune, rcm: rcm.rcm_finetune)."""
+    float model at model_path by quantize.qat_loss (distill: prune_support.distil_finetune, on the embeddings centred
+    by `centre` as every runtime compares them, given when the config has one; rcm: rcm.rcm_finetune)."""
     epochs, rate = cfg.quantize.qat_epochs, cfg.quantize.qat_learning_rate
     if not epochs:
         return None
@@ -152,9 +153,24 @@ def qat_fine_tune(cfg: Config, model_path: Path) -> Callable[[Any], None] | None
             return lambda model: rcm_finetune(model, cfg, epochs, rate, teacher, weight)
         from models.recognizer.prune_support import distil_finetune
 
-        return lambda model: distil_finetune(model, cfg, epochs, rate, teacher)
+        return lambda model: distil_finetune(model, cfg, epochs, rate, teacher, centre=centre)
     anchors, _ = model_anchors(model_path.parent / META_NAME)
     return lambda model: fine_tune_detector(model, cfg, epochs, rate, anchors=anchors)
+
+
+def qat_centre(cfg: Config) -> list[Path]:
+    """The centre file a recognizer's QAT distils toward (an input of the quantize stage); none otherwise."""
+    from models.recognizer.centre import CENTRE_NAME, centre_images
+
+    distils = cfg.quantize.qat_epochs and cfg.model.task == "recognizer" and cfg.quantize.qat_loss == "distill"
+    return [cfg.build_dir / CENTRE_NAME] if distils and centre_images(cfg) else []
+
+
+def qat_centre_values(cfg: Config) -> np.ndarray | None:
+    """The centre a recognizer's distillation QAT compares embeddings after (the centre stage ran first)."""
+    from models.recognizer.centre import embedding_centre
+
+    return embedding_centre(cfg) if qat_centre(cfg) else None
 
 
 def qat_params(cfg: Config) -> dict[str, Any]:
@@ -166,7 +182,11 @@ def qat_params(cfg: Config) -> dict[str, Any]:
     loss = {"qat_loss": settings["qat_loss"]} if cfg.model.task == "recognizer" else {}
     if loss and settings["qat_loss"] == "rcm":
         loss["qat_distill_weight"] = settings["qat_distill_weight"]
-    return {"qat_epochs": settings["qat_epochs"], "qat_learning_rate": settings["qat_learning_rate"], **loss}
+    if qat_centre(cfg):
+        loss["qat_centred"] = True  # distils the centred embeddings
+    kurtosis = {"qat_kurtosis": settings["qat_kurtosis"]} if settings["qat_kurtosis"] else {}
+    return {"qat_epochs": settings["qat_epochs"], "qat_learning_rate": settings["qat_learning_rate"], **loss,
+            **kurtosis}
 
 
 def quantize_model(cfg: Config, model_path: Path, calib_images: int, held_images: int) -> dict[str, Any]:
@@ -178,7 +198,7 @@ def quantize_model(cfg: Config, model_path: Path, calib_images: int, held_images
     calibration = sample_images(cfg, "train", calib_images, seed)
     started = time.perf_counter()
     calibrated = quantize_keras(model, (out / FLOAT_NAME).read_bytes(), calibration, method, percentile, cle,
-                                qat_fine_tune(cfg, model_path))
+                                qat_fine_tune(cfg, model_path, qat_centre_values(cfg)), cfg.quantize.qat_kurtosis)
     seconds = time.perf_counter() - started
     held = sample_images(cfg, "val", held_images, seed + 1)
     shown = calibration[:HISTOGRAM_IMAGES]
@@ -237,7 +257,7 @@ def quantize_stage(cfg: Config, *, model_path: Path | None = None, calib_images:
               "input_size": cfg.values["model"]["input_size"], "method": cfg.values["quantize"]["method"],
               "percentile": cfg.values["quantize"]["percentile"], "cle": cfg.values["quantize"]["cle"],
               **qat_params(cfg)}
-    inputs = [p for p in (model_path, out / FLOAT_NAME) if p.exists()]
+    inputs = [p for p in (model_path, out / FLOAT_NAME, *qat_centre(cfg)) if p.exists()]
     return run_stage(out, "quantize", inputs=inputs, params=params,
                      outputs=[out / UINT8_NAME, out / REPORT_NAME, out / RANGES_NAME, out / RANGES_PNG,
                               out / QUANTIZED_FLOAT_NAME],
@@ -281,17 +301,16 @@ def centre_stage(cfg: Config, model_path: Path, force: bool = False) -> StageRes
 
 def export_stage(cfg: Config, *, model_path: Path | None = None, calib_images: int | None = None,
                  held_images: int | None = None, force: bool = False) -> StageResult:
-    """Float export, then quantization: both TFLite models and the agreement report; then a recognizer's
-    embedding centre when its config asks for one."""
+    """Float export, a recognizer's embedding centre when its config asks for one, then quantization: both TFLite
+    models and the agreement report."""
     model_path = Path(model_path) if model_path else finished_model_path(cfg)
     check_qat(cfg, model_path)  # before the float export, so nothing is written
     if model_path.is_file():  # a missing model is named by the float stage
         calibration_count(cfg, calib_images)  # refused before the float export, so nothing is written
     float_stage(cfg, model_path, force=force)
-    result = quantize_stage(cfg, model_path=model_path, calib_images=calib_images, held_images=held_images,
-                            force=force)
-    centre_stage(cfg, model_path, force=force)
-    return result
+    centre_stage(cfg, model_path, force=force)  # before quantization: a recognizer's QAT distils centred embeddings
+    return quantize_stage(cfg, model_path=model_path, calib_images=calib_images, held_images=held_images,
+                          force=force)
 
 
 def format_export(metrics: dict[str, Any]) -> str:

@@ -300,6 +300,10 @@ class QuantizeSection:
                             "margin on the CosFace / ArcFace loss over the training identities, plus "
                             "qat_distill_weight x distill; models/recognizer/rcm.py)")
     qat_distill_weight: float = setting(50.0, number(0, unit="weight"), "rcm: the distillation term's weight")
+    qat_kurtosis: float = setting(0.0, number(0, unit="weight"),
+                                  "> 0: QAT also draws each kernel's per-channel weights toward a compact (uniform, "
+                                  "kurtosis 1.8) distribution with this weight on the mean (kurtosis - 1.8)^2 "
+                                  "(KURE; deploy/quantize/fake_quant.kurtosis_penalty)")
 
 
 @dataclass(frozen=True)

@@ -91,3 +91,4 @@ def test_compare_is_refused_for_a_recognizer(tmp_path, faces, monkeypatch):
     monkeypatch.setenv("PIPELINE_BUILD_ROOT", str(tmp_path / "build"))
     with pytest.raises(PipelineError, match="model.task.*recognizer always distils"):
         compare_stage(load_config(tiny_recognizer_config(tmp_path, faces), overrides={"prune.sparsity": 0.2}))
+

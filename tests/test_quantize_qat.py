@@ -183,3 +183,54 @@ def test_a_layer_qat_cannot_fake_quantise_is_refused_by_name(images, build, laye
     with pytest.raises(PipelineError, match=re.escape(f"QAT cannot fake-quantise layer {layer}")) as caught:
         quantize_keras(build(), b"", floats, "tflite", 99.9, fine_tune=calls.append)
     assert caught.value.field == "quantize.qat_epochs" and not calls
+
+
+def test_kurtosis_penalty_is_each_channels_distance_from_a_uniform_distribution():
+    from deploy.quantize.fake_quant import UNIFORM_KURTOSIS, kurtosis_penalty
+
+    rng = np.random.default_rng(3)
+    kernel = np.stack([rng.uniform(-1, 1, 4000), rng.laplace(size=4000)], axis=-1).reshape(20, 20, 10, 2)
+    flat = kernel.reshape(-1, 2)
+    centred = flat - flat.mean(axis=0)
+    kurtosis = (centred ** 4).mean(axis=0) / (centred ** 2).mean(axis=0) ** 2  # about 1.8 and 6
+    want = np.mean((kurtosis - UNIFORM_KURTOSIS) ** 2)
+    assert float(kurtosis_penalty(kernel.astype(np.float32))) == pytest.approx(want, rel=1e-4)
+    assert abs(kurtosis[0] - UNIFORM_KURTOSIS) < 0.1 < abs(kurtosis[1] - UNIFORM_KURTOSIS)
+    depthwise = kernel.reshape(20, 20, 2, 10).astype(np.float32)  # (k, k, C, M): C * M channels of 400 weights
+    per_channel = depthwise.reshape(400, 20)
+    centred = per_channel - per_channel.mean(axis=0)
+    want = np.mean(((centred ** 4).mean(axis=0) / (centred ** 2).mean(axis=0) ** 2 - UNIFORM_KURTOSIS) ** 2)
+    assert float(kurtosis_penalty(depthwise, depthwise=True)) == pytest.approx(want, rel=1e-4)
+
+
+def test_qat_kurtosis_draws_the_kernels_toward_a_compact_distribution(images):
+    import keras
+    import tensorflow as tf
+
+    from deploy.quantize.fake_quant import kurtosis_penalty
+
+    floats = [image.astype(np.float32) / 255.0 for image in images]
+    batch = np.stack(floats)
+
+    def penalties(weight: float) -> tuple[float, int]:
+        keras.utils.set_random_seed(20261207)
+        model = conv_chain_layers()
+        float_bytes = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+        targets = np.asarray(model.predict(batch, verbose=0))
+        seen = {}
+
+        def fine_tune(fake):
+            fake.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
+            fake.fit(batch, targets, epochs=EPOCHS, batch_size=4, verbose=0)
+            fake(batch[:1], training=True)
+            seen["losses"] = len(fake.losses)
+            seen["kernels"] = [layer.inner.kernel for layer in fake.layers
+                               if isinstance(layer, Quantized) and hasattr(layer.inner, "kernel")]
+
+        quantize_keras(model, float_bytes, floats[:4], "tflite", 100.0, fine_tune=fine_tune, qat_kurtosis=weight)
+        return float(np.mean([kurtosis_penalty(k) for k in seen["kernels"]])), seen["losses"]
+
+    plain, plain_losses = penalties(0.0)
+    compact, compact_losses = penalties(1.0)
+    assert plain_losses == 0 and compact_losses >= 3  # one term per weighted layer
+    assert compact < 0.8 * plain, (compact, plain)

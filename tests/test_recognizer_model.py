@@ -154,6 +154,22 @@ def test_distillation_loss_is_zero_for_the_same_direction_and_skips_samples_with
     assert float(distillation_loss(tf.constant(student), tf.constant(teacher), tf.constant([False] * 4))) == 0.0
 
 
+
+def test_centred_distillation_compares_the_embeddings_as_the_runtimes_normalise_them():
+    from models.recognizer.centre import mean_direction, normalised
+
+    rng = np.random.default_rng(5)
+    shared = rng.normal(size=128) * 3  # a common component, as trained embeddings have
+    student = (shared + rng.normal(size=(6, 128))).astype(np.float32)
+    teacher = (shared + rng.normal(size=(6, 128))).astype(np.float32)
+    centre = mean_direction(np.concatenate([student, teacher]))
+    everyone = tf.constant([True] * 6)
+    got = float(distillation_loss(tf.constant(student), tf.constant(teacher), everyone, tf.constant(centre)))
+    want = float(np.mean(1 - np.sum(normalised(student, centre) * normalised(teacher, centre), axis=1)))
+    plain = float(distillation_loss(tf.constant(student), tf.constant(teacher), everyone))
+    assert got == pytest.approx(want, rel=1e-4)
+    assert got > 2 * plain  # the shared component no longer hides the differences
+
 # --- embedders --------------------------------------------------------------------------------------------------
 
 

@@ -120,13 +120,15 @@ def converter_ranges(data: bytes) -> dict[str, dict[str, Any]]:
 
 
 def quantize_keras(model, float_bytes: bytes, images: Sequence[np.ndarray], method: str, percentile: float,
-                   cle: bool = False, fine_tune: Callable[[Any], None] | None = None) -> Calibrated:
+                   cle: bool = False, fine_tune: Callable[[Any], None] | None = None,
+                   qat_kurtosis: float = 0.0) -> Calibrated:
     """The uint8 TFLite of a Keras model with its activation ranges chosen by `method` ("tflite": the converter's
     min/max on every image; otherwise the converter calibrates on a few images and apply_ranges replaces them).
     `float_bytes` is the model's float TFLite; with `cle` the model is BN-folded and equalised first (and its float
     TFLite made again, since its activations change). With `fine_tune` (a function training a Keras model in place)
     the result is quantization-aware trained from there (deploy/quantize/qat.py): BN folded, the PTQ ranges the
-    clips' start, the learned clips the ranges written."""
+    clips' start, the learned clips the ranges written; `qat_kurtosis` weights a kurtosis penalty on the kernels
+    during it (deploy/quantize/fake_quant.kurtosis_penalty)."""
     from deploy.tflite import convert_float, convert_uint8
 
     check_images(images, tuple(int(v) for v in model.input_shape[1:]))
@@ -154,7 +156,7 @@ def quantize_keras(model, float_bytes: bytes, images: Sequence[np.ndarray], meth
         return ptq
     from deploy.quantize.qat import fine_tuned
 
-    model, float_bytes, learned = fine_tuned(model, float_bytes, ptq.data, images, fine_tune)
+    model, float_bytes, learned = fine_tuned(model, float_bytes, ptq.data, images, fine_tune, qat_kurtosis)
     converted = convert_uint8(model, list(images[:CONVERTER_SAMPLE]))
     return apply_ranges(converted, float_bytes, images, "minmax" if method == "tflite" else method, percentile,
                         learned)

@@ -3,7 +3,10 @@ it): a per-tensor activation quantizer with a learned clip range (PACT-style tra
 a layer on per-output-channel fake-quantised weights and fake-quantises its output. Both use TensorFlow's fake-quant
 ops: straight-through gradients for the values inside the range, gradients for the clip bounds from the values
 outside it. The scheme is the converter's: activations int8 asymmetric per tensor, weights int8 symmetric per output
-channel in [-127, 127]."""
+channel in [-127, 127]. Optionally the wrapper adds a kurtosis penalty on its kernel (KURE, Chmiel et al. 2020,
+"Robust quantization: one model to rule them all"): per output channel (kurtosis - 1.8)^2, 1.8 being a uniform
+distribution's, which draws each channel's weights toward a compact distribution that its max|w| scale covers with
+fewer unused codes."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import tensorflow as tf
 
 BITS = 8
 CLIP_RATE = 10.0  # a clip bound moves CLIP_RATE times faster, relative to its size, than a weight of size 1
+UNIFORM_KURTOSIS = 1.8  # the kurtosis of a uniform distribution, the kurtosis penalty's target
 
 
 class ActivationQuantizer(keras.layers.Layer):
@@ -42,12 +46,27 @@ class ActivationQuantizer(keras.layers.Layer):
         return tf.quantization.fake_quant_with_min_max_vars(inputs, low, high, num_bits=BITS)
 
 
+def _per_channel(kernel, depthwise: bool):
+    """The kernel with its output channels on the last axis (a depthwise kernel (k, k, C, M) as (k, k, C * M)), and
+    the axes that hold one channel's weights."""
+    flat = tf.reshape(kernel, tf.concat([tf.shape(kernel)[:-2], [-1]], 0)) if depthwise else kernel
+    return flat, list(range(len(flat.shape) - 1))
+
+
+def kurtosis_penalty(kernel, depthwise: bool = False):
+    """Mean over output channels of (kurtosis - UNIFORM_KURTOSIS)^2 of each channel's weights."""
+    flat, axes = _per_channel(kernel, depthwise)
+    centred = flat - tf.reduce_mean(flat, axis=axes, keepdims=True)
+    variance = tf.reduce_mean(tf.square(centred), axis=axes)
+    kurtosis = tf.reduce_mean(tf.square(tf.square(centred)), axis=axes) / tf.maximum(tf.square(variance), 1e-12)
+    return tf.reduce_mean(tf.square(kurtosis - UNIFORM_KURTOSIS))
+
+
 def fake_quant_weights(kernel, depthwise: bool = False):
     """Per-output-channel symmetric int8 fake quantisation of a kernel (the last axis, or for a depthwise kernel
     (k, k, C, M) its C * M output channels), scale max|w| / 127 as the converter sets it; straight-through."""
     shape = tf.shape(kernel)
-    flat = tf.reshape(kernel, tf.concat([shape[:-2], [-1]], 0)) if depthwise else kernel
-    axes = list(range(len(flat.shape) - 1))
+    flat, axes = _per_channel(kernel, depthwise)
     bound = tf.stop_gradient(tf.maximum(tf.reduce_max(tf.abs(flat), axis=axes), 1e-8))
     quantized = tf.quantization.fake_quant_with_min_max_vars_per_channel(flat, -bound, bound, num_bits=BITS,
                                                                         narrow_range=True)
@@ -57,14 +76,17 @@ def fake_quant_weights(kernel, depthwise: bool = False):
 class Quantized(keras.layers.Layer):
     """Runs `inner` (a fresh copy of a model layer, under the layer's name) with its kernel fake-quantised when it
     has one, fake-quantises its output with `output` when given (quantizers may be shared by tied tensors), and its
-    input with `input_quantizer` when given (the model's raw-byte input)."""
+    input with `input_quantizer` when given (the model's raw-byte input). With `kurtosis_weight` > 0 a kernel's layer
+    adds that weight x kurtosis_penalty to the model's losses."""
 
     def __init__(self, inner: keras.layers.Layer, output: ActivationQuantizer | None,
-                 input_quantizer: ActivationQuantizer | None = None, **kwargs) -> None:
+                 input_quantizer: ActivationQuantizer | None = None, kurtosis_weight: float = 0.0,
+                 **kwargs) -> None:
         super().__init__(name=inner.name, **kwargs)
         self.inner = inner
         self.output_quantizer = output
         self.input_quantizer = input_quantizer
+        self.kurtosis_weight = float(kurtosis_weight)
 
     def build(self, input_shape) -> None:
         if not self.inner.built:
@@ -78,6 +100,9 @@ class Quantized(keras.layers.Layer):
 
     def _weighted(self, inputs):
         layer = self.inner
+        if self.kurtosis_weight > 0:
+            depthwise = isinstance(layer, keras.layers.DepthwiseConv2D)
+            self.add_loss(self.kurtosis_weight * kurtosis_penalty(layer.kernel, depthwise))
         if isinstance(layer, keras.layers.DepthwiseConv2D):
             outputs = keras.ops.depthwise_conv(inputs, fake_quant_weights(layer.kernel, depthwise=True),
                                                strides=layer.strides, padding=layer.padding,

@@ -100,9 +100,10 @@ def _ptq_tensors(ptq_data: bytes, float_bytes: bytes) -> dict[int, tuple[float, 
     return out
 
 
-def qat_model(model, float_bytes: bytes, ptq_data: bytes, image: np.ndarray) -> QatModel:
+def qat_model(model, float_bytes: bytes, ptq_data: bytes, image: np.ndarray, kurtosis: float = 0.0) -> QatModel:
     """The fake-quantised twin of `model` (BN folded, checked by check_supported) with its clips started at the PTQ
-    ranges; its weights are a copy of the model's."""
+    ranges; its weights are a copy of the model's. With `kurtosis` > 0 the model's losses hold that weight x the
+    mean over its weighted layers of their kurtosis penalties (fake_quant.kurtosis_penalty)."""
     tensors = layer_tensors(model, float_bytes, image)
     ptq = _ptq_tensors(ptq_data, float_bytes)
     shared: dict[int, ActivationQuantizer] = {}
@@ -119,11 +120,13 @@ def qat_model(model, float_bytes: bytes, ptq_data: bytes, image: np.ndarray) -> 
     graph = layer_graph(model)
     inputs = {layer.name for layer in model.layers if isinstance(layer, keras.layers.InputLayer)}
     raw = raw_input_quantizer()
+    weighted = sum(type(layer).__name__ in WEIGHTED for layer in model.layers)
+    per_layer = kurtosis / max(weighted, 1)
 
     def clone(layer):
         reads_input = any(name in inputs for name in graph.inputs[layer.name])
         return Quantized(layer.__class__.from_config(layer.get_config()), quantizers.get(layer.name),
-                         raw if reads_input else None)
+                         raw if reads_input else None, kurtosis_weight=per_layer)
 
     fake = keras.models.clone_model(model, clone_function=clone)
     for layer in model.layers:
@@ -140,12 +143,13 @@ def learned_ranges(qat: QatModel, model, float_bytes: bytes, image: np.ndarray) 
 
 
 def fine_tuned(model, float_bytes: bytes, ptq_data: bytes, images: Sequence[np.ndarray],
-               fine_tune: Callable[[keras.Model], None]) -> tuple[keras.Model, bytes, dict[int, tuple[float, float]]]:
+               fine_tune: Callable[[keras.Model], None],
+               kurtosis: float = 0.0) -> tuple[keras.Model, bytes, dict[int, tuple[float, float]]]:
     """(`model` with its weights replaced in place by the fine-tuned ones, its float TFLite, float tensor -> learned
-    clip range)."""
+    clip range); `kurtosis` weights the kernels' kurtosis penalty (qat_model)."""
     from deploy.tflite import convert_float
 
-    qat = qat_model(model, float_bytes, ptq_data, images[0])
+    qat = qat_model(model, float_bytes, ptq_data, images[0], kurtosis)
     fine_tune(qat.model)
     for layer in model.layers:
         if layer.weights:

@@ -80,9 +80,17 @@ def classification_loss(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
     return replica_share_of_mean(tf.reduce_sum(per_sample * labelled), tf.reduce_sum(labelled))
 
 
-def distillation_loss(student: tf.Tensor, teacher: tf.Tensor, has_teacher: tf.Tensor) -> tf.Tensor:
-    """Mean (1 - cosine) between the student's and the teacher's embeddings over samples that have one (under N > 1
-    replicas: this replica's share of that mean over the global batch)."""
-    cosine = tf.reduce_sum(tf.math.l2_normalize(student, axis=1) * tf.math.l2_normalize(teacher, axis=1), axis=1)
+def centred_units(embeddings: tf.Tensor, centre: tf.Tensor | None = None) -> tf.Tensor:
+    """(N, D) embeddings as the runtimes normalise them (models/recognizer/centre.py): L2-normalised, and with a
+    centre, minus it and L2-normalised again."""
+    unit = tf.math.l2_normalize(embeddings, axis=1)
+    return unit if centre is None else tf.math.l2_normalize(unit - centre, axis=1)
+
+
+def distillation_loss(student: tf.Tensor, teacher: tf.Tensor, has_teacher: tf.Tensor,
+                      centre: tf.Tensor | None = None) -> tf.Tensor:
+    """Mean (1 - cosine) between the student's and the teacher's embeddings (both centred by `centre` when given)
+    over samples that have one (under N > 1 replicas: this replica's share of that mean over the global batch)."""
+    cosine = tf.reduce_sum(centred_units(student, centre) * centred_units(teacher, centre), axis=1)
     weight = tf.cast(has_teacher, student.dtype)
     return replica_share_of_mean(tf.reduce_sum((1.0 - cosine) * weight), tf.reduce_sum(weight))

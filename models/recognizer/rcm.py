@@ -101,7 +101,7 @@ class RcmTrainer(keras.Model):
                                                           self.teacher_means))
             class_loss = classification_loss(self.head(embedding, labels, margins), labels)
             distill = distillation_loss(embedding, target, tf.ones(tf.shape(labels), tf.bool))
-            loss = class_loss + self.distill_weight * distill
+            loss = class_loss + self.distill_weight * distill + tf.add_n(self.student.losses or [0.0])
         variables = self.student.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
         self.student_means.assign(updated_means(self.student_means, tf.stop_gradient(embedding), labels))
