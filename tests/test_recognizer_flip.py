@@ -194,10 +194,8 @@ def test_the_generated_headers_carry_the_flag_and_the_app_its_mirror_buffer(tmp_
     assert ".mirror = APP_MIRROR," in app
 
 
-def test_the_frame_time_counts_the_recognizer_s_time_per_face_from_its_report(tmp_path, monkeypatch):
-    """The attendance report's K210 estimate per frame: the detector's latency plus, per face, the recognizer
-    report's time per face (two runs with the flip policy), not the recognizer's one-run latency."""
-    from deploy.attendance.session import frame_times
+def frame_time_models(tmp_path, monkeypatch):
+    """Attendance models whose compile reports give a 5 ms detector, 4 ms per recognizer run and 8 ms per face."""
     from deploy.attendance.stages import AttendanceModels, model_files
 
     monkeypatch.setenv("PIPELINE_BUILD_ROOT", str(tmp_path / "build"))
@@ -211,5 +209,31 @@ def test_the_frame_time_counts_the_recognizer_s_time_per_face_from_its_report(tm
         (build / "model.kmodel").write_bytes(b"the kmodel is not read here")
         model_files(configs[name])[1].write_text(json.dumps(report))
     attendance = SimpleNamespace(attendance=SimpleNamespace(max_faces=5))  # all frame_times reads of it
-    models = AttendanceModels(attendance, configs["det"], configs["rec"])
-    assert frame_times(models, [])["k210_estimate_ms"] == {"1_face": 13.0, "5_faces": 45.0}
+    return AttendanceModels(attendance, configs["det"], configs["rec"])
+
+
+def test_the_frame_time_counts_the_recognizer_s_time_per_face_from_its_report(tmp_path, monkeypatch):
+    """The attendance report's K210 estimate per frame: the detector's latency plus, per face, the recognizer
+    report's time per face (two runs with the flip policy), not the recognizer's one-run latency."""
+    from deploy.attendance.session import frame_times
+
+    assert frame_times(frame_time_models(tmp_path, monkeypatch), [])["k210_estimate_ms"] == {
+        "0_faces": 5.0, "1_face": 13.0, "5_faces": 45.0}
+
+
+def test_qemu_instructions_are_grouped_by_the_faces_the_firmware_printed(tmp_path, monkeypatch):
+    """QEMU's counts per frame by number of printed faces: mean, range and frames; uncounted frames left out."""
+    from deploy.attendance.people import Photo
+    from deploy.attendance.session import FrameCheck, format_session, frame_times
+
+    def check(faces: int, instructions: int | None) -> FrameCheck:
+        return FrameCheck(Photo(Path(f"{faces}.png"), None), [{"box": [0, 0, 1, 1]}] * faces, [], instructions)
+
+    checks = [check(0, 100), check(5, 700), check(5, 900), check(1, 300), check(1, None)]
+    times = frame_times(frame_time_models(tmp_path, monkeypatch), checks)
+    assert times["qemu_instructions_by_faces"] == {"0": {"mean": 100, "min": 100, "max": 100, "frames": 1},
+                                                   "1": {"mean": 300, "min": 300, "max": 300, "frames": 1},
+                                                   "5": {"mean": 800, "min": 700, "max": 900, "frames": 2}}
+    report = {"frames": 5, "board": "qemu", "faces": 12, "faces_named": 0, "agree_with_python": 0,
+              "time_per_frame": times}
+    assert "QEMU instructions per frame with 5 face(s): 800 (mean of 2 frame(s), 700 to 900)" in format_session(report)

@@ -244,24 +244,25 @@ def contact_sheet(checks: list[FrameCheck], out: Path, *, thumb: int = 160, colu
 
 
 def frame_times(models: AttendanceModels, checks: list[FrameCheck]) -> dict[str, Any]:
-    """Time per frame with 1 and with `max_faces` faces: the K210 estimate from the two compile reports' cycle
+    """Time per frame with 0, 1 and `max_faces` faces: the K210 estimate from the two compile reports' cycle
     model (detector + the recognizer's time per face: one run, two with the flip policy; CPU work around them not
-    counted), and, where QEMU counted them, the instructions per frame by number of faces (the soft KPU on an
-    emulated CPU, not K210 time)."""
+    counted), and, where QEMU counted them, the instructions per frame by number of faces: mean, range and how many
+    frames (the soft KPU on an emulated CPU, not K210 time)."""
     reports = {role: compile_report(models.of(role)) for role in ROLES}
     latency = {"detector": float(reports["detector"]["totals"]["latency_ms"]),
                "recognizer": float(reports["recognizer"]["embedder"]["time_per_face_ms_estimate"])}
     most = models.cfg.attendance.max_faces
     times: dict[str, Any] = {
-        "k210_estimate_ms": {f"{n}_face{'s' if n > 1 else ''}":
-                             round(latency["detector"] + n * latency["recognizer"], 3) for n in sorted({1, most})},
+        "k210_estimate_ms": {f"{n}_face{'' if n == 1 else 's'}":
+                             round(latency["detector"] + n * latency["recognizer"], 3) for n in sorted({0, 1, most})},
         "k210_estimate_basis": f"cycle model of the compile reports: {calibration_note()}"}
     by_faces: dict[int, list[int]] = {}
     for check in checks:
         if check.instructions is not None:
             by_faces.setdefault(len(check.printed), []).append(check.instructions)
     if by_faces:
-        times["qemu_instructions_by_faces"] = {str(n): int(np.mean(v)) for n, v in sorted(by_faces.items())}
+        times["qemu_instructions_by_faces"] = {str(n): {"mean": int(np.mean(v)), "min": min(v), "max": max(v),
+                                                        "frames": len(v)} for n, v in sorted(by_faces.items())}
     return times
 
 
@@ -274,7 +275,7 @@ def write_session(models: AttendanceModels, checks: list[FrameCheck], board: str
     write_attendance_csv(out / "attendance.csv", attendance_rows(checks))
     contact_sheet(checks, out / "contact_sheet.png")
     frames = [{"image": str(c.photo.path), "truth": c.photo.person, "stranger": c.photo.stranger,
-               "faces": c.printed, "agrees": c.agrees} for c in checks]
+               "faces": c.printed, "agrees": c.agrees, "instructions": c.instructions} for c in checks]
     write_json(out / "session.json", {"report": report, "frames": frames})
     return report
 
@@ -296,7 +297,8 @@ def format_session(report: dict[str, Any]) -> str:
         lines.append(f"K210 time per frame with {faces.replace('_', ' ')}: {ms} ms (estimate: "
                      f"{times['k210_estimate_basis']})")
     for faces, insn in times.get("qemu_instructions_by_faces", {}).items():
-        lines.append(f"QEMU instructions per frame with {faces} face(s): {insn:,}")
+        lines.append(f"QEMU instructions per frame with {faces} face(s): {insn['mean']:,} (mean of {insn['frames']} "
+                     f"frame(s), {insn['min']:,} to {insn['max']:,})")
     return "\n".join(lines)
 
 
