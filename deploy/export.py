@@ -167,7 +167,8 @@ def qat_centre(cfg: Config) -> list[Path]:
 
 
 def qat_centre_values(cfg: Config) -> np.ndarray | None:
-    """The centre a recognizer's distillation QAT compares embeddings after (the centre stage ran first)."""
+    """The centre a recognizer's distillation QAT compares embeddings after (the centre stage ran first; with flip
+    averaging, each crop's own embedding is centred by the flip-averaged centre)."""
     from models.recognizer.centre import embedding_centre
 
     return embedding_centre(cfg) if qat_centre(cfg) else None

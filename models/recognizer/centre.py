@@ -146,4 +146,3 @@ def compute_centre(embed: Callable[[np.ndarray], np.ndarray], images: list[np.nd
     embed = policy_embed(embed, flip)
     raw = np.concatenate([embed(np.stack(images[i:i + batch])) for i in range(0, len(images), batch)])
     return mean_direction(raw)
-

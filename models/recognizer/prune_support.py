@@ -78,4 +78,3 @@ def distil_finetune(model: keras.Model, cfg: Config, epochs: int, learning_rate:
                                                        clipnorm=10.0))
     history = distiller.fit(data, epochs=epochs, verbose=2 if train.quiet else "auto", callbacks=callbacks or [])
     return [round(float(v), 5) for v in history.history["distill_loss"]]
-
