@@ -23,11 +23,16 @@ from pipeline.config import Config
 
 
 def held_back_accuracy(cfg: Config) -> Callable[[keras.Model], float]:
-    """model -> verification accuracy on the held-back identities' pairs (the crops are cut once)."""
+    """model -> verification accuracy on the held-back identities' pairs (the crops are cut once), on centred
+    embeddings when the config deploys a centre (recognizer.centre_images): each model centred by the mean direction
+    of its own held-back embeddings, so pruning keeps what the centred runtimes compare."""
+    from models.recognizer.centre import centre_images
+
     settings = RecognizerSettings.from_config(cfg)
     log = ProblemLog()
     images, pairs = held_back_set(settings.identity_split(log).val, settings, cfg.train.seed, log)
-    return lambda model: round(float(pair_verification(model, images, pairs)["accuracy_mean"]), 4)
+    centred = centre_images(cfg) > 0
+    return lambda model: round(float(pair_verification(model, images, pairs, centred)["accuracy_mean"]), 4)
 
 
 class EmbeddingDistiller(keras.Model):

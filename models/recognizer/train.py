@@ -103,11 +103,16 @@ def embed(model: keras.Model, images: np.ndarray, batch: int = 128) -> np.ndarra
     return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
 
 
-def pair_verification(model: keras.Model, images: np.ndarray, pairs: tuple[np.ndarray, np.ndarray, np.ndarray]
-                      ) -> dict[str, Any]:
-    """Verification metrics of the model on (a, b, same) pairs of the images, thresholds from 5 folds."""
+def pair_verification(model: keras.Model, images: np.ndarray, pairs: tuple[np.ndarray, np.ndarray, np.ndarray],
+                      centred: bool = False) -> dict[str, Any]:
+    """Verification metrics of the model on (a, b, same) pairs of the images, thresholds from 5 folds; `centred`:
+    the embeddings centred by their own mean direction first (no labels used), as a centred recognizer deploys."""
+    from models.recognizer.centre import mean_direction, normalised
+
     a, b, same = pairs
     emb = embed(model, images)
+    if centred:
+        emb = normalised(emb, mean_direction(emb))
     return verification_metrics(np.sum(emb[a] * emb[b], axis=1), same, np.arange(len(same)) % 5)
 
 
