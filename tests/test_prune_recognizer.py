@@ -92,3 +92,32 @@ def test_compare_is_refused_for_a_recognizer(tmp_path, faces, monkeypatch):
     with pytest.raises(PipelineError, match="model.task.*recognizer always distils"):
         compare_stage(load_config(tiny_recognizer_config(tmp_path, faces), overrides={"prune.sparsity": 0.2}))
 
+
+
+@pytest.mark.parametrize("centre_images", [0, 8])
+def test_a_centred_recognizers_pruning_metric_centres_the_held_back_embeddings(tmp_path, faces, monkeypatch,
+                                                                               centre_images):
+    from models.recognizer import prune_support
+    from models.recognizer.centre import mean_direction, normalised
+    from models.recognizer.train import embed
+    from models.recognizer.verification import verification_metrics
+    from models.yolo_head import load_detector
+
+    monkeypatch.setenv("PIPELINE_BUILD_ROOT", str(tmp_path / "build"))
+    cfg = load_config(tiny_recognizer_config(tmp_path, faces), overrides={"recognizer.centre_images": centre_images})
+    unpruned_embedder(cfg)
+    model = load_detector(cfg.build_dir / "model.keras")
+    seen = {}
+    real_set = prune_support.held_back_set
+    monkeypatch.setattr(prune_support, "held_back_set", lambda *args: seen.setdefault("set", real_set(*args)))
+    got = prune_support.held_back_accuracy(cfg)(model)
+    images, (a, b, same) = seen["set"]
+    emb = embed(model, images)
+    if centre_images:
+        emb = normalised(emb, mean_direction(emb))
+    want = verification_metrics(np.sum(emb[a] * emb[b], axis=1), same, np.arange(len(same)) % 5)["accuracy_mean"]
+    assert got == round(float(want), 4)
+    plain = embed(model, images)
+    other = verification_metrics(np.sum(plain[a] * plain[b], axis=1), same, np.arange(len(same)) % 5)
+    if centre_images:  # the test tells the two apart on this model
+        assert round(float(other["accuracy_mean"]), 4) != got
