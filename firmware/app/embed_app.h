@@ -1,7 +1,7 @@
 /* The recognizer application: per camera frame, the face box (the one given to the msh command, else the whole
  * frame) cropped with the recognizer's policy as the model input, the model run (twice with the flip policy: the
- * crop, then its mirror image), the embedding dequantized and L2-normalised and printed as one JSON line (embedding.c); the msh command `<name>_embed [N] |
- * <name>_embed x1 y1 x2 y2 [N]`, and `<name>_embed_box` for other applications (the attendance app). The generated
+ * crop, then its mirror image), the embedding dequantized and L2-normalised and printed as one JSON line
+ * (embedding.c); the msh command `<name>_embed [N] | <name>_embed x1 y1 x2 y2 [N]`, and `<name>_embed_box` for other applications (the attendance app). The generated
  * <name>_app.c holds one struct embed_app filled from its headers and exports both. */
 #ifndef EMBED_APP_H
 #define EMBED_APP_H
